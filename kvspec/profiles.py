@@ -1,0 +1,58 @@
+"""Hypothesis profiles for kvspec's state machines: ``dev``, ``ci`` and ``nightly``.
+
+Decision: kvspec registers its **own** ``ci`` profile, replacing the one Hypothesis loads by itself
+when ``CI`` is set.  Hypothesis's built-in ``ci`` profile derandomizes and disables the deadline,
+which suits unit tests; conformance runs need a fixed, known budget of examples and steps so that
+CI time is predictable and the self-test mutants are caught under exactly the budget the quality
+tests assert.  kvspec's ``ci`` keeps derandomization (a CI failure reproduces bit for bit) and adds
+that budget.
+
+* ``dev``     — quick local feedback (default outside CI).
+* ``ci``      — what ``.ci/run`` and ``kvspec check`` use when ``CI`` is set; derandomized.
+* ``nightly`` — long runs for the ``nightly`` job (``kvspec check --profile nightly``).
+
+Every profile: no deadline (the model is deliberately slow), no ``too_slow`` health check (a step
+may legitimately do a lot of work), one reported bug per run (the shrunk one).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+_COMMON = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    report_multiple_bugs=False,
+    print_blob=True,
+)
+
+PROFILES = {
+    "dev": dict(max_examples=40, stateful_step_count=40),
+    "ci": dict(max_examples=60, stateful_step_count=50, derandomize=True),
+    "nightly": dict(max_examples=1000, stateful_step_count=120),
+}
+
+for _name, _values in PROFILES.items():
+    settings.register_profile(_name, **_COMMON, **_values)
+
+#: a profile with shrinking but no generation, for replaying the example database only
+settings.register_profile("replay", **_COMMON, phases=[Phase.explicit, Phase.reuse, Phase.shrink])
+
+
+def default_profile() -> str:
+    """``KVSPEC_PROFILE`` if set, else ``ci`` when the ``CI`` variable is set, else ``dev``."""
+    explicit = os.environ.get("KVSPEC_PROFILE")
+    if explicit:
+        return explicit
+    return "ci" if os.environ.get("CI") else "dev"
+
+
+def load(name: str | None = None) -> settings:
+    """Load and return the named profile (or :func:`default_profile`)."""
+    name = name or default_profile()
+    if name not in PROFILES and name != "replay":
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    settings.load_profile(name)
+    return settings.get_profile(name)

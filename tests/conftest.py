@@ -1,0 +1,13 @@
+"""Test configuration: load kvspec's Hypothesis profile (``ci`` under CI, else ``dev``).
+
+Test groups, by cost and purpose (as Hypothesis organises its own suite):
+
+* ``tests/unit``     — fast, example-based and small property tests;
+* ``tests/golden``   — upstream scenarios from the seeds, replayed on model and impl;
+* ``tests/stateful`` — every state machine against ``impl`` (marker ``stateful``);
+* ``tests/quality``  — the machines catch every planted mutant (marker ``quality``).
+"""
+
+from kvspec import profiles
+
+profiles.load()

@@ -1,0 +1,27 @@
+"""Quality: every self-test mutant is caught by the machines it names, under the ``ci`` profile.
+
+A machine that cannot catch a planted bug proves nothing; these tests keep the machines honest.
+"""
+
+import pytest
+
+from kvspec.stateful.base import find_machines
+from kvspec.stateful.check import check_machine
+from kvspec.stateful.mutants import MUTANTS, mutant_target
+
+pytestmark = pytest.mark.quality
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_is_caught(name):
+    mutant = MUTANTS[name]
+    target = mutant_target(name)
+    specs = find_machines(list(mutant.caught_by))
+    assert specs, f"mutant {name} names no existing machine: {mutant.caught_by}"
+    results = [check_machine(spec, target, profile="ci") for spec in specs]
+    ran = [r for r in results if r.status != "skipped"]
+    assert ran, f"every machine skipped mutant {name}: {[r.reason for r in results]}"
+    caught = [r for r in ran if r.status == "failed"]
+    errors = [r for r in ran if r.status == "error"]
+    assert not errors, f"machine crashed on mutant {name}: {[e.reason for e in errors]}"
+    assert caught, f"mutant {name} ({mutant.description}) survived {[(r.machine, r.examples) for r in ran]}"
