@@ -49,6 +49,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     params: ClassVar[Mapping[str, Any]] = {}
     observers: ClassVar[Mapping[str, Sequence[str]]] = {}
     compare: ClassVar[Comparator] = staticmethod(exact_compare)
+    #: error class names allowed to leave a partial effect (see ``Differential.partial_errors``)
+    partial_errors: ClassVar[tuple[str, ...]] = ()
     stats: ClassVar[RunStats]
     model_namespace: ClassVar[Any] = kvspec.model
 
@@ -56,7 +58,11 @@ class DifferentialMachine(RuleBasedStateMachine):
         super().__init__()
         cls = type(self)
         self.run = Differential(
-            cls.model_namespace, cls.target.namespace, observers=cls.observers, compare=cls.compare
+            cls.model_namespace,
+            cls.target.namespace,
+            observers=cls.observers,
+            compare=cls.compare,
+            partial_errors=cls.partial_errors,
         )
         cls.stats.examples += 1
 

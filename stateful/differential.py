@@ -156,12 +156,16 @@ class Differential:
         observers: Mapping[str, Sequence[str]],
         compare: Comparator = exact_compare,
         check_unchanged_on_error: bool = True,
+        partial_errors: Sequence[str] = (),
     ):
         self.model_ns = model
         self.target_ns = target
         self.observers = {k: tuple(v) for k, v in observers.items()}
         self.compare = compare
         self.check_unchanged_on_error = check_unchanged_on_error
+        #: error class names that legitimately leave a partial effect (the radix index's
+        #: ``BlockNotFound``: the rest of the Removed event still applies)
+        self.partial_errors = frozenset(partial_errors)
         self.steps: list[Step] = []
         self.outcomes: list[tuple[Outcome, Outcome]] = []
         self.model_objects: dict[str, Any] = {}
@@ -245,7 +249,7 @@ class Differential:
         diffs = []
         before = self._last_observed[step.subject]
         for side, outcome, previous in (("model", expected, before[0]), ("target", actual, before[1])):
-            if outcome.error is None:
+            if outcome.error is None or outcome.error in self.partial_errors:
                 continue
             for name, now in outcome.observed.items():
                 if name.startswith("drain"):
@@ -269,12 +273,12 @@ class Differential:
 
 
 def replay(steps: Sequence[Step], model: Any, target: Any, *, observers: Mapping[str, Sequence[str]],
-           compare: Comparator = exact_compare) -> Divergence | None:
+           compare: Comparator = exact_compare, partial_errors: Sequence[str] = ()) -> Divergence | None:
     """Re-run ``steps`` on fresh objects; return the first divergence, or ``None`` if they agree.
 
     Errors both sides agree on are part of the expected behaviour and do not stop the replay.
     """
-    run = Differential(model, target, observers=observers, compare=compare)
+    run = Differential(model, target, observers=observers, compare=compare, partial_errors=partial_errors)
     for step in steps:
         try:
             run.apply(step)
