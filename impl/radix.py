@@ -1,0 +1,287 @@
+"""Optimized device-tier prefix index: one shared edge table, per-worker coverage.
+
+Same contract as the reference model (``kvspec.model.radix``): per worker ``w = (worker_id,
+dp_rank)`` a map ``E -> (parent E, L)``; a query scores the longest root-anchored chain of held
+blocks spelling the query's prefix; removal never cascades.
+
+Structure (:class:`BlockTable`), shared by all workers of one tier::
+
+    edges[(parent E | None, L)] -> {E: holders}     # every held block, grouped by where it hangs
+    held[w]                    -> {E: (parent, L)}  # what each worker holds (parent lookups, removal)
+    ranks[worker_id]           -> {dp_rank}         # which ranks a worker id has (remove_worker)
+
+Invariants (``_check``): ``w in edges[(p, l)][e]`` iff ``held[w][e] == (p, l)``; no empty holder
+set, child map, block map or rank set is kept; ``ranks`` lists exactly the ranks in ``held``.
+Workers with identical (E-consistent) histories share every edge, so the table grows with the
+number of distinct blocks, not with workers times blocks.
+
+Complexity: storing or removing ``k`` blocks is ``O(k)``; ``remove_worker`` is ``O(blocks of that
+worker)``.  A query walks a layered frontier ``E -> workers still matching there``: moving one
+step intersects each frontier set with the holders of the matching child edges, and Python's set
+intersection iterates the smaller side, so one step costs ``O(workers still matching)`` (times the
+number of distinct external hashes filed under one ``(parent, L)``, which is 1 whenever E is a
+function of the L-path).  The whole query is ``O(sum of the scores)``: bounded by the answer's size
+and independent of workers that do not match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
+from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
+from kvspec.scores import Continuation, OverlapScores
+
+Worker = tuple[int, int]
+_EVERY_WORKER = None  # frontier marker at the root when every worker may start there
+
+
+def check_acyclic_batch(stored: Stored) -> None:
+    """A parent among its own blocks, or a repeated block hash, would make a cycle."""
+    names = [b.block_hash for b in stored.blocks]
+    if stored.parent_hash is not None and stored.parent_hash in names:
+        raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
+    if len(set(names)) != len(names):
+        raise InvalidBlockSequence("a stored block list names the same block hash twice")
+
+
+class BlockTable:
+    """Shared edge table of one tier (see module docs for structure, invariants, complexity)."""
+
+    __slots__ = ("edges", "held", "ranks")
+
+    def __init__(self) -> None:
+        self.edges: dict[tuple[int | None, int], dict[int, set[Worker]]] = {}
+        self.held: dict[Worker, dict[int, tuple[int | None, int]]] = {}
+        self.ranks: dict[int, set[int]] = {}
+
+    # -- mutation, O(1) per block ----------------------------------------------------------
+
+    def attach(self, worker: Worker, e: int, parent: int | None, local: int) -> None:
+        blocks = self.held.get(worker)
+        if blocks is None:
+            blocks = self.held[worker] = {}
+            self.ranks.setdefault(worker[0], set()).add(worker[1])
+        old = blocks.get(e)
+        if old == (parent, local):
+            return
+        if old is not None:
+            self._unlink(worker, e, old)
+        blocks[e] = (parent, local)
+        self.edges.setdefault((parent, local), {}).setdefault(e, set()).add(worker)
+
+    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock]) -> None:
+        for block in blocks:
+            self.attach(worker, block.block_hash, parent, block.tokens_hash)
+            parent = block.block_hash
+
+    def detach(self, worker: Worker, e: int) -> bool:
+        """Drop one block of ``worker``; ``False`` if it did not hold it."""
+        blocks = self.held.get(worker)
+        if blocks is None or e not in blocks:
+            return False
+        self._unlink(worker, e, blocks.pop(e))
+        if not blocks:
+            self._forget(worker)
+        return True
+
+    def drop_worker(self, worker: Worker) -> None:
+        blocks = self.held.get(worker)
+        if blocks is None:
+            return
+        for e, key in blocks.items():
+            self._unlink(worker, e, key)
+        self._forget(worker)
+
+    def drop_worker_id(self, worker_id: int) -> None:
+        for rank in list(self.ranks.get(worker_id, ())):
+            self.drop_worker((worker_id, rank))
+
+    def _unlink(self, worker: Worker, e: int, key: tuple[int | None, int]) -> None:
+        children = self.edges[key]
+        holders = children[e]
+        holders.discard(worker)
+        if not holders:
+            del children[e]
+            if not children:
+                del self.edges[key]
+
+    def _forget(self, worker: Worker) -> None:
+        del self.held[worker]
+        rank_set = self.ranks[worker[0]]
+        rank_set.discard(worker[1])
+        if not rank_set:
+            del self.ranks[worker[0]]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def holds_root(self, worker: Worker, local: int) -> bool:
+        """Does ``worker`` hold a block at the root with local hash ``local``?  O(blocks there)."""
+        children = self.edges.get((None, local), {})
+        return any(worker in holders for holders in children.values())
+
+    def root_holders(self, local: int) -> set[Worker]:
+        """Workers holding a root block with local hash ``local``."""
+        out: set[Worker] = set()
+        for holders in self.edges.get((None, local), {}).values():
+            out |= holders
+        return out
+
+    def walk(self, query: Sequence[int], seeds: Mapping[Worker, Continuation] | None,
+             early_exit: bool = False) -> dict[Worker, Continuation]:
+        """Extend every seed along ``query``; ``seeds=None`` starts every worker at the root.
+
+        Returns each worker's reached continuation (seeds included, extended or not; with
+        ``seeds=None`` only workers that matched at least one block).  ``early_exit`` stops at the
+        first depth where exactly one worker is still matching (root walks only).
+        """
+        reached: dict[Worker, Continuation] = dict(seeds) if seeds else {}
+        # layers[p]: E (or None = root) -> workers whose chain reaches position p at E
+        layers: dict[int, dict[int | None, set[Worker] | None]] = {}
+        if seeds is None:
+            layers[0] = {None: _EVERY_WORKER}
+        else:
+            for worker, start in seeds.items():
+                layer = layers.setdefault(start.position, {})
+                for anchor in (start.anchors if start.position > 0 else (None,)):
+                    layer.setdefault(anchor, set()).add(worker)
+        position = min(layers, default=len(query))
+        while position < len(query) and layers:
+            layer = layers.pop(position, None)
+            if layer:
+                nxt = layers.setdefault(position + 1, {})
+                local = query[position]
+                for anchor, workers in layer.items():
+                    for e, holders in self.edges.get((anchor, local), {}).items():
+                        moved = set(holders) if workers is _EVERY_WORKER else workers & holders
+                        if moved:
+                            nxt.setdefault(e, set()).update(moved)
+                arrived: dict[Worker, list[int]] = {}
+                for e, workers in nxt.items():
+                    for worker in workers:
+                        arrived.setdefault(worker, []).append(e)
+                for worker, ends in arrived.items():
+                    reached[worker] = Continuation(position + 1, ends)
+                if not nxt:
+                    del layers[position + 1]
+                if early_exit and len(arrived) == 1:
+                    break
+            position += 1
+        return reached
+
+    # -- dumps and checks ------------------------------------------------------------------
+
+    def dump(self, tier: StorageTier, only_anchored: bool, first_id: int) -> list[RouterEvent]:
+        """Stored events, per worker: anchored chains root to leaf (unbranched runs merged into one
+        event), then (unless ``only_anchored``) every other block as its own event."""
+        events: list[RouterEvent] = []
+
+        def emit(worker: Worker, parent: int | None, run: list[int], blocks) -> None:
+            stored = Stored(parent, [StoredBlock(e, blocks[e][1]) for e in run])
+            event = KvCacheEvent(first_id + len(events), stored, worker[1])
+            events.append(RouterEvent(worker[0], event, tier))
+
+        for worker in sorted(self.held):
+            blocks = self.held[worker]
+            children: dict[int | None, list[int]] = {}
+            for e, (parent, _) in blocks.items():
+                children.setdefault(parent, []).append(e)
+            seen: set[int] = set()
+            stack: list[tuple[int | None, int]] = [(None, e) for e in sorted(children.get(None, []), reverse=True)]
+            while stack:
+                parent, first = stack.pop()
+                run = [first]
+                seen.add(first)
+                while True:
+                    below = [c for c in children.get(run[-1], []) if c not in seen]
+                    if len(below) != 1:
+                        break
+                    run.append(below[0])
+                    seen.add(below[0])
+                emit(worker, parent, run, blocks)
+                stack += [(run[-1], c) for c in sorted(below, reverse=True)]
+            if not only_anchored:
+                for e in sorted(e for e in blocks if e not in seen):
+                    emit(worker, blocks[e][0], [e], blocks)
+        return events
+
+    def _check(self) -> None:
+        count = 0
+        for worker, blocks in self.held.items():
+            assert blocks, f"empty block map kept for {worker}"
+            assert worker[1] in self.ranks.get(worker[0], ()), f"{worker} missing from ranks"
+            for e, key in blocks.items():
+                assert worker in self.edges[key][e], f"{worker} holds {e} but is not on edge {key}"
+            count += len(blocks)
+        listed = 0
+        for key, children in self.edges.items():
+            assert children, f"empty child map kept for {key}"
+            for e, holders in children.items():
+                assert holders, f"empty holder set kept for {key} -> {e}"
+                for worker in holders:
+                    assert self.held[worker][e] == key, f"edge {key} -> {e} lists {worker} wrongly"
+                listed += len(holders)
+        assert listed == count, "edge table and block maps disagree in size"
+        for worker_id, rank_set in self.ranks.items():
+            assert rank_set, f"empty rank set kept for {worker_id}"
+            for rank in rank_set:
+                assert (worker_id, rank) in self.held
+
+
+class RadixIndex:
+    """Device-tier prefix index over a shared :class:`BlockTable` (contract: ``kvspec.model.radix``)."""
+
+    def __init__(self) -> None:
+        self._table = BlockTable()
+
+    def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
+        worker = (worker_id, event.dp_rank)
+        data = event.data
+        if isinstance(data, Stored):
+            check_acyclic_batch(data)
+            parent = data.parent_hash
+            if parent is not None and parent not in self._table.held.get(worker, ()):
+                raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+            self._table.store_chain(worker, parent, data.blocks)
+        elif isinstance(data, Removed):
+            self._remove(worker, data.block_hashes)
+        elif isinstance(data, Cleared):
+            self._table.drop_worker(worker)
+        else:  # pragma: no cover
+            raise TypeError(f"unknown event data {data!r}")
+
+    def _remove(self, worker: Worker, hashes: Iterable[int]) -> None:
+        """Detach each named block (no cascade); names not held raise BlockNotFound afterwards."""
+        removed: set[int] = set()
+        missing: set[int] = set()
+        for h in hashes:
+            if h in removed:
+                continue  # an event names a set: a repeat is not an error
+            if self._table.detach(worker, h):
+                removed.add(h)
+            else:
+                missing.add(h)
+        if missing:
+            raise BlockNotFound(f"worker {worker} does not hold blocks {sorted(missing)}")
+
+    def remove_worker(self, worker_id: int) -> None:
+        self._table.drop_worker_id(worker_id)
+
+    def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
+        self._table.drop_worker((worker_id, dp_rank))
+
+    def clear_all_blocks(self, worker_id: int) -> None:
+        self._table.drop_worker_id(worker_id)
+
+    def match_details(self, local_hashes: Sequence[int]) -> dict[Worker, Continuation]:
+        return self._table.walk(local_hashes, None)
+
+    def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
+        reached = self._table.walk(local_hashes, None, early_exit)
+        return OverlapScores({w: c.position for w, c in reached.items()}, ())
+
+    def dump_events(self) -> list[RouterEvent]:
+        return self._table.dump(StorageTier.DEVICE, True, 0)
+
+    def _check(self) -> None:
+        self._table._check()
