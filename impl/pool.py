@@ -1,0 +1,259 @@
+"""Optimized block pool: same interface and observable behaviour as :mod:`kvspec.model.pool`.
+
+Structures (N = total blocks):
+
+* ``_free``: deque of free ids (FIFO; pop front, push back).
+* ``_state``: bytearray, one state code per slot; ``_plh``/``_refs``/``_pins``: per-slot lists
+  (identity, caller references, number of duplicates pinning this primary).
+* ``_pinned``: duplicate id -> the primary it pins.
+* ``_primary``: Plh -> id of its primary, active *or* inactive (the "live" identities).
+* ``_key_owner``: lineage key ``(position, current)`` -> the live Plh holding it (impostor check).
+* ``_active``: set of ids in PRIMARY or DUPLICATE state (for ``refcounts``).
+* ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
+
+Complexity: ``allocate(n)`` O(n) plus the backend's evict cost; ``register`` O(1) + backend
+remove; ``match_blocks(k)`` O(k) + resurrections; ``release`` O(1) + backend insert.  Observers:
+``refcounts`` O(a log a), ``eviction_order`` as the backend's ``order()``.
+
+Invariants (``_check``): every slot is in exactly one place — free deque (FREE), caller
+(MUTABLE), ``_active`` (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_primary`` and
+``_key_owner`` index exactly the PRIMARY/INACTIVE slots; a primary's ``_pins`` equals the number of
+duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has ``refs > 0``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from kvspec import frequency as frequency_mod
+from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
+from kvspec.hashing import Plh
+from kvspec.impl.eviction import make_backend
+
+FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
+EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+DUPLICATIONS = ("allow", "reject")
+
+
+def _bad_int(value: Any) -> bool:
+    return type(value) is not int and (not isinstance(value, int) or isinstance(value, bool))
+
+
+class BlockPool:
+    """See :class:`kvspec.model.pool.BlockPool` for the rules; this class only makes them fast."""
+
+    def __init__(self, total_blocks: int, *, eviction: str = "lineage", duplication: str = "allow",
+                 frequency: Any = None):
+        if _bad_int(total_blocks) or total_blocks < 1:
+            raise InvalidArgument(f"total_blocks must be a positive integer, got {total_blocks!r}")
+        if duplication not in DUPLICATIONS:
+            raise InvalidArgument(f"unknown duplication policy {duplication!r}; use allow or reject")
+        if eviction not in EVICTIONS:
+            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
+        self._frequency = frequency_mod.make(frequency)
+        self._eviction = eviction
+        self._backend = self._make_backend(eviction)
+        self._reject = duplication == "reject"
+        self._total = total_blocks
+        self._free: deque[int] = deque(range(total_blocks))
+        self._state = bytearray(total_blocks)  # all FREE
+        self._plh: list[Plh | None] = [None] * total_blocks
+        self._refs = [0] * total_blocks
+        self._pins = [0] * total_blocks
+        self._pinned: dict[int, int] = {}
+        self._primary: dict[Plh, int] = {}
+        self._key_owner: dict[tuple[int, int], Plh] = {}
+        self._active: set[int] = set()
+
+    def _make_backend(self, eviction: str) -> Any:
+        return make_backend(eviction, self._frequency)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _acquire(self, plh: Plh) -> int | None:
+        block_id = self._primary.get(plh)
+        if block_id is not None and self._state[block_id] == INACTIVE:
+            self._backend.remove(plh)
+            self._state[block_id] = PRIMARY
+            self._active.add(block_id)
+        return block_id
+
+    def _deactivate_if_unheld(self, primary: int) -> None:
+        if self._refs[primary] == 0 and self._pins[primary] == 0:
+            self._state[primary] = INACTIVE
+            self._active.discard(primary)
+            self._backend.insert(self._plh[primary], primary)
+
+    def _valid_id(self, block_id: Any) -> bool:
+        if _bad_int(block_id):
+            raise InvalidArgument(f"block id must be an integer, got {block_id!r}")
+        return 0 <= block_id < self._total
+
+    # -- allocation -------------------------------------------------------------------------------
+
+    def allocate(self, n: int) -> list[int] | None:
+        result = self.allocate_with_evictions(n)
+        return None if result is None else result[0]
+
+    def allocate_with_evictions(self, n: int) -> tuple[list[int], list[Plh]] | None:
+        if _bad_int(n) or n < 0:
+            raise InvalidArgument(f"allocate needs a non-negative integer, got {n!r}")
+        free, backend, state = self._free, self._backend, self._state
+        if len(free) + len(backend) < n:
+            return None
+        take = min(n, len(free))
+        ids = [free.popleft() for _ in range(take)]
+        for block_id in ids:
+            state[block_id] = MUTABLE
+        evicted: list[Plh] = []
+        for _ in range(n - take):
+            plh, block_id = backend.evict()
+            del self._primary[plh]
+            del self._key_owner[plh.key]
+            state[block_id] = MUTABLE
+            self._plh[block_id] = None
+            ids.append(block_id)
+            evicted.append(plh)
+        return ids, evicted
+
+    def release_mutable(self, block_id: int) -> None:
+        if not self._valid_id(block_id) or self._state[block_id] != MUTABLE:
+            raise BlockStateError(f"block {block_id} is not an allocated mutable block")
+        self._state[block_id] = FREE
+        self._free.append(block_id)
+
+    # -- registration -----------------------------------------------------------------------------
+
+    def register(self, block_id: int, plh: Plh) -> int:
+        valid = self._valid_id(block_id)
+        if not isinstance(plh, Plh):
+            raise InvalidArgument(f"register needs a Plh, got {plh!r}")
+        if not valid or self._state[block_id] != MUTABLE:
+            raise BlockStateError(f"block {block_id} is not an allocated mutable block")
+        owner = self._key_owner.get(plh.key)
+        if owner is not None and owner != plh:
+            raise DuplicateLineage(f"{plh} has the lineage key of live identity {owner}")
+        if owner is None:
+            if self._frequency is not None:
+                self._frequency.touch(plh)  # a new registration handle
+            self._state[block_id] = PRIMARY
+            self._plh[block_id] = plh
+            self._refs[block_id] = 1
+            self._primary[plh] = block_id
+            self._key_owner[plh.key] = plh
+            self._active.add(block_id)
+            return block_id
+        existing = self._acquire(plh)
+        if not self._reject:
+            self._state[block_id] = DUPLICATE
+            self._plh[block_id] = plh
+            self._refs[block_id] = 1
+            self._pinned[block_id] = existing
+            self._pins[existing] += 1
+            self._active.add(block_id)
+            return block_id
+        self._state[block_id] = FREE
+        self._free.append(block_id)
+        self._refs[existing] += 1
+        return existing
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def _plh_list(self, plhs: Any) -> list[Plh]:
+        if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, Plh) for p in plhs):
+            raise InvalidArgument(f"expected a list of Plh, got {plhs!r}")
+        return plhs
+
+    def match_blocks(self, plhs: list[Plh]) -> list[int]:
+        plhs = self._plh_list(plhs)
+        out: list[int] = []
+        refs = self._refs
+        for plh in plhs:
+            block_id = self._acquire(plh)
+            if block_id is None:
+                break
+            refs[block_id] += 1
+            out.append(block_id)
+        if self._frequency is not None:
+            touch = self._frequency.touch
+            for plh in plhs[: len(out)]:
+                touch(plh)
+        return out
+
+    def check_presence(self, plhs: list[Plh]) -> list[bool]:
+        # a duplicate always pins a live primary, so "some slot holds plh" == "plh has a primary"
+        primary = self._primary
+        return [plh in primary for plh in self._plh_list(plhs)]
+
+    # -- release ----------------------------------------------------------------------------------
+
+    def release(self, block_id: int) -> None:
+        if not self._valid_id(block_id) or block_id not in self._active or self._refs[block_id] == 0:
+            raise BlockNotHeld(f"block {block_id} holds no reference to release")
+        refs = self._refs
+        refs[block_id] -= 1
+        if refs[block_id]:
+            return
+        if self._state[block_id] == PRIMARY:
+            self._deactivate_if_unheld(block_id)
+            return
+        primary = self._pinned.pop(block_id)
+        self._state[block_id] = FREE
+        self._plh[block_id] = None
+        self._active.discard(block_id)
+        self._free.append(block_id)
+        self._pins[primary] -= 1
+        self._deactivate_if_unheld(primary)
+
+    # -- observers --------------------------------------------------------------------------------
+
+    def total_blocks(self) -> int:
+        return self._total
+
+    def available_blocks(self) -> int:
+        return len(self._free) + len(self._backend)
+
+    def inactive_len(self) -> int:
+        return len(self._backend)
+
+    def refcounts(self) -> dict[int, int]:
+        return {i: self._refs[i] for i in sorted(self._active)}
+
+    def eviction_order(self) -> list[Plh]:
+        return self._backend.order()
+
+    def free_blocks(self) -> list[int]:
+        return list(self._free)
+
+    # -- invariants -------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        self._backend._check()
+        counts = [0] * 5
+        for code in self._state:
+            counts[code] += 1
+        assert counts[FREE] == len(self._free) == len(set(self._free))
+        assert all(self._state[i] == FREE for i in self._free)
+        assert counts[INACTIVE] == len(self._backend)
+        assert counts[PRIMARY] + counts[DUPLICATE] == len(self._active)
+        assert all(self._state[i] in (PRIMARY, DUPLICATE) for i in self._active)
+        assert counts[PRIMARY] + counts[INACTIVE] == len(self._primary) == len(self._key_owner)
+        for plh, block_id in self._primary.items():
+            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id] == plh
+            assert self._key_owner[plh.key] == plh
+        pins = [0] * self._total
+        for dup, primary in self._pinned.items():
+            assert self._state[dup] == DUPLICATE and self._state[primary] == PRIMARY
+            assert self._plh[dup] == self._plh[primary]
+            pins[primary] += 1
+        assert pins == self._pins, "pin counts disagree with the duplicates"
+        for block_id in self._active:
+            if self._state[block_id] == PRIMARY:
+                assert self._refs[block_id] + self._pins[block_id] > 0, f"unheld active primary {block_id}"
+            else:
+                assert self._refs[block_id] > 0, f"unheld duplicate {block_id}"
+        assert len(self._pinned) == counts[DUPLICATE]
+
+
+__all__ = ["BlockPool"]
