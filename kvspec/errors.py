@@ -84,4 +84,16 @@ class TargetError(KvSpecError):
     """A ``--target`` could not be resolved or imported."""
 
 
+# --- mocker replay (kvspec.replay, model/native_pool.py) -------------------------------------
+
+
+class PoolExhausted(KvSpecError):
+    """The native block pool cannot supply the requested blocks; nothing was changed."""
+
+
+class ReplayStalled(KvSpecError):
+    """A sequential replay cannot make progress: the request fits at admission but its decode
+    needs more blocks than the whole pool (the 1.6.1 mocker aborts the replay here)."""
+
+
 __all__ = [name for name, obj in dict(globals()).items() if isinstance(obj, type) and issubclass(obj, KvSpecError)]
