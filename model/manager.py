@@ -1,0 +1,308 @@
+"""Reference model of the mocker's G1 KV manager (``kvbm_backend.rs``; ``shared/spec/mocker.md`` §4, §6).
+
+The manager translates the mocker's block protocol (:mod:`kvspec.protocol`) into a
+:class:`~kvspec.model.pool.BlockPool` of ``capacity`` slots and tells the router what it holds
+through KV events.
+
+State
+  * ``partials``: partial block uuid -> the pool slot it fills (a mutable, unregistered slot);
+  * ``fulls``: sequence hash -> ``[pool block id, references]`` — the requests' references on a
+    full block (upstream keeps one ``ImmutableBlock`` clone per reference; kvspec keeps one pool
+    reference per entry and counts the rest here, which is observably the same);
+  * ``registry``: Plh -> sequence hash of every block registered in the pool and not evicted
+    (upstream's ``registered_blocks``): exactly the blocks the router has been told about;
+  * ``events``: published, not yet drained; ``next_event_id`` counts from 0.
+
+Rules
+  * **Use(blocks, local_hashes, plhs, token_ids, parent)** — per block, in order:
+      - full block already in ``fulls`` -> one more reference (*active hit*);
+      - else its Plh matches a live pool block -> pin it (*inactive hit*, no event);
+      - else take one slot (free first, else evict one inactive block), register it under its
+        Plh (*new store*);
+      - partial block already held -> nothing; else take one slot for it;
+      - no slot at all -> stop: the Use returns how many blocks it processed (``n``); blocks
+        ``0..n-1`` stay pinned and are announced (upstream's partial failure).
+    Then the events: one ``Stored`` per contiguous run of newly stored full blocks, anchored to the
+    full block just before the run in the Use (or ``parent`` for a leading run); then one
+    ``Removed`` naming the evicted blocks in eviction order.
+  * **Deref(blocks)** — drop one reference per listed block; a partial's slot goes back to the free
+    list; a full block with no reference left goes to the pool's inactive (evictable) set.  No event.
+  * **Promote(uuid, seq_hash, parent_hash, local_hash, plh)** — the partial's slot becomes the full
+    block: +1 reference if the block is already held, else reuse a live block with that Plh (the
+    slot is freed), else register the slot and publish ``Stored(parent_hash, [block])``.
+
+kvspec decisions (``shared/spec/README.md``)
+  * **Parent anchoring** (decision 6): upstream merges all new blocks of a Use into one Stored
+    anchored to the last *reused* block; when a reused block follows a new one
+    (``[A hit, B new, C hit, D new]``) that files B under C.  kvspec anchors each run of new
+    blocks to its real predecessor.  Both agree when the new blocks are a suffix.
+  * **Net events of one Use**: a block the Use evicts and then stores again itself (it was
+    inactive, lost its slot to an earlier block of the same Use, and was re-registered) is
+    neither in ``Stored`` nor in ``Removed``: the router keeps holding it.  Upstream publishes it
+    in both, Stored first, so the router drops a block the worker holds, and its shadow registry
+    loses the block (its later eviction is never announced).
+  * **Errors** (decision 4): mismatched lengths (:class:`LengthMismatch`), a partial ``parent``
+    (:class:`InvalidParent`), a Plh that shares its lineage key ``(position, current)`` with a
+    different live identity or another Plh of the same Use (:class:`DuplicateLineage`; upstream's
+    lineage graph would panic on it later), a Deref of a block not held or named more times than
+    held (:class:`BlockNotHeld`), a Promote of an unknown partial (:class:`UnknownPartialBlock`).
+    Everything is validated first; a rejected operation changes nothing and publishes nothing.
+  * Kept from upstream: a Use naming a held full block is an active hit whatever its Plh; a Plh
+    hit under another sequence hash pins that block under the new hash.
+"""
+
+from __future__ import annotations
+
+from kvspec.errors import (
+    BlockNotHeld,
+    DuplicateLineage,
+    InvalidArgument,
+    InvalidParent,
+    LengthMismatch,
+    UnknownPartialBlock,
+)
+from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
+from kvspec.hashing import Plh
+from kvspec.model.pool import BlockPool
+from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
+from kvspec.sequence import ActiveSequence, PrefillCost, SequenceSnapshot, as_snapshot
+
+EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+
+
+def _positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+
+
+class KvManager:
+    """The G1 mocker KV manager.  ``process(op) -> int``; see the module docstring for the rules."""
+
+    def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
+                 frequency=None):
+        _positive_int("capacity", capacity)
+        _positive_int("block_size", block_size)
+        if not isinstance(dp_rank, int) or isinstance(dp_rank, bool) or not 0 <= dp_rank < 2**32:
+            raise InvalidArgument(f"dp_rank must be a u32, got {dp_rank!r}")
+        if eviction not in EVICTIONS:
+            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
+        if frequency is None and eviction == "multi_lru":
+            frequency = "exact"  # MultiLRU tiers by access frequency (upstream: a TinyLFU tracker)
+        self.capacity = capacity
+        self.block_size = block_size
+        self.dp_rank = dp_rank
+        self.pool = BlockPool(capacity, eviction=eviction, frequency=frequency)
+        self.partials: dict[int, int] = {}
+        self.fulls: dict[int, list[int]] = {}
+        self.registry: dict[Plh, int] = {}
+        self.events: list[KvCacheEvent] = []
+        self.next_event_id = 0
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _publish(self, data) -> None:
+        self.events.append(KvCacheEvent(self.next_event_id, data, self.dp_rank))
+        self.next_event_id += 1
+
+    # -- validation (before anything changes) ----------------------------------------------------
+
+    def _check_lineage(self, plhs) -> None:
+        """At most one live identity per lineage key, counting the operation's own Plhs."""
+        seen = {plh.key: plh for plh in self.registry}
+        for plh in plhs:
+            other = seen.setdefault(plh.key, plh)
+            if other != plh:
+                raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
+
+    def _validate_use(self, op: Use) -> None:
+        fulls = len(op.full_blocks)
+        if len(op.plhs) != fulls:
+            raise LengthMismatch(f"Use: {len(op.plhs)} plhs for {fulls} full blocks")
+        if op.local_hashes and len(op.local_hashes) != fulls:
+            raise LengthMismatch(f"Use: {len(op.local_hashes)} local hashes for {fulls} full blocks")
+        if op.token_ids is not None and len(op.token_ids) != fulls:
+            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {fulls} full blocks")
+        if isinstance(op.parent, PartialBlock):
+            raise InvalidParent("Use.parent must be a full block")
+        self._check_lineage(op.plhs)
+
+    def _validate_deref(self, op: Deref) -> None:
+        wanted: dict = {}
+        for block in op.blocks:
+            wanted[block] = wanted.get(block, 0) + 1
+        for block, count in wanted.items():
+            if isinstance(block, PartialBlock):
+                held = 1 if block.uuid in self.partials else 0
+            else:
+                held = self.fulls[block.hash][1] if block.hash in self.fulls else 0
+            if count > held:
+                raise BlockNotHeld(f"Deref: {block!r} named {count} times, held {held} times")
+
+    # -- slots -----------------------------------------------------------------------------------
+
+    def _take_slot(self, evicted: list[tuple[Plh, int]]) -> int | None:
+        """One slot: free first, else evict one inactive block (recorded in ``evicted``)."""
+        got = self.pool.allocate_with_evictions(1)
+        if got is None:
+            return None
+        (slot,), victims = got
+        for plh in victims:
+            evicted.append((plh, self.registry.pop(plh)))
+        return slot
+
+    # -- protocol ----------------------------------------------------------------------------------
+
+    def process(self, op) -> int:
+        if isinstance(op, Use):
+            return self._use(op)
+        if isinstance(op, Deref):
+            return self._deref(op)
+        if isinstance(op, Promote):
+            return self._promote(op)
+        raise InvalidArgument(f"KvManager does not process {type(op).__name__}")
+
+    def _use(self, op: Use) -> int:
+        self._validate_use(op)
+        registered_before = set(self.registry.items())
+        evicted: list[tuple[Plh, int]] = []
+        new_store: set[int] = set()  # indices (in op.blocks) of newly registered full blocks
+        processed = 0
+        fulls_seen = 0
+        for index, block in enumerate(op.blocks):
+            if isinstance(block, FullBlock):
+                plh = op.plhs[fulls_seen]
+                fulls_seen += 1
+                if block.hash in self.fulls:
+                    self.fulls[block.hash][1] += 1
+                else:
+                    hit = self.pool.match_blocks([plh])
+                    if hit:
+                        self.fulls[block.hash] = [hit[0], 1]
+                    else:
+                        slot = self._take_slot(evicted)
+                        if slot is None:
+                            break
+                        self.fulls[block.hash] = [self.pool.register(slot, plh), 1]
+                        self.registry[plh] = block.hash
+                        if (plh, block.hash) not in registered_before:
+                            new_store.add(index)
+            elif block.uuid not in self.partials:
+                slot = self._take_slot(evicted)
+                if slot is None:
+                    break
+                self.partials[block.uuid] = slot
+            processed += 1
+        self._publish_stored_runs(op, processed, new_store)
+        removed = [h for plh, h in evicted if self.registry.get(plh) != h]
+        if removed:
+            self._publish(Removed(removed))
+        return processed
+
+    def _publish_stored_runs(self, op: Use, processed: int, new_store: set[int]) -> None:
+        """One Stored per run of consecutive new full blocks, under the full block before the run."""
+        anchor = op.parent.hash if op.parent is not None else None
+        local_of = {}
+        fulls_seen = 0
+        for index, block in enumerate(op.blocks):
+            if isinstance(block, FullBlock):
+                local_of[index] = op.local_hashes[fulls_seen] if op.local_hashes else 0
+                fulls_seen += 1
+        run: list[StoredBlock] = []
+        run_anchor = anchor
+        for index, block in enumerate(op.blocks[:processed]):
+            if not isinstance(block, FullBlock):
+                continue
+            if index in new_store:
+                if not run:
+                    run_anchor = anchor
+                run.append(StoredBlock(block.hash, local_of[index]))
+            else:
+                if run:
+                    self._publish(Stored(run_anchor, run))
+                    run = []
+            anchor = block.hash
+        if run:
+            self._publish(Stored(run_anchor, run))
+
+    def _deref(self, op: Deref) -> int:
+        self._validate_deref(op)
+        for block in op.blocks:
+            if isinstance(block, PartialBlock):
+                self.pool.release_mutable(self.partials.pop(block.uuid))
+                continue
+            entry = self.fulls[block.hash]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.fulls[block.hash]
+                self.pool.release(entry[0])
+        return len(op.blocks)
+
+    def _promote(self, op: Promote) -> int:
+        if op.uuid not in self.partials:
+            raise UnknownPartialBlock(f"Promote: partial block {op.uuid} is not held")
+        self._check_lineage([op.plh])
+        slot = self.partials.pop(op.uuid)
+        if op.seq_hash in self.fulls:
+            self.pool.release_mutable(slot)
+            self.fulls[op.seq_hash][1] += 1
+            return 1
+        hit = self.pool.match_blocks([op.plh])
+        if hit:
+            self.pool.release_mutable(slot)
+            self.fulls[op.seq_hash] = [hit[0], 1]
+            return 1
+        self.fulls[op.seq_hash] = [self.pool.register(slot, op.plh), 1]
+        self.registry[op.plh] = op.seq_hash
+        local = op.local_hash if op.local_hash is not None else 0
+        self._publish(Stored(op.parent_hash, [StoredBlock(op.seq_hash, local)]))
+        return 1
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def prefill_cost(self, sequence: ActiveSequence | SequenceSnapshot) -> PrefillCost:
+        """§4.5: the longest prefix of full blocks that is held (active) or registered (inactive).
+
+        Only with prefix caching on (random identities never match).  A trailing partial counts as
+        a new block.  Token counts are capped at the prompt length.
+        """
+        snap = as_snapshot(sequence)
+        overlap = active = 0
+        if snap.enable_prefix_caching:
+            for index, block in enumerate(snap.unique_blocks):
+                if isinstance(block, PartialBlock):
+                    break
+                if block.hash in self.fulls:
+                    overlap += 1
+                    active += 1
+                elif index < len(snap.plhs) and snap.plhs[index] in self.registry:
+                    overlap += 1
+                else:
+                    break
+        cached = min(overlap * self.block_size, snap.num_input_tokens)
+        active_cached = min(active * self.block_size, snap.num_input_tokens)
+        return PrefillCost(len(snap.unique_blocks) - overlap, snap.num_input_tokens - cached, cached, active_cached)
+
+    # -- observers ---------------------------------------------------------------------------------
+
+    def drain_events(self) -> list[KvCacheEvent]:
+        out, self.events = self.events, []
+        return out
+
+    def num_active_blocks(self) -> int:
+        """Distinct slots pinned by requests (``total - available`` in the pool)."""
+        return self.pool.total_blocks() - self.pool.available_blocks()
+
+    def num_active_block_refs(self) -> int:
+        """References held by requests: one per partial, ``refs`` per full block."""
+        return len(self.partials) + sum(refs for _, refs in self.fulls.values())
+
+    def num_inactive_blocks(self) -> int:
+        return self.pool.inactive_len()
+
+    def active_refcounts(self) -> dict[int, int]:
+        """Sequence hash -> references, for every full block held by requests."""
+        return {h: refs for h, (_, refs) in self.fulls.items()}
+
+    def eviction_order(self) -> list[int]:
+        """Sequence hashes of the inactive blocks, next victim first."""
+        return [self.registry[plh] for plh in self.pool.eviction_order()]
