@@ -21,6 +21,7 @@ EXPORTS = {
     "TieredIndex": "tiered",
     "DedupTracker": "tracker",
     "PassthroughTracker": "tracker",
+    "NativeBlockPool": "native_pool",
 }
 
 
