@@ -6,4 +6,3 @@ when the target is resolved, so registration never needs the engine installed.
 
 from kvspec.adapters import dynamo as _dynamo  # noqa: E402,F401 - registers target "dynamo"
 from kvspec.adapters import dynamo_mocker as _dynamo_mocker  # noqa: E402,F401 - registers target "dynamo-mocker"
-from kvspec.adapters import dynamo_mocker as _dynamo_mocker  # noqa: E402,F401 - registers target "dynamo-mocker"
