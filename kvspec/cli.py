@@ -1,8 +1,17 @@
 """The ``kvspec`` command line.
 
-* ``kvspec check [--target T] [--machine M ...] [--profile P] [--max-examples N] [--seed S] [-j N]``
-  runs state machines against a target (default ``impl``) and prints a summary table; exits 1 on
-  any divergence or error, printing the shrunk steps and writing a trace file.
+* ``kvspec check [--target T] [--machine M ...] [--profile P] [--max-examples N] [--seed S] [-j N]
+  [--database DIR|none|redis://...] [--progress SECONDS] [--trace-dir DIR]`` runs state machines
+  against a target (default ``impl``) and prints a summary table; exits 1 on any divergence or
+  error, printing the shrunk steps and writing a trace file.
+
+Every failure of the command line itself (bad trace, unknown target or machine) is one line on
+stderr and exit status 2 — never a traceback.
+* ``kvspec replay TRACE [--target T]`` re-runs a trace on the model and a target, prints the first
+  divergence as a diff; exits 1 while the target diverges, 0 once it agrees, 2 on a bad trace.
+* ``kvspec report TRACE [-o FILE] [--pytest FILE]`` writes a Markdown bug report with a standalone
+  pytest file.
+* ``kvspec corpus [--out DIR]`` regenerates the regression corpus (one trace per self-test mutant).
 * ``kvspec list`` shows machines and registered targets.
 * ``kvspec bench NAME`` runs a benchmark from ``benchmarks/``.
 """
@@ -13,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kvspec.errors import KvSpecError
+from kvspec.errors import InvalidArgument, KvSpecError
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -24,21 +33,41 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
 
+def _profile_name(profile: str | None) -> str:
+    from kvspec import profiles
+
+    return profile or profiles.default_profile()
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from kvspec.stateful.check import MachineResult, check
+    from kvspec.stateful.check import MachineResult, check, cpu_count, make_database
+    from kvspec.stateful.differential import Step
     from kvspec.stateful.trace import write_trace
     from kvspec.targets import resolve
 
     target = resolve(args.target)
-    print(f"kvspec check: target {target.name} ({target.version}), profile "
-          f"{args.profile or __import__('kvspec.profiles').profiles.default_profile()}", flush=True)
+    if args.database is not None:
+        make_database(args.database)  # fail early (e.g. redis extra missing), not in every worker
+    jobs = cpu_count() if args.jobs == 0 else args.jobs
+    if jobs < 0:
+        raise InvalidArgument("-j must be 0 (all CPUs) or positive")
+    print(f"kvspec check: target {target.name} ({target.version}), profile {_profile_name(args.profile)}"
+          + (f", {jobs} processes" if jobs > 1 else ""), flush=True)
+    counts = {"done": 0, "failed": 0}
 
-    def progress(result: MachineResult) -> None:
-        if result.status == "failed" and result.trace is not None:
+    def on_result(result: MachineResult) -> None:
+        counts["done"] += 1
+        if result.status in ("failed", "error"):
+            counts["failed"] += 1
+        if result.trace is not None:
             result.trace_path = str(write_trace(result.trace, args.trace_dir))
         rate = f"{result.steps_per_second:,.0f} steps/s" if result.steps else ""
+        detail = f"  ({result.reason})" if result.status == "skipped" else ""
         print(f"  {result.status:7} {result.machine}  {result.examples} examples  {result.steps} steps  "
-              f"{result.seconds:.1f}s  {rate}", flush=True)
+              f"{result.seconds:.1f}s  {rate}{detail}  [{counts['done']} done, {counts['failed']} failed]",
+              flush=True)
+        if result.trace_path:
+            print(f"          trace written to {result.trace_path}", flush=True)
 
     results = check(
         args.target,
@@ -46,32 +75,68 @@ def cmd_check(args: argparse.Namespace) -> int:
         profile=args.profile,
         max_examples=args.max_examples,
         seed=args.seed,
-        jobs=args.jobs,
-        on_result=progress,
+        jobs=jobs,
+        database=args.database if args.database is not None else "default",
+        progress_every=args.progress or None,
+        on_result=on_result,
     )
     if not results:
-        print("no machine matches", args.machine)
+        print(f"kvspec check: no machine matches {args.machine}", file=sys.stderr)
         return 2
     rows = [[r.machine, r.examples, r.steps, r.status + (f" ({r.reason})" if r.status == "skipped" else ""),
-             f"{r.seconds:.1f}s"] for r in results]
+             f"{r.seconds:.1f}s", f"{r.steps_per_second:,.0f}" if r.steps else "-"] for r in results]
     print()
-    print(_table(rows, ["machine", "examples", "steps", "result", "time"]))
+    print(_table(rows, ["machine", "examples", "steps", "result", "time", "steps/s"]))
     failures = [r for r in results if r.status in ("failed", "error")]
     for r in failures:
         print(f"\n=== {r.machine} against {r.target}: {r.status}: {r.reason}")
         if r.trace is not None:
+            mark = r.trace["divergence"]["index"] if "divergence" in r.trace else len(r.trace["steps"]) - 1
             for i, step in enumerate(r.trace["steps"]):
-                from kvspec.stateful.differential import Step
-
-                marker = ">>" if i == r.trace["divergence"]["index"] else "  "
-                print(f"  {marker} {Step.from_json(step).describe()}")
-            for d in r.trace["divergence"]["differences"]:
+                print(f"  {'>>' if i == mark else '  '} {Step.from_json(step).describe()}")
+            for d in r.trace.get("divergence", {}).get("differences", []):
                 print(f"  - {d}")
             print(f"trace written to {r.trace_path}")
             print(f"replay with: kvspec replay {r.trace_path}")
+            print(f"report with: kvspec report {r.trace_path} -o {r.machine}-bug.md")
     skipped = sum(r.status == "skipped" for r in results)
     print(f"\n{len(results) - len(failures) - skipped} passed, {len(failures)} failed, {skipped} skipped")
     return 1 if failures else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from kvspec.stateful.replay import render_result, replay_trace
+    from kvspec.stateful.trace import load_trace
+
+    result = replay_trace(load_trace(args.trace), args.target)
+    print(render_result(result))
+    return 1 if result.reproduced else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kvspec.stateful.report import build_report
+
+    report = build_report(args.trace, args.target)
+    if args.output:
+        Path(args.output).write_text(report.markdown + "\n")
+        print(f"report written to {args.output}", file=sys.stderr)
+    else:
+        print(report.markdown)
+    if args.pytest:
+        Path(args.pytest).write_text(report.test_source)
+        print(f"pytest file written to {args.pytest}", file=sys.stderr)
+    if not report.reproduced:
+        print(f"kvspec report: note: the trace no longer diverges against {report.result.target.name}",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from kvspec.stateful.corpus import regenerate
+
+    return regenerate(args.out, args.mutant or None, profile=args.profile, stream=sys.stdout)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,12 +170,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run state machines against a target")
     p.add_argument("--target", default="impl", help="registered name or import path (default: impl)")
     p.add_argument("--machine", action="append", help="machine name or prefix (repeatable)")
-    p.add_argument("--profile", choices=["dev", "ci", "nightly"], help="Hypothesis profile")
+    p.add_argument("--profile", choices=["dev", "ci", "nightly"],
+                   help="Hypothesis profile (default: $KVSPEC_PROFILE, else ci when $CI is set, else dev)")
     p.add_argument("--max-examples", type=int, help="override the profile's max_examples")
     p.add_argument("--seed", type=int, help="random seed (turns off derandomization)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="machines to run in parallel processes")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="machines to run in parallel processes (0: all CPUs)")
     p.add_argument("--trace-dir", default="kvspec-traces", help="where failing traces are written")
+    p.add_argument("--database", metavar="DIR|none|redis://HOST:PORT",
+                   help="Hypothesis example database (default: .hypothesis/examples)")
+    p.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
+                   help="progress line per running machine every SECONDS (0: off; default 5)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("replay", help="re-run a trace on the model and a target; exit 1 while it diverges")
+    p.add_argument("trace", help="trace file written by kvspec check")
+    p.add_argument("--target", help="target to replay against (default: the recorded one)")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("report", help="write a Markdown bug report with a standalone pytest file")
+    p.add_argument("trace", help="trace file written by kvspec check")
+    p.add_argument("--target", help="target to replay against (default: the recorded one)")
+    p.add_argument("-o", "--output", help="Markdown file (default: stdout)")
+    p.add_argument("--pytest", metavar="FILE", help="also write the standalone pytest file here")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("corpus", help="(re)generate the regression corpus: one trace per self-test mutant")
+    p.add_argument("--out", default="tests/regressions", help="corpus directory (default: tests/regressions)")
+    p.add_argument("--mutant", action="append", help="only these mutants (repeatable)")
+    p.add_argument("--profile", default="ci", choices=["dev", "ci", "nightly"], help="profile (default: ci)")
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)
@@ -128,8 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except KvSpecError as exc:
-        print(f"kvspec: {exc}", file=sys.stderr)
+        print(f"kvspec {args.command}: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"kvspec {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,420 @@
+"""Bug reports from traces: Markdown for the issue tracker plus a standalone pytest file.
+
+``kvspec report TRACE [-o FILE] [--pytest FILE]`` replays the trace (so the report shows what the
+target does *now*, and the model's outcome of every step) and writes:
+
+* a Markdown report: title, environment, the minimal steps, expected vs actual at the divergence,
+  the standalone test, and how to replay;
+* a pytest file a maintainer runs without Hypothesis and without reading kvspec's machines.  It
+  builds the subjects from the target namespace (``kvspec.targets.resolve(TARGET)``; ``TARGET`` is
+  the recorded target, overridable with the ``KVSPEC_TARGET`` environment variable) and calls the
+  methods with literal arguments.  After every step it asserts, literally, what the reference model
+  did: the return value or the exact error class, then every observer the machine compared, in the
+  machine's order (``drain_*`` observers consume state, so the order and the calls matter).  Values
+  are compared the way the machine compares them (:func:`kvspec.codec.canonical`: a tuple equals a
+  list).  So the file fails on the bug and passes on any target that agrees with the model.
+
+Why literal asserts rather than calling kvspec's replay: a maintainer reads the expected behaviour
+in the file itself, and can cut it down or port it.  Machines whose comparator is not exact (the
+``contract`` mode for external engines) cannot be expressed as literal equalities; for them the
+file embeds the trace and calls :func:`kvspec.stateful.replay.assert_replays_clean`.
+
+Literals: kvspec's value types are frozen attrs classes and registered enums; they are written as
+constructor calls with keyword arguments and imported from their defining ``kvspec`` module.  Every
+literal is evaluated back at generation time and must equal the value; one that does not (an
+unusual type) is embedded as kvspec JSON and decoded with :func:`kvspec.codec.decode` instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import keyword
+import math
+import platform
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+import kvspec.errors
+from kvspec import codec
+from kvspec.stateful.differential import Outcome, Step, exact_compare
+from kvspec.stateful.replay import ReplayResult, outcome_diff, outcome_text, prepare, replay_trace
+from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
+
+
+class _NoLiteral(Exception):
+    pass
+
+
+class Literals:
+    """Renders values as Python source and remembers the imports they need."""
+
+    def __init__(self) -> None:
+        self.imports: dict[str, str] = {}  # name -> module
+        self.needs_json = False
+
+    def render(self, value: Any) -> str:
+        """Python source for ``value``, checked by evaluating it back."""
+        try:
+            source = self._render(value)
+        except _NoLiteral:
+            return self._json(value)
+        if self._roundtrips(source, value):
+            return source
+        return self._json(value)
+
+    def _json(self, value: Any) -> str:
+        try:
+            text = json.dumps(codec.encode(value), separators=(",", ":"))
+        except TypeError:
+            raise _NoLiteral(repr(value)) from None
+        self.needs_json = True
+        return f"recorded({text!r})"
+
+    def _roundtrips(self, source: str, value: Any) -> bool:
+        namespace: dict[str, Any] = {"frozenset": frozenset, "float": float}
+        for name, module in self.imports.items():
+            namespace[name] = getattr(__import__(module, fromlist=[name]), name)
+        try:
+            back = eval(source, {"__builtins__": {}}, namespace)  # noqa: S307 - our own generated source
+            return codec.encode(back) == codec.encode(value)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _render(self, value: Any) -> str:
+        if isinstance(value, enum.Enum):
+            cls = type(value)
+            if codec.registered_types().get(cls.__name__) is not cls:
+                raise _NoLiteral
+            self._import(cls)
+            return f"{cls.__name__}.{value.name}"
+        if value is None or isinstance(value, (bool, int, str)):
+            return repr(value)
+        if isinstance(value, float):
+            return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
+        if isinstance(value, list):
+            return "[" + ", ".join(self._render(v) for v in value) + "]"
+        if isinstance(value, tuple):
+            items = [self._render(v) for v in value]
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{self._render(k)}: {self._render(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, (set, frozenset)):
+            items = sorted((self._render(v) for v in value))
+            return "frozenset({" + ", ".join(items) + "})" if items else "frozenset()"
+        cls = type(value)
+        if attrs.has(cls) and codec.registered_types().get(cls.__name__) is cls:
+            self._import(cls)
+            args = []
+            for field in attrs.fields(cls):
+                if not field.init:
+                    continue
+                name = getattr(field, "alias", None) or field.name.lstrip("_")
+                args.append(f"{name}={self._render(getattr(value, field.name))}")
+            return f"{cls.__name__}({', '.join(args)})"
+        raise _NoLiteral
+
+    def _import(self, cls: type) -> None:
+        self.imports[cls.__name__] = cls.__module__
+
+
+def _error_import(name: str) -> tuple[str, str] | None:
+    """(module, name) of the kvspec error class called ``name``."""
+    found = getattr(kvspec.errors, name, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return "kvspec.errors", name
+    todo = [kvspec.errors.KvSpecError]
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == name:
+            return cls.__module__, name
+        todo.extend(cls.__subclasses__())
+    return None
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident) or ident in taken:
+        ident = f"s_{ident}"
+    return ident
+
+
+_RESERVED = {"ns", "same", "raises_exactly", "recorded", "TARGET", "pytest", "os", "json", "contextlib",
+             "resolve", "canonical", "decode", "test", "frozenset", "float"}
+
+
+def _test_name(trace: Trace) -> str:
+    return "test_" + re.sub(r"\W+", "_", f"{trace.machine}_{trace.target}").strip("_").lower()
+
+
+def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors: dict[str, str]) -> list[str]:
+    """The body of the literal test: each step, then the model's outcome as asserts."""
+    observers = result.prepared.machine.observers
+    taken = set(_RESERVED)
+    names: dict[str, str] = {}
+    classes: dict[str, str] = {}
+    body: list[str] = []
+    records = result.records
+    last = len(records) - 1
+    mark = result.divergence.index if result.divergence is not None else result.failure_index
+    for i, record in enumerate(records):
+        step, expected = record.step, record.expected
+        if step.subject not in names:
+            names[step.subject] = _identifier(step.subject, taken)
+            taken.add(names[step.subject])
+        var = names[step.subject]
+        if body:
+            body.append("")
+        args = [literals.render(a) for a in step.args] + [f"{k}={literals.render(v)}" for k, v in step.kwargs.items()]
+        if step.is_create:
+            classes[step.subject] = step.cls
+            call = f"ns.{step.cls}({', '.join(args)})"
+        else:
+            call = f"{var}.{step.method}({', '.join(args)})"
+        if i == mark:
+            body.append(f"# step {i + 1}: {trace.target} diverged here ({_comment(trace.summary)})"
+                        if result.divergence is not None or trace.kind == "divergence"
+                        else f"# step {i + 1}: the failure was raised after this step")
+        if expected.error is not None:
+            found = _error_import(expected.error)
+            if found is None:
+                raise ValueError(f"unknown error class {expected.error}")
+            errors[found[1]] = found[0]
+            body.append(f"with raises_exactly({found[1]}):")
+            body.append(f"    {var} = {call}" if step.is_create else f"    {call}")
+        elif step.is_create:
+            body.append(f"{var} = {call}")
+        elif expected.value is None:
+            body.append(f"assert {call} is None")
+        else:
+            body.append(f"assert same({call}, {_render_or_skip(literals, expected.value)})")
+        cls = classes.get(step.subject)
+        if cls is not None and not (step.is_create and expected.error is not None):
+            for observer in observers.get(cls, ()):
+                if observer not in expected.observed:
+                    continue
+                want = _render_or_skip(literals, expected.observed[observer])
+                if want.startswith("#"):
+                    body.append(f"{var}.{observer}()  {want}")
+                else:
+                    body.append(f"assert same({var}.{observer}(), {want})")
+        if trace.kind == "error" and i == last and result.failure is not None:
+            body.append(f"{var}._check()  # the target's own invariants ({_comment(result.failure)})")
+    return body
+
+
+def _render_or_skip(literals: Literals, value: Any) -> str:
+    try:
+        return literals.render(value)
+    except _NoLiteral:
+        return f"# not comparable as a literal: {_comment(repr(value))}"
+
+
+def _comment(text: str, limit: int = 110) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def pytest_source(trace: Trace, result: ReplayResult) -> str:
+    """A standalone pytest file reproducing the trace (see the module docstring)."""
+    machine = result.prepared.machine
+    literal = machine.compare is exact_compare and result.target.mode == "exact"
+    header = [
+        f'"""kvspec regression: {_comment(trace.summary, 200)}',
+        "",
+        f"Found by kvspec machine {trace.machine} against target {trace.target} "
+        f"(kvspec {trace.data.get('kvspec_version', '?')}).",
+        "Every assert states what kvspec's reference model does at that step.",
+        "",
+        f"    python -m pytest THIS_FILE                       # against {trace.target}: fails while the bug is there",
+        "    KVSPEC_TARGET=impl python -m pytest THIS_FILE    # any other target: set KVSPEC_TARGET",
+        '"""',
+        "",
+    ]
+    if not literal:
+        text = json.dumps(trace.data, separators=(",", ":"))
+        return "\n".join(header + [
+            "import os",
+            "",
+            "from kvspec.stateful.replay import assert_replays_clean",
+            "",
+            f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
+            "",
+            "# This machine compares against a documented contract, not exact equality, so the check",
+            "# is kvspec's replay of the recorded steps (kvspec replay prints the same diff).",
+            f"TRACE = {text!r}",
+            "",
+            "",
+            f"def {_test_name(trace)}():",
+            "    assert_replays_clean(TRACE, TARGET)",
+            "",
+        ])
+    literals = Literals()
+    errors: dict[str, str] = {}
+    body = _steps_source(trace, result, literals, errors)
+    imports: dict[str, set[str]] = {}
+    for name, module in {**literals.imports, **errors}.items():
+        imports.setdefault(module, set()).add(name)
+    lines = header + ["import contextlib"]
+    if literals.needs_json:
+        lines.append("import json")
+    lines += ["import os", "", "import pytest", ""]
+    lines.append("from kvspec.codec import canonical" + (", decode" if literals.needs_json else ""))
+    for module in sorted(imports):
+        lines.append(f"from {module} import {', '.join(sorted(imports[module]))}")
+    lines.append("from kvspec.targets import resolve")
+    lines += [
+        "",
+        f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
+        "",
+        "",
+        "def same(actual, expected):",
+        '    """kvspec compares values canonically: a tuple equals a list, a set a sorted list."""',
+        "    return canonical(actual) == canonical(expected)",
+        "",
+        "",
+        "@contextlib.contextmanager",
+        "def raises_exactly(error_class):",
+        '    """The call must raise exactly ``error_class`` (kvspec compares error classes)."""',
+        "    with pytest.raises(Exception) as info:",
+        "        yield",
+        "    assert type(info.value) is error_class, f\"raised {type(info.value).__name__}: {info.value}\"",
+        "",
+    ]
+    if literals.needs_json:
+        lines += [
+            "",
+            "def recorded(text):",
+            '    """A value without a literal form, as kvspec recorded it (kvspec.codec JSON)."""',
+            "    return decode(json.loads(text))",
+            "",
+        ]
+    lines += ["", f"def {_test_name(trace)}():", "    ns = resolve(TARGET).namespace"]
+    lines += [f"    {line}" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+@attrs.frozen
+class Report:
+    markdown: str
+    test_source: str
+    reproduced: bool
+    result: ReplayResult
+
+
+def _title(trace: Trace, result: ReplayResult) -> str:
+    steps = trace.steps
+    index = trace.index
+    step = steps[index]
+    cls = next((s.cls for s in steps if s.is_create and s.subject == step.subject), step.subject)
+    call = f"{cls}()" if step.is_create else f"{cls}.{step.method}"
+    if trace.kind == "error":
+        return f"[kvspec] {trace.target}: {trace.data['error']['type']} after `{call}` (machine {trace.machine})"
+    d = result.divergence
+    if d is not None:
+        labels = [line.strip() for line in outcome_diff(d.expected, d.actual) if not line.startswith("    ")]
+    else:
+        labels = [x.split(":", 1)[0] for x in trace.data["divergence"].get("differences", [])]
+    what = ", ".join(dict.fromkeys(labels)) or "outcome"
+    return f"[kvspec] {trace.target}: `{call}` {what} differs from the model (machine {trace.machine})"
+
+
+def build_report(trace: Trace | str, target: str | None = None, *, trace_path: str | None = None) -> Report:
+    """Replay ``trace`` and build the Markdown report and the pytest file."""
+    if not isinstance(trace, Trace):
+        trace_path = trace_path or str(trace)
+        trace = load_trace(trace)
+    prepare(trace, target)  # validates before anything runs
+    result = replay_trace(trace, target)
+    source = pytest_source(trace, result)
+    env = trace.data.get("environment", {}) if isinstance(trace.data.get("environment"), dict) else {}
+    t = trace.data["target"]
+    file_name = f"{_test_name(trace)}.py"
+    md = [f"# {_title(trace, result)}", ""]
+    md += [f"**Summary.** {_md_escape(trace.summary)}", ""]
+    if not result.reproduced:
+        md += [f"> Note: replaying this trace against `{result.target.name}` today shows **no** divergence; "
+               "the expected/actual below are as recorded.", ""]
+    md += ["## Environment", "", "| | |", "|---|---|"]
+    rows = [
+        ("kvspec", trace.data.get("kvspec_version", "?")),
+        ("target", f"`{t['name']}` version {t.get('version', '?')} ({t.get('mode', 'exact')} mode)"),
+        ("machine", f"`{trace.machine}`" + (f" params {trace.data.get('machine_params')}"
+                                             if trace.data.get("machine_params") else "")),
+        ("found by", f"`{trace.data.get('command', '?')}`"),
+        ("python / hypothesis", f"{env.get('python', '?')} / {env.get('hypothesis', '?')}"),
+        ("platform", env.get("platform", "?")),
+        ("report generated on", f"python {platform.python_version()}"),
+    ]
+    md += [f"| {k} | {_md_escape(str(v))} |" for k, v in rows] + [""]
+    md += [f"## Steps to reproduce ({len(trace.steps)} steps, shrunk by Hypothesis)", ""]
+    records = result.records
+    for i, step in enumerate(trace.steps):
+        outcome = outcome_text(records[i].expected) if i < len(records) else ""
+        arrow = f" → model: `{outcome}`" if outcome else ""
+        mark = " **← diverges here**" if i == trace.index and trace.kind == "divergence" else ""
+        md.append(f"{i + 1}. `{step.describe()}`{arrow}{mark}")
+    md.append("")
+    md += _expected_actual(trace, result)
+    md += ["## Standalone test", "",
+           f"Save as `{file_name}`; it needs only `kvspec` and the target (no Hypothesis).",
+           f"`python -m pytest {file_name}` fails against `{trace.target}` while the bug is present; "
+           f"`KVSPEC_TARGET=impl python -m pytest {file_name}` passes against kvspec's implementation.", "",
+           "```python", source.rstrip("\n"), "```", ""]
+    md += ["## Replay", "",
+           f"`kvspec replay {trace_path or 'TRACE.json'}` re-runs these steps on the model and the target and "
+           "prints the first divergence; it exits 1 while the bug is present and 0 once it is fixed "
+           "(`--target` replays against another target).", ""]
+    return Report("\n".join(md), source, result.reproduced, result)
+
+
+def _expected_actual(trace: Trace, result: ReplayResult) -> list[str]:
+    if trace.kind == "error":
+        err = trace.data["error"]
+        lines = [f"## Failure (after step {trace.index + 1})", "",
+                 f"The run failed outside the compared steps: `{err['type']}: {_md_escape(err.get('message', ''))}`."]
+        if result.failure:
+            lines.append(f"Replay reproduces it with the target's `_check()`: `{_md_escape(result.failure)}`.")
+        return lines + [""]
+    d = result.divergence
+    if d is not None:
+        expected, actual = d.expected, d.actual
+    else:
+        rec_e, rec_a = recorded_outcome(trace, "expected"), recorded_outcome(trace, "actual")
+        expected = Outcome(rec_e["value"], rec_e["error"], rec_e["message"] or "", rec_e["observed"])
+        actual = Outcome(rec_a["value"], rec_a["error"], rec_a["message"] or "", rec_a["observed"])
+    step = trace.steps[trace.index]
+    lines = [f"## Expected vs actual at step {trace.index + 1}: `{step.describe()}`", "",
+             f"| | model (expected) | {trace.target} (actual) |", "|---|---|---|"]
+    lines.append(f"| outcome | `{_cell(_plain(expected))}` | `{_cell(_plain(actual))}` |")
+    for name in sorted(set(expected.observed) | set(actual.observed)):
+        want, got = expected.observed.get(name), actual.observed.get(name)
+        flag = "" if codec.canonical(want) == codec.canonical(got) else " **differs**"
+        lines.append(f"| `{name}()`{flag} | `{_cell(repr(want))}` | `{_cell(repr(got))}` |")
+    lines += ["", "```diff", *outcome_diff(expected, actual), "```", ""]
+    return lines
+
+
+def _plain(outcome: Outcome) -> str:
+    if outcome.error is not None:
+        return f"raises {outcome.error}" + (f": {outcome.message}" if outcome.message else "")
+    return f"returns {outcome.value!r}"
+
+
+def _cell(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def observers_of(result: ReplayResult) -> Mapping[str, tuple[str, ...]]:
+    return result.prepared.machine.observers
+
+
+__all__ = ["Literals", "Report", "Step", "build_report", "pytest_source"]
