@@ -1,0 +1,302 @@
+"""The mocker's G1 KV manager, optimized.  Same interface and observable behaviour as the model.
+
+Structures (invariants checked by :meth:`KvManager._check`):
+
+* ``_partials``: uuid -> slot (a mutable pool slot).  O(1).
+* ``_fulls``: sequence hash -> ``[block id, refs]`` with ``refs >= 1``; the manager holds exactly
+  one pool reference per entry.  O(1).
+* ``_refs``: ``len(_partials) + sum(refs)``, kept incrementally (O(1) observer).
+* ``_registry``: Plh -> sequence hash of every registered, not evicted block (what the router was
+  told).  ``_keys``: lineage key ``(position, current)`` -> that Plh, for the O(1) duplicate-lineage
+  check.  Both change together on register and on eviction.
+
+Costs: ``Use`` is O(len(blocks)) plus the pool's own costs (no scan of the manager's state: the
+"was this block registered before this Use" question is answered from the Use's own eviction
+log, because a block that is newly stored but was registered at the start must have been evicted
+by this very Use); ``Deref`` O(len(blocks)); ``Promote`` O(1) plus the pool.  Observers that list
+state (``active_refcounts``, ``eviction_order``) are O(n).
+
+Rules, events and errors: exactly the model's (``kvspec.model.manager``), including kvspec's
+parent anchoring (one Stored per run of new blocks, anchored to the block before the run) and the
+net-event rule for a block evicted and stored again within one Use.
+"""
+
+from __future__ import annotations
+
+from kvspec.errors import (
+    BlockNotHeld,
+    DuplicateLineage,
+    InvalidArgument,
+    InvalidParent,
+    LengthMismatch,
+    UnknownPartialBlock,
+)
+from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
+from kvspec.impl.pool import BlockPool
+from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
+from kvspec.sequence import PrefillCost, as_snapshot
+
+EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+
+
+class KvManager:
+    """The G1 mocker KV manager (optimized)."""
+
+    def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
+                 frequency=None):
+        for name, value in (("capacity", capacity), ("block_size", block_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(dp_rank, int) or isinstance(dp_rank, bool) or not 0 <= dp_rank < 2**32:
+            raise InvalidArgument(f"dp_rank must be a u32, got {dp_rank!r}")
+        if eviction not in EVICTIONS:
+            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
+        if frequency is None and eviction == "multi_lru":
+            frequency = "exact"
+        self._capacity = capacity
+        self._block_size = block_size
+        self._dp_rank = dp_rank
+        self._pool = BlockPool(capacity, eviction=eviction, frequency=frequency)
+        self._partials: dict[int, int] = {}
+        self._fulls: dict[int, list[int]] = {}
+        self._refs = 0
+        self._registry: dict = {}
+        self._keys: dict = {}
+        self._events: list[KvCacheEvent] = []
+        self._next_event_id = 0
+
+    def _publish(self, data) -> None:
+        self._events.append(KvCacheEvent(self._next_event_id, data, self._dp_rank))
+        self._next_event_id += 1
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def _check_lineage(self, plhs) -> None:
+        keys = self._keys
+        local: dict = {}
+        for plh in plhs:
+            key = (plh.position, plh.current)
+            other = keys.get(key)
+            if other is None:
+                other = local.setdefault(key, plh)
+            if other != plh:
+                raise DuplicateLineage(f"{plh} shares lineage key {key} with {other}")
+
+    # -- protocol --------------------------------------------------------------------------------
+
+    def process(self, op) -> int:
+        kind = type(op)
+        if kind is Use:
+            return self._use(op)
+        if kind is Deref:
+            return self._deref(op)
+        if kind is Promote:
+            return self._promote(op)
+        raise InvalidArgument(f"KvManager does not process {kind.__name__}")
+
+    def _use(self, op: Use) -> int:
+        blocks = op.blocks
+        plhs = op.plhs
+        local_hashes = op.local_hashes
+        nfull = 0
+        for b in blocks:
+            if type(b) is FullBlock:
+                nfull += 1
+        if len(plhs) != nfull:
+            raise LengthMismatch(f"Use: {len(plhs)} plhs for {nfull} full blocks")
+        if local_hashes and len(local_hashes) != nfull:
+            raise LengthMismatch(f"Use: {len(local_hashes)} local hashes for {nfull} full blocks")
+        if op.token_ids is not None and len(op.token_ids) != nfull:
+            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {nfull} full blocks")
+        parent = op.parent
+        if type(parent) is PartialBlock:
+            raise InvalidParent("Use.parent must be a full block")
+        self._check_lineage(plhs)
+
+        pool, fulls, partials, registry, keys = self._pool, self._fulls, self._partials, self._registry, self._keys
+        evicted: list = []  # (plh, seq hash) in eviction order
+        evicted_hash: dict = {}  # plh -> seq hash it had when this Use evicted it
+        events: list = []
+        run: list = []
+        anchor = parent.hash if parent is not None else None
+        run_anchor = anchor
+        processed = 0
+        j = 0
+        for block in blocks:
+            if type(block) is FullBlock:
+                h = block.hash
+                plh = plhs[j]
+                lh = local_hashes[j] if local_hashes else 0
+                j += 1
+                entry = fulls.get(h)
+                new = False
+                if entry is not None:
+                    entry[1] += 1
+                else:
+                    hit = pool.match_blocks([plh])
+                    if hit:
+                        fulls[h] = [hit[0], 1]
+                    else:
+                        got = pool.allocate_with_evictions(1)
+                        if got is None:
+                            break
+                        (slot,), victims = got
+                        for victim in victims:
+                            vh = registry.pop(victim)
+                            del keys[(victim.position, victim.current)]
+                            evicted.append((victim, vh))
+                            evicted_hash[victim] = vh
+                        fulls[h] = [pool.register(slot, plh), 1]
+                        registry[plh] = h
+                        keys[(plh.position, plh.current)] = plh
+                        new = evicted_hash.get(plh) != h
+                self._refs += 1
+                if new:
+                    if not run:
+                        run_anchor = anchor
+                    run.append(StoredBlock(h, lh))
+                elif run:
+                    events.append(Stored(run_anchor, tuple(run)))
+                    run = []
+                anchor = h
+            elif block.uuid not in partials:
+                got = pool.allocate_with_evictions(1)
+                if got is None:
+                    break
+                (slot,), victims = got
+                for victim in victims:
+                    vh = registry.pop(victim)
+                    del keys[(victim.position, victim.current)]
+                    evicted.append((victim, vh))
+                    evicted_hash[victim] = vh
+                partials[block.uuid] = slot
+                self._refs += 1
+            processed += 1
+        if run:
+            events.append(Stored(run_anchor, tuple(run)))
+        for data in events:
+            self._publish(data)
+        if evicted:
+            removed = tuple(vh for victim, vh in evicted if registry.get(victim) != vh)
+            if removed:
+                self._publish(Removed(removed))
+        return processed
+
+    def _deref(self, op: Deref) -> int:
+        blocks = op.blocks
+        partials, fulls = self._partials, self._fulls
+        if len(blocks) == 1:  # the sequence's only shape: O(1) validation
+            (block,) = blocks
+            if type(block) is PartialBlock:
+                if block.uuid not in partials:
+                    raise BlockNotHeld(f"Deref: {block!r} is not held")
+            elif block.hash not in fulls:
+                raise BlockNotHeld(f"Deref: {block!r} is not held")
+        else:
+            wanted: dict = {}
+            for block in blocks:
+                wanted[block] = wanted.get(block, 0) + 1
+            for block, count in wanted.items():
+                if type(block) is PartialBlock:
+                    held = 1 if block.uuid in partials else 0
+                else:
+                    entry = fulls.get(block.hash)
+                    held = entry[1] if entry is not None else 0
+                if count > held:
+                    raise BlockNotHeld(f"Deref: {block!r} named {count} times, held {held} times")
+        pool = self._pool
+        for block in blocks:
+            self._refs -= 1
+            if type(block) is PartialBlock:
+                pool.release_mutable(partials.pop(block.uuid))
+                continue
+            entry = fulls[block.hash]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del fulls[block.hash]
+                pool.release(entry[0])
+        return len(blocks)
+
+    def _promote(self, op: Promote) -> int:
+        slot = self._partials.get(op.uuid)
+        if slot is None:
+            raise UnknownPartialBlock(f"Promote: partial block {op.uuid} is not held")
+        plh = op.plh
+        self._check_lineage((plh,))
+        del self._partials[op.uuid]
+        h = op.seq_hash
+        entry = self._fulls.get(h)
+        if entry is not None:
+            self._pool.release_mutable(slot)
+            entry[1] += 1
+            return 1
+        hit = self._pool.match_blocks([plh])
+        if hit:
+            self._pool.release_mutable(slot)
+            self._fulls[h] = [hit[0], 1]
+            return 1
+        self._fulls[h] = [self._pool.register(slot, plh), 1]
+        self._registry[plh] = h
+        self._keys[(plh.position, plh.current)] = plh
+        local = op.local_hash if op.local_hash is not None else 0
+        self._publish(Stored(op.parent_hash, (StoredBlock(h, local),)))
+        return 1
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def prefill_cost(self, sequence) -> PrefillCost:
+        snap = as_snapshot(sequence)
+        overlap = active = 0
+        if snap.enable_prefix_caching:
+            fulls, registry, plhs = self._fulls, self._registry, snap.plhs
+            for index, block in enumerate(snap.unique_blocks):
+                if type(block) is PartialBlock:
+                    break
+                if block.hash in fulls:
+                    overlap += 1
+                    active += 1
+                elif index < len(plhs) and plhs[index] in registry:
+                    overlap += 1
+                else:
+                    break
+        bs, n_in = self._block_size, snap.num_input_tokens
+        cached = min(overlap * bs, n_in)
+        return PrefillCost(len(snap.unique_blocks) - overlap, n_in - cached, cached, min(active * bs, n_in))
+
+    # -- observers -------------------------------------------------------------------------------
+
+    def drain_events(self) -> list[KvCacheEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def num_active_blocks(self) -> int:
+        return self._pool.total_blocks() - self._pool.available_blocks()
+
+    def num_active_block_refs(self) -> int:
+        return self._refs
+
+    def num_inactive_blocks(self) -> int:
+        return self._pool.inactive_len()
+
+    def active_refcounts(self) -> dict[int, int]:
+        return {h: entry[1] for h, entry in self._fulls.items()}
+
+    def eviction_order(self) -> list[int]:
+        registry = self._registry
+        return [registry[plh] for plh in self._pool.eviction_order()]
+
+    def _check(self) -> None:
+        assert self._refs == len(self._partials) + sum(e[1] for e in self._fulls.values()), "ref counter"
+        assert all(e[1] >= 1 for e in self._fulls.values()), "a held full block has no reference"
+        slots = list(self._partials.values())
+        assert len(set(slots)) == len(slots), "two partials share a slot"
+        held_full_ids = {e[0] for e in self._fulls.values()}
+        assert not (set(slots) & held_full_ids), "a slot is both partial and full"
+        assert len(self._keys) == len(self._registry), "lineage key index out of sync"
+        for plh in self._registry:
+            assert self._keys[(plh.position, plh.current)] == plh, "lineage key index out of sync"
+        inactive = self._pool.eviction_order()
+        assert all(plh in self._registry for plh in inactive), "an inactive block is not registered"
+        assert self.num_active_blocks() == len(slots) + len(held_full_ids), "pinned slot count"
+        if hasattr(self._pool, "_check"):
+            self._pool._check()
