@@ -13,7 +13,9 @@ by driving the reference model of the pool that mocker really uses,
 block size ``B``; derived from ``aisimulate-core`` 0.13 sources and checked on replays):
 
 1. *Reject* — vLLM backend: ``ceil(L/B) > num_gpu_blocks``; TRT-LLM (GUARANTEED_NO_EVICT):
-   ``ceil((L+O)/B) > num_gpu_blocks``.  A rejected request reuses nothing and changes nothing.
+   ``L >= num_gpu_blocks * B`` (no room for one output token).  A rejected request reuses and
+   generates nothing and changes nothing.  TRT-LLM also *clips* the output so that the whole
+   sequence fits the pool: it generates ``min(O, num_gpu_blocks * B - L)`` tokens.
 2. *Stall* — vLLM only: the request fits but its decode needs ``ceil((L+O-1)/B)`` blocks, more
    than the pool; the mocker aborts the whole replay ("effect-free zero-duration pass"), so
    :meth:`SequentialReplay.submit` raises :class:`~kvspec.errors.ReplayStalled` (nothing changed).
@@ -149,8 +151,9 @@ def _pool_class(namespace: str) -> type:
 class SequentialReplay:
     """One mocker worker replaying requests one at a time (``replay_concurrency=1``).
 
-    ``submit`` plays one request to completion and returns ``(status, reused_input_tokens)``,
-    ``status`` being ``"completed"`` or ``"rejected"``.  The engine block size and the trace
+    ``submit`` plays one request to completion and returns ``(status, reused_input_tokens,
+    output_length)``: ``status`` is ``"completed"`` or ``"rejected"``, ``output_length`` the
+    tokens actually generated (TRT-LLM clips them; 0 when rejected).  The engine block size and the trace
     block size are the same ``block_size``.  ``namespace`` picks the pool: ``"model"`` (the
     reference) or ``"impl"``.
     """
@@ -182,10 +185,14 @@ class SequentialReplay:
     def rejects(self, input_length: int, output_length: int) -> bool:
         """Clause 1: the scheduler refuses a request that can never fit."""
         if self.backend == "trtllm":
-            needed = _ceil_div(input_length + output_length, self.block_size)
-        else:
-            needed = _ceil_div(input_length, self.block_size)
-        return needed > self.num_gpu_blocks
+            return input_length >= self.num_gpu_blocks * self.block_size
+        return _ceil_div(input_length, self.block_size) > self.num_gpu_blocks
+
+    def generated(self, input_length: int, output_length: int) -> int:
+        """Clause 1: output tokens actually produced; TRT-LLM clips the sequence to the pool."""
+        if self.backend == "trtllm":
+            return min(output_length, self.num_gpu_blocks * self.block_size - input_length)
+        return output_length
 
     def final_blocks(self, input_length: int, output_length: int) -> int:
         """Clause 5: blocks held at completion; the last output token's KV is never computed."""
@@ -201,11 +208,12 @@ class SequentialReplay:
 
     # --- one request ---------------------------------------------------------------------------
 
-    def submit(self, input_length: int, output_length: int, hash_ids: Sequence[int]) -> tuple[str, int]:
-        """Play one request to completion; return ``(status, reused prompt tokens)``."""
+    def submit(self, input_length: int, output_length: int, hash_ids: Sequence[int]) -> tuple[str, int, int]:
+        """Play one request to completion; return ``(status, reused prompt tokens, generated)``."""
         hash_ids = validate_row(input_length, output_length, hash_ids, self.block_size)
         if self.rejects(input_length, output_length):
-            return (REJECTED, 0)
+            return (REJECTED, 0, 0)
+        output_length = self.generated(input_length, output_length)
         bs = self.block_size
         total_blocks = self.final_blocks(input_length, output_length)
         if total_blocks > self.num_gpu_blocks:
@@ -234,7 +242,7 @@ class SequentialReplay:
         for copy_id in reversed(copies):
             self.pool.release(copy_id)
         self.pool.drain_removed()
-        return (COMPLETED, hits * bs)
+        return (COMPLETED, hits * bs, output_length)
 
     # --- observers -----------------------------------------------------------------------------
 
@@ -249,6 +257,7 @@ class Outcome:
 
     status: str
     reused_input_tokens: int
+    output_length: int
 
 
 def predict(
@@ -266,8 +275,8 @@ def predict(
     outcomes = []
     for index, row in enumerate(rows):
         try:
-            status, reused = replay.submit(row.input_length, row.output_length, row.hash_ids)
+            status, reused, generated = replay.submit(row.input_length, row.output_length, row.hash_ids)
         except ReplayStalled as exc:
             raise ReplayStalled(f"row {index}: {exc}") from None
-        outcomes.append(Outcome(status, reused))
+        outcomes.append(Outcome(status, reused, generated))
     return outcomes

@@ -4,7 +4,7 @@ The wheel ``ai-dynamo-runtime==1.6.1`` (extra ``dynamo``) exposes the mocker onl
 replay, ``dynamo._core.run_mocker_trace_replay``.  :class:`MockerReplay` gives it the interface of
 :class:`kvspec.replay.SequentialReplay`: it keeps the rows submitted so far and, on each
 ``submit``, replays them all (``replay_concurrency=1``, one worker, ``trace_block_size`` equal to
-the engine block size) and returns the last row's ``(status, reused_input_tokens)``.  Re-running
+the engine block size) and returns the last row's ``(status, reused_input_tokens, output_length)``.  Re-running
 the prefix is sound because a sequential replay's answer for row ``k`` depends only on rows
 ``0..k``.
 
@@ -68,8 +68,9 @@ def run_trace(
     backend: str = "vllm",
     enable_prefix_caching: bool = True,
     engine: dict[str, Any] | None = None,
-) -> list[tuple[str, int]]:
-    """Replay ``rows`` through the real mocker; ``(terminal_status, reused_input_tokens)`` per row,
+) -> list[tuple[str, int, int]]:
+    """Replay ``rows`` through the real mocker; ``(terminal_status, reused_input_tokens,
+    output_length)`` per row,
     in trace order (the report lists requests by completion, so rows are matched by session id)."""
     core = _core()
     if not rows:
@@ -100,7 +101,11 @@ def run_trace(
                 raise TraceError(f"mocker refused the trace: {message}") from None
             raise TargetError(f"mocker replay failed: {type(exc).__name__}: {message}") from None
     by_session = {
-        record["session_id"]: (record["terminal_status"], int(record["reused_input_tokens"]))
+        record["session_id"]: (
+            record["terminal_status"],
+            int(record["reused_input_tokens"]),
+            int(record["output_length"]),
+        )
         for record in result.per_request
     }
     try:
@@ -128,7 +133,7 @@ class MockerReplay:
         self.enable_prefix_caching = enable_prefix_caching
         self.rows: list[TraceRow] = []
 
-    def submit(self, input_length: int, output_length: int, hash_ids: Sequence[int]) -> tuple[str, int]:
+    def submit(self, input_length: int, output_length: int, hash_ids: Sequence[int]) -> tuple[str, int, int]:
         hash_ids = validate_row(input_length, output_length, hash_ids, self.block_size)
         row = TraceRow(input_length, output_length, hash_ids, float(len(self.rows)))
         outcomes = run_trace(
