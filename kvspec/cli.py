@@ -19,6 +19,7 @@ stderr and exit status 2 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -96,9 +97,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {'>>' if i == mark else '  '} {Step.from_json(step).describe()}")
             for d in r.trace.get("divergence", {}).get("differences", []):
                 print(f"  - {d}")
+            quoted = shlex.quote(r.trace_path)
             print(f"trace written to {r.trace_path}")
-            print(f"replay with: kvspec replay {r.trace_path}")
-            print(f"report with: kvspec report {r.trace_path} -o {r.machine}-bug.md")
+            print(f"replay with: kvspec replay {quoted}")
+            print(f"report with: kvspec report {quoted} -o {shlex.quote(_file_stem(r.machine) + '-bug.md')}")
     skipped = sum(r.status == "skipped" for r in results)
     print(f"\n{len(results) - len(failures) - skipped} passed, {len(failures)} failed, {skipped} skipped")
     return 1 if failures else 0
@@ -221,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kvspec {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _file_stem(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
 
 
 def _one_line(text: str) -> str:

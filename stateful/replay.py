@@ -152,12 +152,12 @@ def replay_trace(trace: Trace | str, target: str | Target | None = None) -> Repl
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
     prepared = prepare(trace, target)
-    machine = prepared.machine
-    run = Differential(machine.model_namespace, prepared.target.namespace, observers=machine.observers,
-                       compare=machine.compare, partial_errors=machine.partial_errors)
+    run, hook = _differential(prepared)
     check_structure = trace.kind == "error"
     for i, step in enumerate(trace.steps):
         try:
+            if hook is not None:
+                hook(step)
             run.apply(step)
         except Divergence as divergence:
             return ReplayResult(prepared, _records(run), divergence)
@@ -174,6 +174,33 @@ def replay_trace(trace: Trace | str, target: str | Target | None = None) -> Repl
                 except Exception as exc:  # noqa: BLE001 - any failure of the target's invariants
                     return ReplayResult(prepared, _records(run), None, f"{type(exc).__name__}: {exc}", i)
     return ReplayResult(prepared, _records(run))
+
+
+def _differential(prepared: Prepared) -> tuple[Differential, Any]:
+    """The machine's own :class:`Differential`, as its ``__init__`` configures it.
+
+    An instance is built (outside Hypothesis; no rule runs) so that a comparator installed per
+    instance (``self.run.compare = ...``) is the one used.  A machine whose comparator depends on
+    state its rules maintain defines ``replay_step(step)`` to update that state from a step; it is
+    called before each step is applied.
+    """
+    try:
+        instance = prepared.machine()
+    except Exception:  # noqa: BLE001 - fall back to the class-level configuration
+        machine = prepared.machine
+        return Differential(machine.model_namespace, prepared.target.namespace, observers=machine.observers,
+                            compare=machine.compare, partial_errors=machine.partial_errors), None
+    run = instance.run
+    if run.steps:  # the constructor itself ran steps: start from a clean recording of the same config
+        run = Differential(run.model_ns, run.target_ns, observers=run.observers, compare=run.compare,
+                           partial_errors=tuple(run.partial_errors))
+    hook = getattr(instance, "replay_step", None)
+    return run, hook if callable(hook) else None
+
+
+def comparator_of(prepared: Prepared) -> Any:
+    """The comparator replay uses for ``prepared`` (an instance's, if its ``__init__`` sets one)."""
+    return _differential(prepared)[0].compare
 
 
 def _records(run: Differential) -> tuple[StepRecord, ...]:

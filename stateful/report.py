@@ -41,7 +41,8 @@ import attrs
 import kvspec.errors
 from kvspec import codec
 from kvspec.stateful.differential import Outcome, Step, exact_compare
-from kvspec.stateful.replay import ReplayResult, outcome_diff, outcome_text, prepare, replay_trace
+from kvspec.stateful.replay import (ReplayResult, comparator_of, outcome_diff, outcome_text, prepare,
+                                    replay_trace)
 from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
 
 
@@ -220,8 +221,8 @@ def _comment(text: str, limit: int = 110) -> str:
 
 def pytest_source(trace: Trace, result: ReplayResult) -> str:
     """A standalone pytest file reproducing the trace (see the module docstring)."""
-    machine = result.prepared.machine
-    literal = machine.compare is exact_compare and result.target.mode == "exact"
+    compare = comparator_of(result.prepared)
+    literal = getattr(compare, "__func__", compare) is exact_compare and result.target.mode == "exact"
     header = [
         f'"""kvspec regression: {_comment(trace.summary, 200)}',
         "",
@@ -293,7 +294,7 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
             "",
         ]
     lines += ["", f"def {_test_name(trace)}():", "    ns = resolve(TARGET).namespace"]
-    lines += [f"    {line}" for line in body]
+    lines += [f"    {line}" if line else "" for line in body]
     return "\n".join(lines) + "\n"
 
 
