@@ -22,6 +22,7 @@ Not exposed by the Python binding, hence not provided: ``match_details`` (Dynamo
 from __future__ import annotations
 
 import json
+import os
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -41,8 +42,14 @@ ERROR_MAP = {
 DIST_NAME = "ai-dynamo-runtime"
 
 
+#: Dynamo logs every rejected event at WARN and harness shutdown at ERROR; kvspec reports outcomes
+#: itself, so the engine's log is quiet unless the user sets ``DYN_LOG``
+QUIET_LOG = "error,dynamo_llm::kv_router::indexer::recovery=off,dynamo_runtime::storage::kv=off"
+
+
 def import_core() -> Any:
     """``dynamo._core``, or :class:`ImportError` with the reason."""
+    os.environ.setdefault("DYN_LOG", QUIET_LOG)
     import dynamo._core as core  # noqa: PLC0415 - optional engine, imported on demand
 
     return core
