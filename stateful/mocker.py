@@ -287,10 +287,14 @@ def predict_trace(spec: TraceSpec, namespace: str = "model") -> list[tuple[str, 
 def mismatches(spec: TraceSpec, run: Callable[[TraceSpec], list[tuple[str, int, int]]]) -> list[int]:
     """Indexes of rows where ``run`` (the real mocker) disagrees with the model."""
     try:
-        real = run(spec)
-    except KvSpecError:
-        return [len(spec.rows) - 1]
-    return [i for i, (a, b) in enumerate(zip(predict_trace(spec), real, strict=True)) if a != b]
+        real: list[Any] = run(spec)
+    except KvSpecError as exc:
+        real = [type(exc).__name__] * len(spec.rows)
+    try:
+        predicted: list[Any] = predict_trace(spec)
+    except KvSpecError as exc:
+        predicted = [type(exc).__name__] * len(spec.rows)
+    return [i for i, (a, b) in enumerate(zip(predicted, real, strict=True)) if a != b]
 
 
 def shrink(spec: TraceSpec, run: Callable[[TraceSpec], list[tuple[str, int, int]]]) -> TraceSpec:
