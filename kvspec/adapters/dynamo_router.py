@@ -445,3 +445,69 @@ def load_target(event_threads: int = 1) -> Target:
 
 register_target("dynamo-router", lambda: load_target(1))
 register_target("dynamo-router-threads4", lambda: load_target(4))
+
+
+class ApproximateRouter:
+    """A ``KvRouter`` with ``use_kv_events=False``: routing decisions write the index (``kv_router.md`` §9).
+
+    :meth:`route` calls ``best_worker(tokens, update_indexer=True, ...)``; the router then stores the
+    request's blocks under its own chained sequence hashes, which :meth:`dump` exposes — the only
+    way to observe Dynamo's sequence hash from Python (exp. S).
+    """
+
+    def __init__(self, *, block_size: int = BLOCK_SIZE, event_threads: int = 1) -> None:
+        for key, value in LOOPBACK_ENV.items():
+            os.environ[key] = value
+        from kvspec.adapters.dynamo import import_core  # noqa: PLC0415
+
+        self.core = import_core()
+        self.block_size = block_size
+        self.event_threads = event_threads
+        self.closed = False
+        self.runtime, self.router = _run(self._start())
+        _HARNESSES.add(self)
+
+    async def _start(self) -> tuple[Any, Any]:
+        core = self.core
+        runtime = core.DistributedRuntime(asyncio.get_running_loop(), "mem", "tcp", event_plane="zmq")
+        endpoint = runtime.endpoint(f"kvspec{os.getpid()}x{next(_COUNTER)}.worker.generate")
+
+        async def handler(request: Any, context: Any = None) -> Any:  # never called: routing only
+            yield {}
+
+        self._serving = asyncio.ensure_future(endpoint.serve_endpoint(handler))
+        await core.register_model(core.ModelInput.Tokens, core.ModelType.Completions, endpoint, "kvspec", "kvspec",
+                                  worker_type=core.WorkerType.Aggregated, kv_cache_block_size=self.block_size,
+                                  skip_model_assets=True)
+        router = core.KvRouter(endpoint, self.block_size,
+                               core.KvRouterConfig(use_kv_events=False, router_event_threads=self.event_threads))
+        deadline = time.monotonic() + TIMEOUT
+        while not (await router.get_overlap_scores([SENTINEL_TOKEN] * self.block_size))["workers"]:
+            if time.monotonic() > deadline:
+                raise TargetError(f"KvRouter did not discover its worker within {TIMEOUT}s")
+            await asyncio.sleep(0.005)
+        return runtime, router
+
+    def route(self, tokens: Sequence[int], *, lora_name: str | None = None, cache_namespace: str | None = None,
+              block_mm_infos: Any = None) -> tuple[int, int, int]:
+        """``(worker_id, dp_rank, overlap_blocks)`` of ``best_worker``, recording the decision."""
+        async def ask() -> Any:
+            return await self.router.best_worker(list(tokens), update_indexer=True, lora_name=lora_name,
+                                                 cache_namespace=cache_namespace, block_mm_infos=block_mm_infos)
+
+        return tuple(_run(ask()))
+
+    def dump(self) -> list[RouterEvent]:
+        async def ask() -> Any:
+            return await self.router.dump_events()
+
+        return [RouterEvent.from_dict(item) for item in json.loads(_run(ask()))]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.runtime.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
