@@ -271,7 +271,7 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise _fail(source, f"unsupported trace schema version {str(version)[:40]!r}; "
                             f"this kvspec ({__version__}) reads version {SCHEMA_VERSION}")
-    kind = data.get("kind", "divergence")
+    kind = data.get("kind", "divergence")  # version-1 traces written before 'kind' existed
     if kind not in KINDS:
         raise _fail(source, f"unknown trace kind {str(kind)[:40]!r} (expected {' or '.join(KINDS)})")
     machine = _require(data, "machine", str, source)
@@ -326,7 +326,7 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
     else:
         err = _require(data, "error", dict, source)
         _require(err, "type", str, source, "error.type")
-    return Trace(data, tuple(steps), source)
+    return Trace({**data, "kind": kind}, tuple(steps), source)
 
 
 def steps_of(trace: Mapping[str, Any] | Trace) -> list[Step]:
