@@ -1,0 +1,378 @@
+"""State machines for the G1 mocker :class:`KvManager`, one per eviction backend.
+
+Driven mostly by realistic requests: :class:`~kvspec.sequence.ActiveSequence`\\ s over a 3-token
+alphabet (so prompts share prefixes all the time) with block sizes 2-4 and capacities 1-12 (so
+eviction is constant).  The machine plays a small scheduler: admit (whole creation signal or a
+chunk via prepare/commit), decode (``generate``, with ``pop`` when the decode Use fails), preempt
+(``reset_with_signal``), finish or abort.  Every signal is one step ``mgr.process(op)`` applied to
+the model and the target; ``prefill_cost`` is compared as a step too.
+
+Mixed in: raw operations on a small table of identities (chains of a token-path tree, as the pool
+machine) — Use of whole chains or of arbitrary identities, Derefs in any order (root first
+included, which under ``lru`` evicts an interior block before its descendants and makes kvspec's
+parent anchoring differ from upstream's), Promotes of raw partials, and bad input (unheld Deref,
+Deref named twice, unknown Promote, mismatched lengths on the third block, partial parent,
+lineage impostors) that must raise the same typed error on both sides and change nothing.
+A last family breaks the hash/Plh correspondence on purpose (upstream accepts it); after one of
+those the router-consistency invariants are switched off for the rest of the run.
+
+Invariants (model side; the differential engine already holds the target to the model):
+event ids count from 0 without gaps and carry the dp rank; every Removed names a block Stored
+earlier and not removed since; a Stored parent is held by the router; the router's view equals
+the blocks the manager holds (active or inactive); no block is both active and inactive; pinned +
+inactive blocks fit the capacity; the reference count equals the driver's ledger.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, precondition, rule
+
+from kvspec.errors import KvSpecError
+from kvspec.events import Removed, Stored
+from kvspec.hashing import Plh
+from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
+from kvspec.sequence import ActiveSequence, IdSource
+from kvspec.stateful.base import DifferentialMachine, MachineSpec
+
+ALPHABET = 3
+IMPOSTOR_PARENT = 999
+
+tokens = st.integers(0, ALPHABET - 1)
+prompts = st.lists(tokens, min_size=0, max_size=10)
+paths = st.lists(st.integers(0, ALPHABET - 1), min_size=1, max_size=4).map(tuple)
+hot_paths = st.one_of(st.sampled_from([(0,), (0, 0), (0, 0, 0), (0, 1), (1,), (0, 0, 1)]), paths)
+picks = st.integers(0, 10_000)
+
+
+def current_of(path: tuple[int, ...]) -> int:
+    """``(0, 1, 1)`` -> 1122: readable, prefix-preserving sequence hashes for raw identities."""
+    return int("1" + "".join(str(s + 1) for s in path))
+
+
+def plh_of(path: tuple[int, ...]) -> Plh:
+    parent = current_of(path[:-1]) if len(path) > 1 else None
+    return Plh(len(path) - 1, current_of(path), parent)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Request:
+    """Driver state of one request: its sequence and whether it is running (decoding)."""
+
+    def __init__(self, seq: ActiveSequence):
+        self.seq = seq
+
+    def allocated_blocks(self) -> list:
+        seq = self.seq
+        count = min(_ceil_div(seq.num_allocated_tokens, seq.block_size), len(seq.unique_blocks))
+        return list(seq.unique_blocks[:count])
+
+    @property
+    def prefilled(self) -> bool:
+        return self.seq.num_allocated_tokens >= len(self.seq)
+
+
+class ManagerMachine(DifferentialMachine):
+    observers = {"KvManager": ["drain_events", "num_active_blocks", "num_active_block_refs",
+                               "num_inactive_blocks", "active_refcounts", "eviction_order"]}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    @initialize(capacity=st.one_of(st.integers(1, 5), st.integers(1, 12)), block_size=st.integers(2, 4),
+                seed=st.integers(0, 255),
+                dp_rank=st.sampled_from([0, 0, 3]))
+    def create(self, capacity, block_size, seed, dp_rank):
+        self.capacity, self.block_size, self.dp_rank = capacity, block_size, dp_rank
+        self.run.create("mgr", "KvManager", capacity, block_size, eviction=self.params["eviction"], dp_rank=dp_rank)
+        self.ids = IdSource(seed)
+        self.requests: list[Request] = []
+        self.raw_full: Counter = Counter()  # full hash -> references taken by raw ops
+        self.raw_partials: set[int] = set()  # partial uuids allocated by raw ops
+        self.router: Counter = Counter()  # hash -> stored-and-not-removed count (from the events)
+        self.next_event_id = 0
+        self.consistent = True  # identities keep the hash <-> Plh correspondence
+        self.ledger_ok = True  # the driver's reference ledger is exact
+        self.ready = True
+
+    # -- stepping ---------------------------------------------------------------------------------
+
+    def _events_of_last_step(self):
+        expected, _ = self.run.outcomes[-1]
+        return expected.observed.get("drain_events") or []
+
+    def _track_events(self) -> None:
+        for event in self._events_of_last_step():
+            assert event.event_id == self.next_event_id, f"event id {event.event_id}, expected {self.next_event_id}"
+            assert event.dp_rank == self.dp_rank
+            self.next_event_id += 1
+            if isinstance(event.data, Stored):
+                parent = event.data.parent_hash
+                if self.consistent:
+                    assert parent is None or self.router[parent] > 0, f"Stored under {parent}, not held"
+                for block in event.data.blocks:
+                    if self.consistent:
+                        assert self.router[block.block_hash] == 0, f"{block.block_hash} stored twice"
+                    self.router[block.block_hash] += 1
+            elif isinstance(event.data, Removed):
+                for h in event.data.block_hashes:
+                    assert self.router[h] > 0, f"Removed {h}, never stored or already removed"
+                    self.router[h] -= 1
+                    if self.router[h] == 0:
+                        del self.router[h]
+
+    def process(self, op):
+        """One step; returns ``(value, error)``."""
+        value, error = self.attempt("mgr", "process", op)
+        self._track_events()
+        return value, error
+
+    def _process_realistic(self, op):
+        """A step the driver expects to be valid: an error means the ledger can no longer be trusted."""
+        value, error = self.process(op)
+        if error is not None:
+            self.ledger_ok = False
+            self.consistent = False
+        return value, error
+
+    # -- realistic requests -----------------------------------------------------------------------
+
+    @precondition(lambda self: self.ready and len(self.requests) < 6)
+    @rule(prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=6), prefix_caching=st.sampled_from([True, True, False]))
+    def new_request(self, prompt, planned, prefix_caching):
+        if not prompt:
+            prompt = [0]
+        seq = ActiveSequence(prompt, self.block_size, len(planned), prefix_caching, output_tokens=planned, rng=self.ids)
+        self.requests.append(Request(seq))
+        self.attempt("mgr", "prefill_cost", seq.snapshot())
+
+    def _pick(self, pick, predicate):
+        chosen = [r for r in self.requests if predicate(r)]
+        return chosen[pick % len(chosen)] if chosen else None
+
+    @precondition(lambda self: self.ready and any(not r.prefilled for r in self.requests))
+    @rule(pick=picks, chunk=st.one_of(st.none(), st.integers(1, 6)))
+    def prefill(self, pick, chunk):
+        """Allocate the rest of the sequence (``chunk=None``) or one chunk of it."""
+        req = self._pick(pick, lambda r: not r.prefilled)
+        seq = req.seq
+        target = len(seq) if chunk is None else min(len(seq), seq.num_allocated_tokens + chunk)
+        prev_blocks = min(_ceil_div(seq.num_allocated_tokens, seq.block_size), len(seq.unique_blocks))
+        signal = seq.prepare_allocation(target)
+        if signal is None:
+            seq.commit_allocation(target)
+            return
+        n, error = self._process_realistic(signal)
+        if error is not None:
+            return
+        if n == len(signal.blocks):
+            seq.commit_allocation(target)
+        else:  # partial failure: the first n blocks are pinned (upstream's scheduler commits them)
+            seq.commit_allocation(min((prev_blocks + n) * seq.block_size, target))
+
+    @precondition(lambda self: self.ready and any(r.prefilled and not r.seq.is_finished for r in self.requests))
+    @rule(pick=picks)
+    def decode(self, pick):
+        req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
+        seq = req.seq
+        signals = seq.generate()
+        done = seq.is_finished
+        immediate = [s for s in signals if not isinstance(s, Deref)] if done else signals
+        cleanup = [s for s in signals if isinstance(s, Deref)] if done else []
+        for op in immediate:
+            n, error = self._process_realistic(op)
+            if error is not None:
+                return
+            if isinstance(op, Use) and n < len(op.blocks):  # no slot for the new partial block
+                seq.pop()
+                return
+        if done:
+            for op in cleanup:
+                self._process_realistic(op)
+            self.requests.remove(req)
+        else:
+            seq.commit_allocation(len(seq))
+
+    @precondition(lambda self: self.ready and any(r.seq.num_allocated_tokens for r in self.requests))
+    @rule(pick=picks)
+    def preempt(self, pick):
+        req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
+        for op in req.seq.reset_with_signal():
+            self._process_realistic(op)
+
+    @precondition(lambda self: self.ready and self.requests)
+    @rule(pick=picks)
+    def abort(self, pick):
+        req = self._pick(pick, lambda r: True)
+        for op in req.seq.free_signal():
+            self._process_realistic(op)
+        self.requests.remove(req)
+
+    @precondition(lambda self: self.ready and self.requests)
+    @rule(pick=picks)
+    def prefill_cost(self, pick):
+        req = self._pick(pick, lambda r: True)
+        self.attempt("mgr", "prefill_cost", req.seq.snapshot())
+
+    # -- raw operations ---------------------------------------------------------------------------
+
+    def _took(self, blocks, n):
+        for block in blocks[:n]:
+            if isinstance(block, FullBlock):
+                self.raw_full[block.hash] += 1
+            else:
+                self.raw_partials.add(block.uuid)
+
+    @precondition(lambda self: self.ready)
+    @rule(path=hot_paths, start=st.integers(0, 3), with_parent=st.booleans(), partial=st.booleans())
+    def raw_use_chain(self, path, start, with_parent, partial):
+        """Use blocks ``start..`` of a chain (``parent`` = the block before, when it is held)."""
+        start = min(start, len(path) - 1)
+        chain = [plh_of(path[: i + 1]) for i in range(start, len(path))]
+        blocks: list = [FullBlock(p.current) for p in chain]
+        if partial:
+            blocks.append(PartialBlock(self.ids.uuid()))
+        parent = None
+        if with_parent and start > 0:
+            above = current_of(path[:start])
+            if self.raw_full[above] > 0:
+                parent = FullBlock(above)
+        op = Use(blocks, [p.current % 1000 for p in chain], chain, None, parent)
+        n, error = self.process(op)
+        if error is None:
+            self._took(blocks, n)
+
+    @precondition(lambda self: self.ready)
+    @rule(chosen=st.lists(hot_paths, min_size=1, max_size=4))
+    def raw_use_scattered(self, chosen):
+        """Use unrelated identities in one batch (duplicates included)."""
+        plhs = [plh_of(p) for p in chosen]
+        blocks = [FullBlock(p.current) for p in plhs]
+        n, error = self.process(Use(blocks, [], plhs))
+        if error is None:
+            self._took(blocks, n)
+
+    @precondition(lambda self: self.ready and (self.raw_full or self.raw_partials))
+    @rule(data=st.data())
+    def raw_deref(self, data):
+        """Release some raw references in any order (roots before leaves included)."""
+        held = [FullBlock(h) for h, c in sorted(self.raw_full.items()) for _ in range(c)]
+        held += [PartialBlock(u) for u in sorted(self.raw_partials)]
+        chosen = data.draw(st.permutations(held).map(lambda xs: xs[: max(1, len(xs) // 2 + 1)]))
+        batched = data.draw(st.booleans())
+        ops = [Deref(chosen)] if batched else [Deref([b]) for b in chosen]
+        for op in ops:
+            _, error = self.process(op)
+            if error is not None:
+                self.ledger_ok = False
+                continue
+            for block in op.blocks:
+                if isinstance(block, FullBlock):
+                    self.raw_full[block.hash] -= 1
+                    if self.raw_full[block.hash] == 0:
+                        del self.raw_full[block.hash]
+                else:
+                    self.raw_partials.discard(block.uuid)
+
+    @precondition(lambda self: self.ready and self.raw_partials)
+    @rule(pick=picks, path=hot_paths)
+    def raw_promote(self, pick, path):
+        uuid = sorted(self.raw_partials)[pick % len(self.raw_partials)]
+        plh = plh_of(path)
+        if plh.parent is not None and self.router[plh.parent] == 0:
+            self.consistent = False  # a Promote under a parent the router does not hold
+        _, error = self.process(Promote(uuid, plh.current, plh.parent, plh.current % 1000, plh))
+        if error is None:
+            self.raw_partials.discard(uuid)
+            self.raw_full[plh.current] += 1
+
+    # -- bad input: both sides must raise the same typed error and change nothing ----------------
+
+    @precondition(lambda self: self.ready)
+    @rule(which=st.sampled_from(["deref_unheld", "deref_twice", "promote_unknown", "lengths", "partial_parent",
+                                 "impostor", "impostor_in_batch", "tokens"]),
+          path=hot_paths)
+    def bad_input(self, which, path):
+        plh = plh_of(path)
+        held = [FullBlock(h) for h in sorted(self.raw_full)]
+        if which == "deref_unheld":
+            op = Deref(held[:2] + [FullBlock(123456789)])
+        elif which == "deref_twice":
+            if not held:
+                return
+            h = held[0]
+            op = Deref([h] * (self.raw_full[h.hash] + 1))
+        elif which == "promote_unknown":
+            op = Promote(10**9, plh.current, plh.parent, 0, plh)
+        elif which == "lengths":
+            other = plh_of((2, 2, 2))
+            op = Use([FullBlock(plh.current), FullBlock(other.current), FullBlock(5)], [], [plh, other])
+        elif which == "partial_parent":
+            op = Use([FullBlock(plh.current)], [], [plh], None, PartialBlock(7))
+        elif which == "impostor":
+            op = Use([FullBlock(plh.current)], [], [Plh(plh.position, plh.current, IMPOSTOR_PARENT)])
+        elif which == "impostor_in_batch":
+            a, b = plh_of((1,)), plh_of((1, 1))
+            op = Use([FullBlock(a.current), FullBlock(b.current), FullBlock(b.current + 1)], [],
+                     [a, b, Plh(b.position, b.current, IMPOSTOR_PARENT)])
+        else:
+            op = Use([FullBlock(plh.current)], [], [plh], [[1, 2], [3]])
+        consistent = self.consistent
+        if which == "impostor":
+            self.consistent = False  # if accepted, the hash now names an impostor identity
+        value, error = self.process(op)
+        if which == "impostor" and error is None:
+            self._took(op.blocks, value)
+        elif which == "impostor":
+            self.consistent = consistent
+        elif which != "impostor":
+            assert error is not None, f"{which}: bad input was accepted"
+
+    @precondition(lambda self: self.ready)
+    @rule(a=hot_paths, b=hot_paths)
+    def mismatched_identity(self, a, b):
+        """A full block named with another identity's Plh (upstream accepts it)."""
+        pa, pb = plh_of(a), plh_of(b)
+        if pa != pb:
+            self.consistent = False  # from now on a hash may name another identity's block
+        n, error = self.process(Use([FullBlock(pa.current)], [], [pb]))
+        if error is None:
+            self._took([FullBlock(pa.current)], n)
+
+    # -- invariants -------------------------------------------------------------------------------
+
+    @invariant()
+    def manager_invariants(self):
+        if not self.ready:
+            return
+        # the model's observations after the last step (the engine already compared them to the target)
+        seen = self.run.outcomes[-1][0].observed
+        active, inactive = seen["active_refcounts"], seen["eviction_order"]
+        assert len(inactive) == seen["num_inactive_blocks"]
+        assert seen["num_active_blocks"] + seen["num_inactive_blocks"] <= self.capacity
+        assert not (set(active) & set(inactive)) or not self.consistent, "a block is both active and inactive"
+        if self.ledger_ok:
+            refs = sum(len(r.allocated_blocks()) for r in self.requests)
+            refs += sum(self.raw_full.values()) + len(self.raw_partials)
+            assert seen["num_active_block_refs"] == refs, "references differ from the driver's ledger"
+        if self.consistent:
+            assert set(self.router) == set(active) | set(inactive), "router view != blocks held"
+
+
+def machines() -> list[MachineSpec]:
+    return [
+        MachineSpec(
+            name=f"manager[{eviction}]",
+            factory=ManagerMachine,
+            requires=("KvManager",),
+            params={"eviction": eviction},
+            description=f"G1 mocker KvManager (eviction={eviction}) driven by ActiveSequences and raw ops",
+        )
+        for eviction in ("lineage", "lineage_fifo", "lru", "multi_lru")
+    ]
