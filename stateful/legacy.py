@@ -159,6 +159,8 @@ class LegacyMachine(DifferentialMachine):
         if not self.ready:
             return
         seen = self.run.outcomes[-1][0].observed
+        if "active_blocks" not in seen:
+            return
         active, inactive = seen["active_blocks"], seen["inactive_blocks"]
         assert not (set(active) & set(inactive)), "a block is both active and inactive"
         assert seen["current_capacity"] == len(active) + len(inactive) <= self.capacity

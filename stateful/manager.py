@@ -353,6 +353,8 @@ class ManagerMachine(DifferentialMachine):
             return
         # the model's observations after the last step (the engine already compared them to the target)
         seen = self.run.outcomes[-1][0].observed
+        if "active_refcounts" not in seen:
+            return
         active, inactive = seen["active_refcounts"], seen["eviction_order"]
         assert len(inactive) == seen["num_inactive_blocks"]
         assert seen["num_active_blocks"] + seen["num_inactive_blocks"] <= self.capacity
