@@ -43,7 +43,7 @@ def _profile_name(profile: str | None) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from kvspec.stateful.check import MachineResult, check, cpu_count, make_database
     from kvspec.stateful.differential import Step
-    from kvspec.stateful.trace import write_trace
+    from kvspec.stateful.trace import slug, write_trace
     from kvspec.targets import resolve
 
     target = resolve(args.target)
@@ -100,7 +100,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             quoted = shlex.quote(r.trace_path)
             print(f"trace written to {r.trace_path}")
             print(f"replay with: kvspec replay {quoted}")
-            print(f"report with: kvspec report {quoted} -o {shlex.quote(_file_stem(r.machine) + '-bug.md')}")
+            print(f"report with: kvspec report {quoted} -o {slug(r.machine)}-bug.md")
     skipped = sum(r.status == "skipped" for r in results)
     print(f"\n{len(results) - len(failures) - skipped} passed, {len(failures)} failed, {skipped} skipped")
     return 1 if failures else 0
@@ -138,7 +138,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from kvspec.stateful.corpus import regenerate
 
-    return regenerate(args.out, args.mutant or None, profile=args.profile, stream=sys.stdout)
+    return regenerate(args.out, args.mutant or None, profile=args.profile, missing_only=args.missing,
+                      stream=sys.stdout)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="tests/regressions", help="corpus directory (default: tests/regressions)")
     p.add_argument("--mutant", action="append", help="only these mutants (repeatable)")
     p.add_argument("--profile", default="ci", choices=["dev", "ci", "nightly"], help="profile (default: ci)")
+    p.add_argument("--missing", action="store_true", help="only mutants without a trace in the corpus yet")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("list", help="list machines and targets")
@@ -223,10 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kvspec {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def _file_stem(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
 
 
 def _one_line(text: str) -> str:

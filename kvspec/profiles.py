@@ -13,6 +13,18 @@ that budget.
 
 Every profile: no deadline (the model is deliberately slow), no ``too_slow`` health check (a step
 may legitimately do a lot of work), one reported bug per run (the shrunk one).
+
+Every profile is registered on top of Hypothesis's ``default`` profile, never on top of whatever
+profile is active: Hypothesis activates its own ``ci`` profile at import time when ``CI`` is set,
+and a profile registered without a parent inherits from the active one — ``nightly`` would then
+silently be derandomized and lose its example database under CI.  (Found by
+``tests/unit/test_trace_profiles.py``.)
+
+The example database: ``dev`` and ``nightly`` use Hypothesis's default local directory
+(``.hypothesis/examples``), so a failure found once is replayed first on the next run;
+``kvspec check --database DIR|none|redis://host:port`` chooses another (``redis://`` needs
+``pip install 'hypothesis[redis]'`` and shares failures between machines, e.g. CI runners).
+``ci`` is derandomized: the same examples every run, so it neither needs nor uses a database.
 """
 
 from __future__ import annotations
@@ -29,16 +41,20 @@ _COMMON = dict(
 )
 
 PROFILES = {
-    "dev": dict(max_examples=40, stateful_step_count=40),
+    "dev": dict(max_examples=40, stateful_step_count=40, derandomize=False),
     "ci": dict(max_examples=60, stateful_step_count=50, derandomize=True),
-    "nightly": dict(max_examples=1000, stateful_step_count=120),
+    "nightly": dict(max_examples=1000, stateful_step_count=120, derandomize=False),
 }
 
+#: Hypothesis's own defaults, whatever profile it activated at import (see the module docstring)
+_BASE = settings.get_profile("default")
+
 for _name, _values in PROFILES.items():
-    settings.register_profile(_name, **_COMMON, **_values)
+    settings.register_profile(_name, parent=_BASE, **_COMMON, **_values)
 
 #: a profile with shrinking but no generation, for replaying the example database only
-settings.register_profile("replay", **_COMMON, phases=[Phase.explicit, Phase.reuse, Phase.shrink])
+settings.register_profile("replay", parent=_BASE, **_COMMON, derandomize=False,
+                          phases=[Phase.explicit, Phase.reuse, Phase.shrink])
 
 
 def default_profile() -> str:

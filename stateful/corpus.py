@@ -67,12 +67,17 @@ def verify(trace: Trace) -> list[str]:
 
 
 def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile: str = "ci",
-               stream: TextIO = sys.stdout) -> int:
-    """Write ``mutant-<name>.json`` for each mutant into ``out``; 0 if every one was caught and verifies."""
+               missing_only: bool = False, stream: TextIO = sys.stdout) -> int:
+    """Write ``mutant-<name>.json`` for each mutant into ``out``; 0 if every one was caught and verifies.
+
+    ``missing_only`` skips mutants that already have a trace in ``out``.
+    """
     from kvspec.stateful.mutants import MUTANTS, mutant_target
 
     out = Path(out)
     names = sorted(mutants or MUTANTS)
+    if missing_only:
+        names = [n for n in names if not (out / f"mutant-{n}.json").exists()]
     unknown = [n for n in names if n not in MUTANTS]
     if unknown:
         print(f"unknown mutants: {', '.join(unknown)}", file=stream)

@@ -153,7 +153,7 @@ _RESERVED = {"ns", "same", "raises_exactly", "recorded", "TARGET", "pytest", "os
 
 
 def _test_name(trace: Trace) -> str:
-    return "test_" + re.sub(r"\W+", "_", f"{trace.machine}_{trace.target}").strip("_").lower()
+    return "test_" + re.sub(r"[^a-z0-9]+", "_", f"{trace.machine} {trace.target}".lower()).strip("_")
 
 
 def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors: dict[str, str]) -> list[str]:
@@ -270,10 +270,10 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
     if literals.needs_json:
         lines.append("import json")
     lines += ["import os", "", "import pytest", ""]
-    lines.append("from kvspec.codec import canonical" + (", decode" if literals.needs_json else ""))
+    imports.setdefault("kvspec.codec", set()).update({"canonical", *(["decode"] if literals.needs_json else [])})
+    imports.setdefault("kvspec.targets", set()).add("resolve")
     for module in sorted(imports):
         lines.append(f"from {module} import {', '.join(sorted(imports[module]))}")
-    lines.append("from kvspec.targets import resolve")
     lines += [
         "",
         f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
@@ -326,8 +326,10 @@ def _title(trace: Trace, result: ReplayResult) -> str:
         labels = [line.strip() for line in outcome_diff(d.expected, d.actual) if not line.startswith("    ")]
     else:
         labels = [x.split(":", 1)[0] for x in trace.data["divergence"].get("differences", [])]
-    what = ", ".join(dict.fromkeys(labels)) or "outcome"
-    return f"[kvspec] {trace.target}: `{call}` {what} differs from the model (machine {trace.machine})"
+    names = {"returns": "return value", "raises": "error", "return value": "return value", "error": "error"}
+    labels = list(dict.fromkeys(names.get(label, label) for label in labels)) or ["outcome"]
+    verb = "differs" if len(labels) == 1 else "differ"
+    return f"[kvspec] {trace.target}: `{call}` {', '.join(labels)} {verb} from the model (machine {trace.machine})"
 
 
 def build_report(trace: Trace | str, target: str | None = None, *, trace_path: str | None = None) -> Report:

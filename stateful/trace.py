@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import time
 from collections.abc import Mapping, Sequence
@@ -149,8 +150,7 @@ def write_trace(trace: Mapping[str, Any], directory: str | os.PathLike[str] | No
     if path is None:
         directory = Path(directory if directory is not None else "kvspec-traces")
         directory.mkdir(parents=True, exist_ok=True)
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_"
-                       for ch in f"{trace['machine']}-{trace['target']['name']}")
+        safe = f"{slug(str(trace['machine']))}-{slug(str(trace['target']['name']))}"
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         path = directory / f"{safe}-{stamp}.json"
         n = 1
@@ -163,6 +163,11 @@ def write_trace(trace: Mapping[str, Any], directory: str | os.PathLike[str] | No
     tmp.write_text(json.dumps(trace, indent=1, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def slug(text: str) -> str:
+    """``pool[lru,allow]`` -> ``pool_lru_allow``: safe in file names and shells."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_") or "trace"
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -238,6 +243,47 @@ def parse_trace(raw: str | bytes, *, source: str = "<trace>") -> Trace:
     return validate_trace(data, source=source)
 
 
+_vocabulary_loaded = False
+
+
+def _decode_step(raw: Any) -> Step:
+    """Decode a step; an unknown type first loads kvspec's vocabulary modules (once) and retries.
+
+    Value types register with :mod:`kvspec.codec` when their module is imported; a trace may name a
+    type from a module nothing has imported yet (``EventSource`` of the tracker machines).
+    """
+    global _vocabulary_loaded
+    try:
+        return Step.from_json(raw)
+    except codec.DecodeError as exc:
+        if _vocabulary_loaded or not str(exc).startswith(("unknown type", "unknown enum")):
+            raise
+    _vocabulary_loaded = True
+    load_vocabulary()
+    return Step.from_json(raw)
+
+
+def load_vocabulary() -> None:
+    """Import every module that registers codec types: kvspec's own modules and the machines'."""
+    import importlib
+    import pkgutil
+
+    import kvspec
+
+    for info in pkgutil.iter_modules(kvspec.__path__):
+        if not info.ispkg and info.name not in ("cli", "__main__"):
+            try:
+                importlib.import_module(f"kvspec.{info.name}")
+            except Exception:  # noqa: BLE001 - an optional module may need an absent extra
+                pass
+    try:
+        from kvspec.stateful.base import all_machines
+
+        all_machines()
+    except Exception:  # noqa: BLE001 - a broken machine module must not hide the real error
+        pass
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a trace")
 
@@ -295,7 +341,7 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
     created: set[str] = set()
     for i, raw in enumerate(raw_steps):
         try:
-            step = Step.from_json(raw)
+            step = _decode_step(raw)
         except (codec.DecodeError, TypeError, ValueError) as exc:
             raise _fail(source, f"step {i + 1}: {_one_line(str(exc), 160)}") from None
         except RecursionError:
