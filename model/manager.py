@@ -30,6 +30,7 @@ Rules
   * **Promote(uuid, seq_hash, parent_hash, local_hash, plh)** — the partial's slot becomes the full
     block: +1 reference if the block is already held, else reuse a live block with that Plh (the
     slot is freed), else register the slot and publish ``Stored(parent_hash, [block])``.
+  * ``process`` returns the Use's processed count, and 1 for a Deref or a Promote (as upstream).
 
 kvspec decisions (``shared/spec/README.md``)
   * **Parent anchoring** (decision 6): upstream merges all new blocks of a Use into one Stored
@@ -235,7 +236,7 @@ class KvManager:
             if entry[1] == 0:
                 del self.fulls[block.hash]
                 self.pool.release(entry[0])
-        return len(op.blocks)
+        return 1  # upstream's process() returns 1 for every Deref
 
     def _promote(self, op: Promote) -> int:
         if op.uuid not in self.partials:

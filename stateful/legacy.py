@@ -28,7 +28,7 @@ from kvspec.stateful.base import DifferentialMachine, MachineSpec
 
 tokens = st.integers(0, 2)
 picks = st.integers(0, 10_000)
-raw_hashes = st.integers(1, 9)
+raw_hashes = st.integers(1, 6)
 
 
 class LegacyMachine(DifferentialMachine):
@@ -71,7 +71,7 @@ class LegacyMachine(DifferentialMachine):
     # -- requests ---------------------------------------------------------------------------------
 
     @precondition(lambda self: self.ready and len(self.requests) < 5)
-    @rule(prompt=st.lists(tokens, min_size=1, max_size=9), planned=st.lists(tokens, min_size=1, max_size=5))
+    @rule(prompt=st.lists(tokens, min_size=1, max_size=7), planned=st.lists(tokens, min_size=1, max_size=3))
     def admit(self, prompt, planned):
         seq = ActiveSequence(prompt, self.block_size, len(planned), True, output_tokens=planned, rng=self.ids)
         self.attempt("mgr", "prefill_cost", seq.snapshot())
@@ -112,18 +112,18 @@ class LegacyMachine(DifferentialMachine):
     # -- raw operations ---------------------------------------------------------------------------
 
     @precondition(lambda self: self.ready)
-    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=4), partial=st.booleans())
+    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3), partial=st.booleans())
     def raw_use(self, hashes, partial):
         blocks = [FullBlock(h) for h in hashes] + ([PartialBlock(self.ids.uuid())] if partial else [])
         self.process(Use(blocks, [h * 10 for h in hashes], []))
 
     @precondition(lambda self: self.ready)
-    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=4))
+    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3))
     def raw_deref(self, hashes):
         self.process(Deref([FullBlock(h) for h in hashes]))
 
     @precondition(lambda self: self.ready)
-    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3))
+    @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=2))
     def raw_destroy(self, hashes):
         self.process(Destroy([FullBlock(h) for h in hashes]))
 
