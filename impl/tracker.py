@@ -109,9 +109,9 @@ class DedupTracker:
         # Resolved after mapping block_hash (upstream order): a self-parent resolves to itself.
         resolved = None
         if parent_hash is not None:
-            parent_now = mapping.get(parent_hash)
-            if parent_now is not None:
-                resolved = self._blocks[parent_now].first
+            parent_entry = self._blocks.get(mapping.get(parent_hash))
+            if parent_entry is not None:
+                resolved = parent_entry.first
         self._queue.append(
             ConsolidatedStore(block_hash, resolved, tokens, block_size, lora_name, source.value, _DEVICE)
         )
@@ -122,10 +122,10 @@ class DedupTracker:
         seq = self._mapping.get(block_hash)
         if seq is None:
             return False
-        entry = self._blocks[seq]  # invariant: every mapped hash names a tracked block
-        sources = entry.sources
-        if source not in sources:
+        entry = self._blocks.get(seq)  # never None while the invariants hold; upstream warns if it is
+        if entry is None or source not in entry.sources:
             return False
+        sources = entry.sources
         sources.remove(source)
         if sources:
             return False
@@ -146,8 +146,8 @@ class DedupTracker:
         return len(self._blocks)
 
     def get_block_sources(self, block_hash: str) -> frozenset[EventSource] | None:
-        seq = self._mapping.get(block_hash)
-        return None if seq is None else frozenset(self._blocks[seq].sources)
+        entry = self._blocks.get(self._mapping.get(block_hash))
+        return None if entry is None else frozenset(entry.sources)
 
     def get_block_tiers(self, block_hash: str) -> frozenset[EventSource] | None:
         """Deprecated upstream alias of :meth:`get_block_sources`."""
