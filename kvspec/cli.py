@@ -139,7 +139,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from kvspec.stateful.corpus import regenerate
 
     return regenerate(args.out, args.mutant or None, profile=args.profile, missing_only=args.missing,
-                      stream=sys.stdout)
+                      jobs=args.jobs, stream=sys.stdout)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mutant", action="append", help="only these mutants (repeatable)")
     p.add_argument("--profile", default="ci", choices=["dev", "ci", "nightly"], help="profile (default: ci)")
     p.add_argument("--missing", action="store_true", help="only mutants without a trace in the corpus yet")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="mutants to search in parallel processes")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("list", help="list machines and targets")
