@@ -76,6 +76,28 @@ def _positive_int(name: str, value) -> None:
         raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
 
 
+def stored_runs(parent: int | None, blocks: list[tuple[int, int, bool]]) -> list[Stored]:
+    """Decision 6: one Stored per run of announced blocks, under the block just before the run.
+
+    ``blocks`` are a Use's processed full blocks as ``(hash, local hash, announced)``; the first
+    run's anchor is the Use's ``parent``.  (Upstream instead makes ONE event of every announced
+    block, anchored to the last block that was not announced.)
+    """
+    events: list[Stored] = []
+    anchor, run = parent, []
+    for seq_hash, local, announced in blocks:
+        if announced:
+            run.append(StoredBlock(seq_hash, local))
+            continue
+        if run:
+            events.append(Stored(anchor, run))
+            run = []
+        anchor = seq_hash
+    if run:
+        events.append(Stored(anchor, run))
+    return events
+
+
 class KvManager:
     """The G1 mocker KV manager.  ``process(op) -> int``; see the module docstring for the rules."""
 
@@ -166,64 +188,47 @@ class KvManager:
         self._validate_use(op)
         registered_before = set(self.registry.items())
         evicted: list[tuple[Plh, int]] = []
-        new_store: set[int] = set()  # indices (in op.blocks) of newly registered full blocks
+        done: list[tuple[int, int, bool]] = []  # per processed full block: hash, local hash, announce?
+        local_hashes = iter(op.local_hashes or [0] * len(op.plhs))
+        plhs = iter(op.plhs)
         processed = 0
-        fulls_seen = 0
-        for index, block in enumerate(op.blocks):
+        for block in op.blocks:
             if isinstance(block, FullBlock):
-                plh = op.plhs[fulls_seen]
-                fulls_seen += 1
-                if block.hash in self.fulls:
-                    self.fulls[block.hash][1] += 1
-                else:
-                    hit = self.pool.match_blocks([plh])
-                    if hit:
-                        self.fulls[block.hash] = [hit[0], 1]
-                    else:
-                        slot = self._take_slot(evicted)
-                        if slot is None:
-                            break
-                        self.fulls[block.hash] = [self.pool.register(slot, plh), 1]
-                        self.registry[plh] = block.hash
-                        if (plh, block.hash) not in registered_before:
-                            new_store.add(index)
+                plh, local = next(plhs), next(local_hashes)
+                outcome = self._use_full(block.hash, plh, evicted)
+                if outcome is None:
+                    break
+                announce = outcome == "new store" and (plh, block.hash) not in registered_before
+                done.append((block.hash, local, announce))
             elif block.uuid not in self.partials:
                 slot = self._take_slot(evicted)
                 if slot is None:
                     break
                 self.partials[block.uuid] = slot
             processed += 1
-        self._publish_stored_runs(op, processed, new_store)
+        parent = op.parent.hash if op.parent is not None else None
+        for stored in stored_runs(parent, done):
+            self._publish(stored)
         removed = [h for plh, h in evicted if self.registry.get(plh) != h]
         if removed:
             self._publish(Removed(removed))
         return processed
 
-    def _publish_stored_runs(self, op: Use, processed: int, new_store: set[int]) -> None:
-        """One Stored per run of consecutive new full blocks, under the full block before the run."""
-        anchor = op.parent.hash if op.parent is not None else None
-        local_of = {}
-        fulls_seen = 0
-        for index, block in enumerate(op.blocks):
-            if isinstance(block, FullBlock):
-                local_of[index] = op.local_hashes[fulls_seen] if op.local_hashes else 0
-                fulls_seen += 1
-        run: list[StoredBlock] = []
-        run_anchor = anchor
-        for index, block in enumerate(op.blocks[:processed]):
-            if not isinstance(block, FullBlock):
-                continue
-            if index in new_store:
-                if not run:
-                    run_anchor = anchor
-                run.append(StoredBlock(block.hash, local_of[index]))
-            else:
-                if run:
-                    self._publish(Stored(run_anchor, run))
-                    run = []
-            anchor = block.hash
-        if run:
-            self._publish(Stored(run_anchor, run))
+    def _use_full(self, seq_hash: int, plh: Plh, evicted: list) -> str | None:
+        """Pin one full block; returns the outcome, or ``None`` when no slot is left."""
+        if seq_hash in self.fulls:
+            self.fulls[seq_hash][1] += 1
+            return "active hit"
+        hit = self.pool.match_blocks([plh])
+        if hit:
+            self.fulls[seq_hash] = [hit[0], 1]
+            return "inactive hit"
+        slot = self._take_slot(evicted)
+        if slot is None:
+            return None
+        self.fulls[seq_hash] = [self.pool.register(slot, plh), 1]
+        self.registry[plh] = seq_hash
+        return "new store"
 
     def _deref(self, op: Deref) -> int:
         self._validate_deref(op)

@@ -39,7 +39,7 @@ class LegacyMachine(DifferentialMachine):
         super().__init__()
         self.ready = False
 
-    @initialize(capacity=st.one_of(st.integers(1, 5), st.integers(1, 12)), block_size=st.integers(2, 4), seed=st.integers(0, 255))
+    @initialize(capacity=st.integers(1, 12), block_size=st.integers(2, 4), seed=st.integers(0, 255))
     def create(self, capacity, block_size, seed):
         self.capacity, self.block_size = capacity, block_size
         self.run.create("mgr", "LegacyKvManager", capacity, block_size)
@@ -128,8 +128,9 @@ class LegacyMachine(DifferentialMachine):
         self.process(Destroy([FullBlock(h) for h in hashes]))
 
     @precondition(lambda self: self.ready)
-    @rule(h=raw_hashes, parent=st.one_of(st.none(), raw_hashes))
+    @rule(h=raw_hashes, parent=st.integers(0, 6))
     def raw_promote(self, h, parent):
+        parent = parent or None
         uuid = self.ids.uuid()
         ok, _ = self.process(Use([PartialBlock(uuid)], [], []))
         if ok:
