@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from kvspec.stateful.check import MachineResult, check, cpu_count, make_database
     from kvspec.stateful.differential import Step
     from kvspec.stateful.trace import slug, write_trace
-    from kvspec.targets import resolve
+    from kvspec.targets import registered_targets, resolve
 
     target = resolve(args.target)
     if args.database is not None:
@@ -61,7 +61,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         if result.status in ("failed", "error"):
             counts["failed"] += 1
         if result.trace is not None:
-            result.trace_path = str(write_trace(result.trace, args.trace_dir))
+            try:
+                result.trace_path = str(write_trace(result.trace, args.trace_dir))
+            except OSError as exc:
+                print(f"kvspec check: cannot write a trace under {args.trace_dir}: {exc}", file=sys.stderr)
         rate = f"{result.steps_per_second:,.0f} steps/s" if result.steps else ""
         detail = f"  ({result.reason})" if result.status == "skipped" else ""
         print(f"  {result.status:7} {result.machine}  {result.examples} examples  {result.steps} steps  "
@@ -97,7 +100,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {'>>' if i == mark else '  '} {Step.from_json(step).describe()}")
             for d in r.trace.get("divergence", {}).get("differences", []):
                 print(f"  - {d}")
+            if r.trace_path is None:
+                continue
             quoted = shlex.quote(r.trace_path)
+            if target.name not in registered_targets() and not target.name.startswith("mutant:"):
+                quoted += f" --target {shlex.quote(target.name)}"  # replay never imports a path on its own
             print(f"trace written to {r.trace_path}")
             print(f"replay with: kvspec replay {quoted}")
             print(f"report with: kvspec report {quoted} -o {slug(r.machine)}-bug.md")

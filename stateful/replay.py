@@ -280,6 +280,10 @@ def render_result(result: ReplayResult) -> str:
     head = (f"kvspec replay: machine {trace.machine}, {len(trace.steps)} steps, target {against}"
             + ("" if against == recorded else f" (recorded against {recorded})"))
     lines = [head]
+    recorded_observers = trace.data.get("observers")
+    current = {k: list(v) for k, v in result.prepared.machine.observers.items()}
+    if isinstance(recorded_observers, dict) and recorded_observers != current:
+        lines.append(f"note: machine {trace.machine} now observes {current}; the trace recorded {recorded_observers}")
     if result.divergence is not None:
         d = result.divergence
         lines += render_steps(trace.steps, result.records, d.index)
