@@ -136,6 +136,15 @@ def test_interior_hit_quirks(ns):
 
 
 @NAMESPACES
+def test_duplicate_block_in_one_use_is_self_anchored(ns):
+    """Upstream quirk kept: ``Use([A, A])`` stores A, then hits it, so A anchors its own Stored."""
+    mgr = ns.LegacyKvManager(4, 4)
+    assert mgr.process(Use([FullBlock(1), FullBlock(1)], [11, 11], []))
+    assert simplify(mgr.drain_events()) == [("stored", 1, [(1, 11)])]
+    assert mgr.active_blocks() == active([(1, 2)])
+
+
+@NAMESPACES
 def test_promote_and_partials(ns):
     mgr = ns.LegacyKvManager(4, 4)
     assert mgr.process(Use([FullBlock(1), PartialBlock(100)], [11], []))

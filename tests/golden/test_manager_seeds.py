@@ -469,7 +469,8 @@ def test_bad_input_is_rejected_and_changes_nothing(ns):
         # a held block named with another Plh: an active hit, the Plh is ignored (upstream)
         ("process", Use([FullBlock(1)], [], [plh(1234)]), 1),
         ("observe", "active_refcounts", {1: 2, 2: 1}),
-        # the same full block twice in one Use: stored once, two references
+        # the same full block twice in one Use: stored once, two references.  Upstream anchors the
+        # Use's Stored to its last reused block, which is the block itself: Stored(parent=6, [6]).
         ("process", Use([FullBlock(6), FullBlock(6)], [], [plh(6), plh(6)]), 2),
         ("events", [("stored", None, [6])]),
         ("observe", "active_refcounts", {1: 2, 2: 1, 6: 2}),
