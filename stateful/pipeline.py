@@ -1,0 +1,292 @@
+"""The end-to-end machine: engines' KV managers publish into one router index.
+
+Two or three workers, each with one or two data-parallel ranks; every rank is a
+:class:`KvManager` (subject ``mgr<worker>.<rank>``) with a tiny capacity (1-6 blocks), so
+eviction is constant.  :class:`~kvspec.sequence.ActiveSequence`\\ s over a 3-token alphabet (so
+prompts share prefixes across workers) are admitted on some rank, prefilled whole or in chunks,
+decoded, preempted, finished or aborted, exactly as the ``manager[*]`` machines do.  Every event a
+manager publishes is delivered, tagged with its worker id, on the device tier, to one
+:class:`TieredIndex` (subject ``index``); a worker restart drops its managers and tells the router
+(``remove_worker`` / ``remove_worker_dp_rank``).
+
+Every step runs on the model and the target (the managers' observations and events, the index's
+dump and query answers must agree).  The end-to-end invariant, checked after every step on *both*
+sides for every worker rank and every query (the tokens of each live request and of the last
+finished ones):
+
+    index.find_matches(local hashes of the query).scores[(worker, rank)]
+        == the number of leading query blocks that rank's manager holds (active or inactive).
+
+"Holds" is read from the manager itself (``active_refcounts`` and ``eviction_order``, keyed by
+sequence hash), never from the index: the router must never over-claim (a block the worker
+evicted) and, with every event delivered, never under-claim.  Applying a manager's events must
+never raise either: a ``ParentBlockNotFound`` or ``BlockNotFound`` means the stream lied.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, precondition, rule
+
+from kvspec.events import StorageTier
+from kvspec.hashing import block_hashes, sequence_hashes
+from kvspec.protocol import Deref, Use
+from kvspec.sequence import ActiveSequence, IdSource
+from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.radix import index_compare
+
+ALPHABET = 3
+EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+#: how many finished requests' token sequences stay among the invariant's queries
+PAST_QUERIES = 3
+
+tokens = st.integers(0, ALPHABET - 1)
+#: a few common system prompts plus a random tail, so workers keep meeting on the same prefixes
+PREFIXES = [(), (0, 0, 0, 0), (0, 1, 0, 1, 2), (1, 1, 1, 1, 1, 1)]
+prompts = st.tuples(st.sampled_from(PREFIXES), st.lists(tokens, max_size=5)).map(
+    lambda parts: (parts[0] + tuple(parts[1])) or (0,))
+rarely = st.sampled_from([False] * 9 + [True])
+#: which rank (index into the sorted subjects, modulo their number); small and uniform
+wheres = st.integers(0, 5)
+picks = st.integers(0, 10_000)
+#: worker layouts: ranks per worker (2-3 workers, some with two dp ranks)
+layouts = st.lists(st.sampled_from([1, 1, 2]), min_size=2, max_size=3).map(tuple)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Request:
+    """Driver state of one request: its sequence and the rank (subject) serving it."""
+
+    def __init__(self, seq: ActiveSequence, subject: str):
+        self.seq = seq
+        self.subject = subject
+
+    @property
+    def prefilled(self) -> bool:
+        return self.seq.num_allocated_tokens >= len(self.seq)
+
+
+def held_prefix(manager, chain: list[int]) -> int:
+    """Leading blocks of ``chain`` (sequence hashes) that ``manager`` holds, active or inactive."""
+    held = set(manager.active_refcounts()) | set(manager.eviction_order())
+    count = 0
+    for h in chain:
+        if h not in held:
+            break
+        count += 1
+    return count
+
+
+class PipelineMachine(DifferentialMachine):
+    observers = {
+        "KvManager": ["drain_events", "num_active_blocks", "num_active_block_refs", "num_inactive_blocks",
+                      "active_refcounts", "eviction_order"],
+        "TieredIndex": ["dump_events"],
+    }
+    compare = staticmethod(index_compare)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    @initialize(layout=layouts, capacities=st.lists(st.integers(1, 6), min_size=6, max_size=6),
+                block_size=st.integers(2, 3), eviction=st.sampled_from(EVICTIONS), seed=st.integers(0, 255))
+    def create(self, layout, capacities, block_size, eviction, seed):
+        self.block_size = block_size
+        self.eviction = eviction
+        self.ids = IdSource(seed)
+        #: subject -> (worker_id, dp_rank, capacity)
+        self.ranks: dict[str, tuple[int, int, int]] = {}
+        for w, count in enumerate(layout, start=1):
+            for rank in range(count):
+                self.ranks[f"mgr{w}.{rank}"] = (w, rank, capacities[len(self.ranks)])
+        self.run.create("index", "TieredIndex")
+        for subject in self.ranks:
+            self._start(subject)
+        self.requests: list[Request] = []
+        self.past: list[tuple[int, ...]] = []  # tokens of finished/aborted requests, newest last
+        self.ready = True
+
+    def _start(self, subject: str) -> None:
+        w, rank, capacity = self.ranks[subject]
+        self.run.create(subject, "KvManager", capacity, self.block_size, eviction=self.eviction, dp_rank=rank)
+
+    # -- stepping ---------------------------------------------------------------------------------
+
+    def process(self, subject: str, op):
+        """``op`` on one rank's manager, then its drained events into the index; returns the count."""
+        value, error = self.attempt(subject, "process", op)
+        assert error is None, f"{subject}.process({op!r}) raised {error!r} in a realistic flow"
+        events = self.run.outcomes[-1][0].observed.get("drain_events") or []
+        worker_id = self.ranks[subject][0]
+        for event in events:
+            _, error = self.attempt("index", "apply_event", worker_id, event, StorageTier.DEVICE)
+            assert error is None, f"index rejected {subject}'s event {event!r}: {error!r}"
+        return value
+
+    def _pick(self, pick, predicate):
+        chosen = [r for r in self.requests if predicate(r)]
+        return chosen[pick % len(chosen)] if chosen else None
+
+    def _retire(self, req: Request) -> None:
+        self.requests.remove(req)
+        self.past.append(tuple(req.seq.tokens))
+        del self.past[:-PAST_QUERIES]
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.ready and len(self.requests) < 6)
+    @rule(where=wheres, prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=5),
+          prefix_caching=st.sampled_from([True, True, True, False]), admit=st.booleans())
+    def new_request(self, where, prompt, planned, prefix_caching, admit):
+        """A request arrives on some rank; ``admit`` prefills its whole prompt at once."""
+        subject = sorted(self.ranks)[where % len(self.ranks)]
+        seq = ActiveSequence(prompt, self.block_size, len(planned), prefix_caching, output_tokens=planned, rng=self.ids)
+        req = Request(seq, subject)
+        self.requests.append(req)
+        if admit:
+            self._allocate(req, len(seq))
+
+    @precondition(lambda self: self.ready and any(not r.prefilled for r in self.requests))
+    @rule(pick=picks, chunk=st.one_of(st.none(), st.integers(1, 5)))
+    def prefill(self, pick, chunk):
+        """Allocate the rest of the prompt (``chunk=None``) or one chunk of it."""
+        req = self._pick(pick, lambda r: not r.prefilled)
+        seq = req.seq
+        self._allocate(req, len(seq) if chunk is None else min(len(seq), seq.num_allocated_tokens + chunk))
+
+    def _allocate(self, req: Request, target: int) -> None:
+        seq = req.seq
+        before = min(_ceil_div(seq.num_allocated_tokens, seq.block_size), len(seq.unique_blocks))
+        signal = seq.prepare_allocation(target)
+        if signal is None:
+            seq.commit_allocation(target)
+            return
+        n = self.process(req.subject, signal)
+        if n == len(signal.blocks):
+            seq.commit_allocation(target)
+        else:  # out of slots: the first n blocks stay pinned (upstream's scheduler commits them)
+            seq.commit_allocation(min((before + n) * seq.block_size, target))
+
+    @precondition(lambda self: self.ready and any(r.prefilled and not r.seq.is_finished for r in self.requests))
+    @rule(pick=picks, count=st.integers(1, 3))
+    def decode(self, pick, count):
+        """Generate ``count`` tokens of one running request (stops early when it finishes)."""
+        req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
+        for _ in range(count):
+            if req not in self.requests or not self._decode_one(req):
+                return
+
+    def _decode_one(self, req: Request) -> bool:
+        """One token; False when the request finished or could not get a slot."""
+        seq = req.seq
+        signals = seq.generate()
+        done = seq.is_finished
+        for op in [s for s in signals if not isinstance(s, Deref)]:
+            n = self.process(req.subject, op)
+            if isinstance(op, Use) and n < len(op.blocks):  # no slot for the new partial block
+                seq.pop()
+                return False
+        if done:
+            for op in [s for s in signals if isinstance(s, Deref)]:
+                self.process(req.subject, op)
+            self._retire(req)
+            return False
+        seq.commit_allocation(len(seq))
+        return True
+
+    @precondition(lambda self: self.ready and any(r.seq.num_allocated_tokens for r in self.requests))
+    @rule(pick=picks)
+    def preempt(self, pick):
+        req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
+        for op in req.seq.reset_with_signal():
+            self.process(req.subject, op)
+
+    @precondition(lambda self: self.ready and self.requests)
+    @rule(pick=picks)
+    def abort(self, pick):
+        req = self._pick(pick, lambda r: True)
+        for op in req.seq.free_signal():
+            self.process(req.subject, op)
+        self._retire(req)
+
+    @precondition(lambda self: self.ready)
+    @rule(which=wheres, whole_worker=st.booleans(), now=rarely)
+    def restart(self, which, whole_worker, now):
+        """A worker (or one rank) restarts: its requests vanish, its managers start empty, and the
+        router is told (``remove_worker`` / ``remove_worker_dp_rank``).  Rare (``now`` is True one
+        time in ten)."""
+        if not now:
+            return
+        subject = sorted(self.ranks)[which % len(self.ranks)]
+        worker_id, rank, _ = self.ranks[subject]
+        subjects = [s for s, (w, _, _) in self.ranks.items() if w == worker_id] if whole_worker else [subject]
+        for req in [r for r in self.requests if r.subject in subjects]:
+            self._retire(req)
+        for s in subjects:
+            self._start(s)
+        if whole_worker:
+            self.run.call("index", "remove_worker", worker_id)
+        else:
+            self.run.call("index", "remove_worker_dp_rank", worker_id, rank)
+
+    @precondition(lambda self: self.ready)
+    @rule(pick=picks, cut=st.integers(0, 6))
+    def query(self, pick, cut):
+        """A recorded query (model and target answers compared) on a prefix of a live or past request."""
+        sources = [tuple(r.seq.tokens) for r in self.requests] + self.past
+        if not sources:
+            return
+        chosen = sources[pick % len(sources)]
+        hashes = block_hashes(chosen, self.block_size)
+        self.run.call("index", "find_matches", hashes[: max(1, len(hashes) - cut)] if hashes else [], False)
+
+    # -- the end-to-end invariant ---------------------------------------------------------------
+
+    def _queries(self) -> list[tuple[int, ...]]:
+        seen, out = set(), []
+        for toks in [tuple(r.seq.tokens) for r in self.requests] + self.past:
+            if len(toks) >= self.block_size and toks not in seen:
+                seen.add(toks)
+                out.append(toks)
+        return out
+
+    @invariant()
+    def router_matches_what_workers_hold(self):
+        if not self.ready:
+            return
+        queries = self._queries()
+        for side, objects in (("model", self.run.model_objects), ("target", self.run.target_objects)):
+            index = objects["index"]
+            check = getattr(index, "_check", None)
+            if check is not None:
+                check()
+            for toks in queries:
+                locals_ = block_hashes(toks, self.block_size)
+                chain = sequence_hashes(locals_)
+                scores = index.find_matches(locals_, False).scores
+                for subject, (worker_id, rank, _) in self.ranks.items():
+                    held = held_prefix(objects[subject], chain)
+                    claimed = scores.get((worker_id, rank), 0)
+                    assert claimed == held, (
+                        f"{side}: router scores {subject} (worker {worker_id}, rank {rank}) {claimed} on "
+                        f"{list(toks)}, but it holds {held} leading blocks"
+                        + (" (over-claim)" if claimed > held else " (under-claim)")
+                    )
+                unknown = set(scores) - {(w, r) for w, r, _ in self.ranks.values()}
+                assert not unknown, f"{side}: router scores unknown workers {unknown}"
+
+
+def machines() -> list[MachineSpec]:
+    return [
+        MachineSpec(
+            name="pipeline",
+            factory=PipelineMachine,
+            requires=("KvManager", "TieredIndex"),
+            description="2-3 workers (some with 2 dp ranks) of tiny KvManagers publishing into one TieredIndex; "
+                        "router scores == blocks each rank holds",
+        )
+    ]
