@@ -113,8 +113,13 @@ class Literals:
             for field in attrs.fields(cls):
                 if not field.init:
                     continue
+                current = getattr(value, field.name)
+                default = field.default
+                if (default is not attrs.NOTHING and not isinstance(default, attrs.Factory)
+                        and type(current) is type(default) and current == default):
+                    continue  # a default argument: leave it out, as a person would
                 name = getattr(field, "alias", None) or field.name.lstrip("_")
-                args.append(f"{name}={self._render(getattr(value, field.name))}")
+                args.append(f"{name}={self._render(current)}")
             return f"{cls.__name__}({', '.join(args)})"
         raise _NoLiteral
 

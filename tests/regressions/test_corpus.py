@@ -46,3 +46,29 @@ def test_corpus_trace(path, target, must_diverge):
             + render_result(result))
     else:
         assert not result.reproduced, render_result(result)
+
+
+def _run_generated(source: str, target: str) -> BaseException | None:
+    namespace: dict = {"__name__": "kvspec_generated"}
+    exec(compile(source, "generated_report_test", "exec"), namespace)  # noqa: S102 - our own generated file
+    namespace["TARGET"] = target
+    test = next(v for k, v in namespace.items() if k.startswith("test_") and callable(v))
+    try:
+        test()
+    except BaseException as exc:  # noqa: BLE001 - pytest.fail/raises errors included
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("path", [p for p in corpus_files(HERE) if p.name.startswith("mutant-")],
+                         ids=lambda p: p.stem)
+def test_corpus_report_fails_on_the_mutant_and_passes_on_impl(path):
+    """The pytest file `kvspec report` writes for each corpus trace is a working bug reproducer."""
+    from kvspec.stateful.report import build_report
+
+    trace = load_trace(path)
+    report = build_report(trace)
+    assert report.reproduced
+    failure = _run_generated(report.test_source, trace.target)
+    assert failure is not None, f"the generated test passes against {trace.target}:\n{report.test_source}"
+    assert _run_generated(report.test_source, "impl") is None
