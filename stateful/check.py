@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -300,6 +299,3 @@ def cpu_count() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
 
-
-def default_trace_dir() -> Path:
-    return Path(os.environ.get("KVSPEC_TRACE_DIR", "kvspec-traces"))

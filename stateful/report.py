@@ -33,14 +33,13 @@ import keyword
 import math
 import platform
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 import kvspec.errors
 from kvspec import codec
-from kvspec.stateful.differential import Outcome, Step, exact_compare
+from kvspec.stateful.differential import Outcome, exact_compare
 from kvspec.stateful.replay import (ReplayResult, comparator_of, outcome_diff, outcome_text, prepare,
                                     replay_trace)
 from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
@@ -428,8 +427,4 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def observers_of(result: ReplayResult) -> Mapping[str, tuple[str, ...]]:
-    return result.prepared.machine.observers
-
-
-__all__ = ["Literals", "Report", "Step", "build_report", "pytest_source"]
+__all__ = ["Literals", "Report", "build_report", "pytest_source"]

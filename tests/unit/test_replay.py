@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from toy_machine import divergence_trace
 
 from kvspec.cli import main
-from kvspec.errors import KvSpecError, TargetError, TraceError
+from kvspec.errors import KvSpecError, TraceError
 from kvspec.stateful.replay import assert_replays_clean, render_result, replay_trace
 from kvspec.stateful.trace import parse_trace, write_trace
 
