@@ -31,8 +31,10 @@ same parent and local hash), and every sticky-reachable block must be dumped.
 
 Generator preconditions the contract needs (Dynamo documents them): the external hash ``E`` is a
 function of the local-hash path, identical for every worker (here ``E`` is the router's own chained
-sequence hash of the path, as an engine computes it); no hash twice in one ``Removed``;
-``early_exit=False``.
+sequence hash of the path, as an engine computes it); no hash twice in one ``Removed``.  Exact
+bounds need ``early_exit=False``; queries with ``early_exit=True`` are held only to "never above
+the full score, and at least 1 where the sticky chain matches the first block" (Dynamo checks for
+a lone worker only at its own node boundaries, ``kv_router.md`` §4 exp. D1/D7).
 
 The machine ``contract-radix`` runs only against targets in ``contract`` mode (``--target dynamo``).
 """
@@ -181,13 +183,20 @@ class ContractModel:
 
 
 def score_differences(query: Sequence[int], model_scores: Mapping[Worker, int], target_scores: Mapping[Worker, int],
-                      contract: ContractModel, label: str = "score") -> list[str]:
-    """Overcounts (above the model) and undercounts (below the sticky bound) of a device query."""
+                      contract: ContractModel, label: str = "score", early_exit: bool = False) -> list[str]:
+    """Overcounts (above the model) and undercounts (below the sticky bound) of a device query.
+
+    With ``early_exit`` the walk may stop before the end of a worker's chain (at a node boundary
+    of the target's tree, which the model does not have), so the bounds become: at most the full
+    score, and at least 1 for a worker whose sticky-reachable chain matches the first block.
+    """
     diffs = []
     for worker in sorted(set(model_scores) | set(target_scores) | contract.workers()):
         hi = model_scores.get(worker, 0)
         got = target_scores.get(worker, 0)
         lo, hi_own = contract.device_bounds(worker, query)
+        if early_exit:
+            hi, lo = hi_own, min(lo, 1)
         if hi_own != hi:
             diffs.append(f"contract model and reference model disagree for {worker}: {hi_own} vs {hi} (harness bug)")
         if got > hi:
@@ -316,7 +325,8 @@ class RadixContractMachine(DifferentialMachine):
             return [f"error: model {expected.error or 'none'}, target {actual.error or 'none'} ({actual.message})"]
         if step.method == "find_matches":
             model_scores, target_scores = _scores_of(expected.value), _scores_of(actual.value)
-            diffs = score_differences(step.args[0], model_scores, target_scores, self.contract)
+            early = bool(step.args[1]) if len(step.args) > 1 else bool(step.kwargs.get("early_exit", False))
+            diffs = score_differences(step.args[0], model_scores, target_scores, self.contract, early_exit=early)
             if tuple(getattr(actual.value, "frequencies", ())) != ():
                 diffs.append(f"frequencies not empty: {actual.value.frequencies!r}")
             return diffs
@@ -354,8 +364,28 @@ class RadixContractMachine(DifferentialMachine):
     def create(self) -> None:
         self.run.create("index", "RadixIndex")
 
+    #: relative weights of the event kinds the ``event`` rules draw (clears are rare: they wipe
+    #: the state that the interesting cases need)
+    event_weights: ClassVar[Mapping[str, int]] = {"store": 10, "remove": 6, "clear": 1, "drop_worker": 1,
+                                                  "self_reference": 1}
+
+    def dispatch(self, data: st.DataObject) -> None:
+        kinds = [k for k, n in self.event_weights.items() for _ in range(n)]
+        getattr(self, f"do_{data.draw(st.sampled_from(kinds), label='event kind')}")(data)
+
     @rule(data=st.data())
-    def store(self, data: st.DataObject) -> None:
+    def event(self, data: st.DataObject) -> None:
+        self.dispatch(data)
+
+    @rule(data=st.data())
+    def event_more(self, data: st.DataObject) -> None:  # events outweigh queries two to one
+        self.dispatch(data)
+
+    @rule(data=st.data())
+    def event_again(self, data: st.DataObject) -> None:
+        self.dispatch(data)
+
+    def do_store(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(WORKERS), label="worker")
         held = sorted(self.contract.held.get(worker, {}))
         choice = data.draw(st.integers(0, 9), label="parent kind")
@@ -374,8 +404,7 @@ class RadixContractMachine(DifferentialMachine):
         blocks = [StoredBlock(e, local) for e, local in self.paths.blocks(parent, locals_)]
         self.send(worker, Stored(parent, blocks))
 
-    @rule(data=st.data())
-    def remove(self, data: st.DataObject) -> None:
+    def do_remove(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(WORKERS), label="worker")
         held = self.contract.held.get(worker, {})
         if data.draw(st.booleans(), label="leaves only"):
@@ -388,18 +417,16 @@ class RadixContractMachine(DifferentialMachine):
             chosen.append(data.draw(st.sampled_from(others), label="unknown hash"))
         self.send(worker, Removed(chosen))
 
-    @rule(worker=st.sampled_from(WORKERS))
-    def clear(self, worker: Worker) -> None:
-        self.send(worker, Cleared())
+    def do_clear(self, data: st.DataObject) -> None:
+        self.send(data.draw(st.sampled_from(WORKERS), label="worker"), Cleared())
 
-    @rule(worker_id=st.sampled_from(sorted({w[0] for w in WORKERS})), method=st.sampled_from(
-        ["remove_worker", "clear_all_blocks"]))
-    def drop_worker(self, worker_id: int, method: str) -> None:
+    def do_drop_worker(self, data: st.DataObject) -> None:
+        worker_id = data.draw(st.sampled_from(sorted({w[0] for w in WORKERS})), label="worker id")
+        method = data.draw(st.sampled_from(["remove_worker", "clear_all_blocks"]), label="method")
         self.attempt("index", method, worker_id)
         self.contract.remove_worker(worker_id)
 
-    @rule(data=st.data())
-    def self_reference(self, data: st.DataObject) -> None:
+    def do_self_reference(self, data: st.DataObject) -> None:
         """A Stored whose parent is one of its own blocks: InvalidBlockSequence on both sides."""
         worker = data.draw(st.sampled_from(WORKERS), label="worker")
         locals_ = data.draw(st.lists(st.sampled_from(ALPHABET), min_size=1, max_size=3), label="locals")
@@ -410,6 +437,11 @@ class RadixContractMachine(DifferentialMachine):
     @rule(data=st.data())
     def query(self, data: st.DataObject) -> None:
         self.attempt("index", "find_matches", self.draw_query(data), False)
+
+    @rule(data=st.data())
+    def query_early_exit(self, data: st.DataObject) -> None:
+        """``early_exit=True``: only the relaxed bounds of :func:`score_differences` apply."""
+        self.attempt("index", "find_matches", self.draw_query(data), True)
 
     @rule()
     def dump(self) -> None:
