@@ -72,3 +72,16 @@ def test_corpus_report_fails_on_the_mutant_and_passes_on_impl(path):
     failure = _run_generated(report.test_source, trace.target)
     assert failure is not None, f"the generated test passes against {trace.target}:\n{report.test_source}"
     assert _run_generated(report.test_source, "impl") is None
+
+
+def test_corpus_command_writes_a_verified_trace(tmp_path, capsys):
+    from kvspec.cli import main
+
+    (tmp_path / "mutant-no-longer-exists.json").write_text("{}")
+    code = main(["corpus", "--out", str(tmp_path), "--mutant", "tracker-passthrough-dedups"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trace = load_trace(tmp_path / "mutant-tracker-passthrough-dedups.json")
+    assert trace.target == "mutant:tracker-passthrough-dedups" and trace.machine == "tracker[passthrough]"
+    assert "ok     " in out and "stale  " in out and "mutant-no-longer-exists.json" in out
+    assert main(["corpus", "--out", str(tmp_path), "--mutant", "no-such-mutant"]) == 2
