@@ -16,7 +16,6 @@ recomputed on every eviction.  :mod:`kvspec.impl.eviction` holds the fast versio
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import attrs
@@ -31,9 +30,13 @@ DEFAULT_THRESHOLDS = (3, 8, 15)
 
 
 class _Backend:
+    def clone(self) -> _Backend:
+        """An independent copy (each backend copies its own containers; Plhs are immutable)."""
+        raise NotImplementedError
+
     def order(self) -> list[Plh]:
-        """Eviction order: drain a deep copy, so the real backend is untouched."""
-        shadow = copy.deepcopy(self)
+        """Eviction order: drain a copy, so the real backend is untouched."""
+        shadow = self.clone()
         return [shadow.evict()[0] for _ in range(len(shadow))]
 
 
@@ -49,6 +52,11 @@ class LruIndex(_Backend):
 
     def __init__(self) -> None:
         self.entries: list[tuple[Plh, int]] = []  # oldest release first
+
+    def clone(self) -> LruIndex:
+        twin = LruIndex()
+        twin.entries = list(self.entries)
+        return twin
 
     def insert(self, plh: Plh, block_id: int) -> None:
         self.entries.append((plh, block_id))
@@ -100,12 +108,10 @@ class MultiLruIndex(_Backend):
         self.thresholds = tuple(thresholds)
         self.tiers: list[list[tuple[Plh, int]]] = [[], [], [], []]
 
-    def __deepcopy__(self, memo: dict) -> MultiLruIndex:
-        clone = MultiLruIndex.__new__(MultiLruIndex)
-        clone.frequency = self.frequency  # shared, read only by insert; order() never inserts
-        clone.thresholds = self.thresholds
-        clone.tiers = [list(t) for t in self.tiers]
-        return clone
+    def clone(self) -> MultiLruIndex:
+        twin = MultiLruIndex(self.frequency, self.thresholds)  # the tracker is shared: order() never inserts
+        twin.tiers = [list(t) for t in self.tiers]
+        return twin
 
     def insert(self, plh: Plh, block_id: int) -> None:
         self.tiers[tier_for(self.frequency.count(plh), self.thresholds)].append((plh, block_id))
@@ -180,6 +186,12 @@ class LineageIndex(_Backend):
         self.nodes: dict[Key, Node] = {}
         self.next_tick = 0
         self.next_leaf_seq = 0
+
+    def clone(self) -> LineageIndex:
+        twin = LineageIndex(self.policy)
+        twin.nodes = {k: attrs.evolve(n, children=set(n.children)) for k, n in self.nodes.items()}
+        twin.next_tick, twin.next_leaf_seq = self.next_tick, self.next_leaf_seq
+        return twin
 
     # -- the rules ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.hashing import Plh
 from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.differential import Divergence, Outcome
 
 ALPHABET = 3
 MAX_DEPTH = 5
@@ -47,6 +48,12 @@ def plh_of(path: tuple[int, ...]) -> Plh:
 
 def chain_of(path: tuple[int, ...]) -> list[Plh]:
     return [plh_of(path[: i + 1]) for i in range(len(path))]
+
+
+def path_of(plh: Plh) -> tuple[int, ...] | None:
+    """Inverse of :func:`plh_of` (``None`` for an impostor)."""
+    path = tuple(int(d) - 1 for d in str(plh.current)[1:])
+    return path if plh_of(path) == plh else None
 
 
 def impostor_of(path: tuple[int, ...]) -> Plh:
@@ -181,6 +188,41 @@ class PoolMachine(DifferentialMachine):
             if error is None:
                 self.held.remove(block_id)
 
+    @precondition(lambda self: self.ready and self.held)
+    @rule(pick=picks, keep=st.integers(-1, 3), newest_first=st.booleans())
+    def release_chain(self, pick, keep, newest_first):
+        """Take a held block, and release one reference on each held block of its chain, root
+        first (or leaf first), except one interior block: an active block inside an inactive
+        chain, the case where the ghost-parent quirk (§10.1 rule 4) decides the order."""
+        path = path_of(self.identity[self.held[pick % len(self.held)]])
+        if path is None:
+            return
+        chain = chain_of(path)
+        keep = 1 + keep % (len(chain) - 2) if keep >= 0 and len(chain) >= 3 else -1
+        order = list(enumerate(chain))
+        if newest_first:
+            order.reverse()
+        for index, plh in order:
+            if index == keep:
+                continue
+            block_id = next((i for i in self.held if self.identity.get(i) == plh), None)
+            if block_id is None:
+                continue
+            _, error = self.attempt("pool", "release", block_id)
+            if error is None:
+                self.held.remove(block_id)
+
+    @precondition(lambda self: self.ready and self.held)
+    @rule(offsets=st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True))
+    def release_recent(self, offsets):
+        """Release some of the newest references in the given order (offset 1 = newest), e.g. the
+        first and last block of a chain but not the middle one: the ghost-parent quirk (§10.1)."""
+        chosen = [self.held[-o] for o in offsets if o <= len(self.held)]
+        for block_id in chosen:
+            _, error = self.attempt("pool", "release", block_id)
+            if error is None:
+                self.held.remove(block_id)
+
     @precondition(lambda self: self.ready)
     @rule(chosen=st.lists(hot_paths, max_size=4))
     def check_presence(self, chosen):
@@ -242,10 +284,18 @@ class PoolMachine(DifferentialMachine):
 
     @invariant()
     def target_structures(self):
-        if self.ready:
-            check = getattr(self.run.target("pool"), "_check", None)
-            if check is not None:
-                check()
+        """The target's own ``_check()`` (if it has one); a failure is reported as a divergence."""
+        if not self.ready:
+            return
+        check = getattr(self.run.target("pool"), "_check", None)
+        if check is None:
+            return
+        try:
+            check()
+        except AssertionError as exc:
+            raise Divergence(f"target _check() failed: {exc}", steps=self.run.steps,
+                             index=len(self.run.steps) - 1, expected=Outcome(), actual=Outcome(),
+                             differences=[f"target _check() failed: {exc!r}"]) from exc
 
 
 def machines() -> list[MachineSpec]:

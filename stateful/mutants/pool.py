@@ -1,0 +1,210 @@
+"""Planted bugs in :class:`kvspec.impl.pool.BlockPool`, each breaking one rule of the spec.
+
+Every mutant must be caught by the ``pool[...]`` machines named in ``caught_by`` under the ``ci``
+profile (``tests/quality/test_mutants.py``).
+"""
+
+from __future__ import annotations
+
+from kvspec.stateful.mutants import Mutant
+
+
+def _pool():
+    from kvspec.impl.pool import BlockPool
+
+    return BlockPool
+
+
+def lineage_fifo_releaf():
+    """Tick policy, but a parent that becomes a leaf again gets a fresh tick (goes to the tail)."""
+    from kvspec.impl.eviction import LineageIndex
+
+    class TailReleaf(LineageIndex):
+        def _leaf_added(self, node):
+            if self._tick_policy:
+                node.tick = self._next_tick
+                self._next_tick += 1
+            super()._leaf_added(node)
+
+    class Pool(_pool()):
+        def _make_backend(self, eviction):
+            return TailReleaf("tick") if eviction == "lineage" else super()._make_backend(eviction)
+
+    return Pool
+
+
+def ghost_linked_upward():
+    """A placeholder ghost for an *active* parent is linked to that parent's own parent, so an
+    active block in the middle of a chain protects its inactive ancestors (upstream does not)."""
+    from kvspec.impl.eviction import LineageIndex, _Node
+
+    class LinkedGhosts(LineageIndex):
+        owner_of = staticmethod(lambda key: None)
+
+        def _new_placeholder(self, key):
+            ghost = self._nodes[key] = _Node(key)
+            plh = self.owner_of(key)
+            if plh is not None and plh.parent_key is not None:
+                parent = self._nodes.get(plh.parent_key) or self._new_placeholder(plh.parent_key)
+                if not parent.children and parent.plh is not None:
+                    self._leaf_gone(parent)
+                parent.children.add(ghost)
+                ghost.parent = parent
+            return ghost
+
+    class Pool(_pool()):
+        def _make_backend(self, eviction):
+            if eviction not in ("lineage", "lineage_fifo"):
+                return super()._make_backend(eviction)
+            backend = LinkedGhosts("tick" if eviction == "lineage" else "fifo")
+            backend.owner_of = lambda key: self._key_owner.get(key)
+            return backend
+
+    return Pool
+
+
+def evict_before_free():
+    """Allocation takes inactive victims first and only then free slots."""
+
+    class Pool(_pool()):
+        def allocate_with_evictions(self, n):
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                return super().allocate_with_evictions(n)
+            if len(self._free) + len(self._backend) < n:
+                return None
+            from kvspec.impl.pool import MUTABLE
+
+            ids, evicted = [], []
+            while len(ids) < n and len(self._backend):
+                plh, block_id = self._backend.evict()
+                del self._primary[plh]
+                del self._key_owner[plh.key]
+                self._state[block_id] = MUTABLE
+                self._plh[block_id] = None
+                ids.append(block_id)
+                evicted.append(plh)
+            while len(ids) < n:
+                block_id = self._free.popleft()
+                self._state[block_id] = MUTABLE
+                ids.append(block_id)
+            return ids, evicted
+
+    return Pool
+
+
+def multilru_no_tiers():
+    """MultiLRU files every block in tier 0: frequency is ignored, it degenerates to LRU."""
+    from kvspec.impl.eviction import MultiLruIndex
+
+    class OneTier(MultiLruIndex):
+        def insert(self, plh, block_id):
+            self._tiers[0][plh] = block_id
+            self._tier[plh] = 0
+
+    class Pool(_pool()):
+        def _make_backend(self, eviction):
+            return OneTier(self._frequency) if eviction == "multi_lru" else super()._make_backend(eviction)
+
+    return Pool
+
+
+def reject_returns_own_id():
+    """Under ``duplication="reject"`` a live identity is registered as a duplicate anyway, so the
+    caller keeps (and is handed back) its own block id instead of the primary's."""
+
+    class Pool(_pool()):
+        def register(self, block_id, plh):
+            reject = self._reject
+            self._reject = False
+            try:
+                return super().register(block_id, plh)
+            finally:
+                self._reject = reject
+
+    return Pool
+
+
+def match_skips_miss():
+    """``match_blocks`` keeps going past a miss (upstream's *scattered* match, not ``match_blocks``)."""
+
+    class Pool(_pool()):
+        def match_blocks(self, plhs):
+            plhs = self._plh_list(plhs)
+            out = []
+            for plh in plhs:
+                block_id = self._acquire(plh)
+                if block_id is not None:
+                    self._refs[block_id] += 1
+                    out.append(block_id)
+                    if self._frequency is not None:
+                        self._frequency.touch(plh)
+            return out
+
+    return Pool
+
+
+def release_to_front():
+    """A dropped mutable block goes to the *front* of the free FIFO (it must go to the back)."""
+
+    class Pool(_pool()):
+        def release_mutable(self, block_id):
+            super().release_mutable(block_id)
+            self._free.appendleft(self._free.pop())
+
+    return Pool
+
+
+def touch_live_register():
+    """Registering an identity that is already live touches the frequency tracker again."""
+
+    class Pool(_pool()):
+        def register(self, block_id, plh):
+            live = self._key_owner.get(getattr(plh, "key", None)) == plh
+            result = super().register(block_id, plh)
+            if live and self._frequency is not None:
+                self._frequency.touch(plh)
+            return result
+
+    return Pool
+
+
+def impostor_accepted():
+    """No collision check at registration: an impostor becomes a primary (the lineage graph then
+    refuses it at release, where upstream panics)."""
+
+    class Pool(_pool()):
+        def register(self, block_id, plh):
+            key = getattr(plh, "key", None)
+            owner = self._key_owner.get(key) if key is not None else None
+            if owner is None or owner == plh:
+                return super().register(block_id, plh)
+            del self._key_owner[key]  # hide the live owner from the check
+            try:
+                return super().register(block_id, plh)
+            except Exception:
+                self._key_owner[key] = owner
+                raise
+
+    return Pool
+
+
+MUTANTS = [
+    Mutant("lineage-fifo-releaf", "Tick policy re-leafs a parent at the tail like Fifo",
+           {"BlockPool": lineage_fifo_releaf}, ("pool[lineage,allow]",)),
+    Mutant("ghost-linked-upward", "placeholder ghosts are linked to their parent, protecting ancestors",
+           {"BlockPool": ghost_linked_upward}, ("pool[lineage,allow]",)),
+    Mutant("evict-before-free", "allocation evicts inactive blocks before using free slots",
+           {"BlockPool": evict_before_free}, ("pool[lru,allow]",)),
+    Mutant("multilru-no-tiers", "MultiLRU ignores frequency and files everything in tier 0",
+           {"BlockPool": multilru_no_tiers}, ("pool[multi_lru,allow]",)),
+    Mutant("reject-returns-own-id", "Reject keeps the caller's block as a duplicate and returns its id",
+           {"BlockPool": reject_returns_own_id}, ("pool[lru,reject]",)),
+    Mutant("match-skips-miss", "match_blocks does not stop at the first miss",
+           {"BlockPool": match_skips_miss}, ("pool[lru,allow]",)),
+    Mutant("release-to-front", "a dropped mutable block goes to the front of the free FIFO",
+           {"BlockPool": release_to_front}, ("pool[lru,allow]",)),
+    Mutant("touch-live-register", "re-registering a live identity touches the frequency tracker",
+           {"BlockPool": touch_live_register}, ("pool[multi_lru,allow]",)),
+    Mutant("impostor-accepted", "no DuplicateLineage check: a same-key impostor is registered",
+           {"BlockPool": impostor_accepted}, ("pool[lineage,allow]",)),
+]
