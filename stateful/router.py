@@ -92,8 +92,13 @@ class RouterContractMachine(RadixContractMachine):
     surfaces_errors: ClassVar[bool] = False
     observers: ClassVar[Mapping[str, Sequence[str]]] = {}
 
-    workers: ClassVar[tuple[Worker, ...]] = ROUTER_WORKERS
-    alphabet: ClassVar[tuple[int, ...]] = ROUTER_ALPHABET
+    @property
+    def workers(self) -> tuple[Worker, ...]:  # type: ignore[override]
+        return ROUTER_WORKERS[: self.params.get("ranks", len(ROUTER_WORKERS))]
+
+    @property
+    def alphabet(self) -> tuple[int, ...]:
+        return ROUTER_ALPHABET[: self.params.get("alphabet", len(ROUTER_ALPHABET))]
 
     def compare_contract(self, step: Step, expected: Outcome, actual: Outcome) -> list[str]:
         if step.is_create:
@@ -237,8 +242,8 @@ def machines() -> list[MachineSpec]:
             "contract-router-device",
             RouterContractMachine,
             ("TieredIndex",),
-            params={"tiers": False},
-            description="KvRouter over ZMQ, device events only (denser device histories across dp ranks)",
+            params={"tiers": False, "ranks": 2, "alphabet": 3},
+            description="KvRouter over ZMQ, device events only, 2 ranks, 3 block contents (dense sharing)",
             modes=("contract",),
         ),
     ]
