@@ -33,6 +33,7 @@ import attrs
 from hypothesis import strategies as st
 
 from kvspec.events import Cleared, KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
+from kvspec.hashing import sequence_hashes
 
 Worker = tuple[int, int]
 Blocks = dict[int, tuple[int | None, int]]
@@ -69,9 +70,9 @@ class Tape:
         return f"Tape({self.values!r})"
 
 
-def tapes(length: int = 16) -> st.SearchStrategy[Tape]:
-    """The strategy of rule arguments: ``length`` choices in ``[0, 255]``."""
-    return st.lists(st.integers(0, 255), min_size=length, max_size=length).map(Tape)
+def tapes(length: int = 8) -> st.SearchStrategy[Tape]:
+    """The strategy of rule arguments: up to ``length`` choices in ``[0, 63]`` (missing ones read 0)."""
+    return st.lists(st.integers(0, 63), max_size=length).map(Tape)
 
 
 _INTEGERS: dict[tuple[int, int], st.SearchStrategy] = {}
@@ -171,11 +172,23 @@ class IndexEvents:
     # -- naming ----------------------------------------------------------------------------
 
     def external(self, path: tuple[int, ...], salt: int = 0) -> int:
-        """The external hash of the block ending the L-path ``path`` (``salt`` != 0: worker-specific)."""
+        """The external hash of the block ending the L-path ``path``.
+
+        It spells the path, so counterexamples read themselves: ``(11, 12, 13) -> 111213``; a
+        worker-specific hash (``salt`` != 0) is prefixed by the salt and a 0: ``(11,), 21 -> 21011``.
+        It depends only on the path (not on history), so deleting an unrelated step while
+        shrinking renames nothing.  Paths too long to spell in a u64 use the router's chained hash.
+        """
         key = (tuple(path), salt)
         e = self._e_of.get(key)
         if e is None:
-            e = self._e_of[key] = 100 + len(self._e_of)
+            digits = "".join(str(local) for local in key[0])
+            text = (f"{salt}0" if salt else "") + digits
+            if not digits or len(text) > 18:
+                e = (sequence_hashes(key[0] or (0,))[-1] + salt) % 2**64
+            else:
+                e = int(text)
+            self._e_of[key] = e
             self.path_of[e] = key[0]
         return e
 
@@ -220,12 +233,27 @@ class IndexEvents:
     # -- draws -----------------------------------------------------------------------------
 
     def draw_worker(self, data, holding: StorageTier | None = None) -> Worker:
-        """A worker rank (rank 0 twice as likely); with ``holding``, usually one holding blocks there."""
+        """A worker rank (rank 0 twice as likely); with ``holding``, the first one at or after the
+        drawn one (cyclically) that holds blocks on that tier, if any does.  Drawing from a fixed
+        list keeps the choice stable when the shrinker deletes unrelated steps."""
         everyone = [(w, r) for w in self.workers for r in self.ranks[:1] * 2 + self.ranks[1:]]
+        i = number(data, 0, len(everyone) - 1)
         if holding is not None:
-            holders = sorted(w for (t, w), b in self.held.items() if t is holding and b)
-            return pick(data, holders * 4 + everyone)
-        return pick(data, everyone)
+            for k in range(len(everyone)):
+                candidate = everyone[(i + k) % len(everyone)]
+                if self.held.get((holding, candidate)):
+                    return candidate
+        return everyone[i]
+
+    def draw_held_path(self, data) -> tuple[int, ...] | None:
+        """The L-path of a block some worker holds reachable from the root (any tier), or ``None``."""
+        worker = self.draw_worker(data, holding=self.tiers[0])
+        for tier in self.tiers:
+            blocks = self.blocks(tier, worker)
+            anchored = sorted(self._anchored(blocks))
+            if anchored:
+                return self._path(pick(data, anchored), blocks)
+        return None
 
     def draw_tier(self, data) -> StorageTier:
         return pick(data, self.tiers) if len(self.tiers) > 1 else self.tiers[0]
@@ -282,9 +310,8 @@ class IndexEvents:
                 return Draw(worker[0], self._event(Stored(parent, blocks), worker[1]), tier, kind)
             kind = "extend"
         if kind == "copy":
-            known = sorted(self.path_of)
-            if known:
-                target = self.path_of[pick(data, known)]
+            target = self.draw_held_path(data)
+            if target:
                 # chain off the longest proper prefix of the path this worker already holds
                 held_paths = {self._path(e, parents): e for e in anchored}
                 start = max((k for k in range(1, len(target)) if target[:k] in held_paths), default=0)
@@ -359,12 +386,11 @@ class IndexEvents:
 
     def draw_query(self, data) -> list[int]:
         """A query that follows a stored path for a while, then maybe diverges; sometimes random."""
-        live = sorted({e for blocks in self.held.values() for e in blocks})
-        known = [e for e in live if all(x in self.alphabet for x in self.path_of.get(e, (None,)))] or sorted(self.path_of)
         how = pick(data, ["follow", "follow", "diverge", "random"])
-        if how == "random" or not known:
+        path = self.draw_held_path(data) if how != "random" else None
+        if path is None:
             return picks(data, self.alphabet, 0, 6)
-        path = list(self.path_of[pick(data, known)])
+        path = list(path)
         if how == "diverge":
             cut = number(data, 0, len(path))
             path = path[:cut] + self._locals(data, low=0)

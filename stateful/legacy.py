@@ -5,7 +5,8 @@ chunk ``parent``), decoded with Promote + Use(partial), and freed the legacy way
 partial blocks, ``Deref`` for full ones, leaf first) or the newer way (``Deref`` for all).  Raw
 operations over a small identity table add Uses of arbitrary blocks, Derefs in any order (unknown
 blocks are ignored by the legacy manager), Destroys, Promotes, and bad input that must raise the
-same typed error on both sides and change nothing.  Capacities 1-12, block sizes 2-4.
+same typed error on both sides and change nothing.  Capacities 1-8 (raw identities 1-8, so raw
+operations alone fill and evict the pool), block sizes 2-4.
 
 Invariants (model side): event ids count from 0 without gaps; active and inactive are disjoint;
 ``current_capacity`` never exceeds the capacity and equals active + inactive; until a Use has
@@ -28,7 +29,7 @@ from kvspec.stateful.base import DifferentialMachine, MachineSpec
 
 tokens = st.integers(0, 2)
 picks = st.integers(0, 10_000)
-raw_hashes = st.integers(1, 6)
+raw_hashes = st.integers(1, 8)
 
 
 class LegacyMachine(DifferentialMachine):
@@ -39,7 +40,7 @@ class LegacyMachine(DifferentialMachine):
         super().__init__()
         self.ready = False
 
-    @initialize(capacity=st.integers(1, 12), block_size=st.integers(2, 4), seed=st.integers(0, 255))
+    @initialize(capacity=st.integers(1, 8), block_size=st.integers(2, 4), seed=st.integers(0, 255))
     def create(self, capacity, block_size, seed):
         self.capacity, self.block_size = capacity, block_size
         self.run.create("mgr", "LegacyKvManager", capacity, block_size)
@@ -72,7 +73,7 @@ class LegacyMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and len(self.requests) < 5)
     @rule(prompt=st.lists(tokens, min_size=1, max_size=7), planned=st.lists(tokens, min_size=1, max_size=3))
-    def admit(self, prompt, planned):
+    def req_admit(self, prompt, planned):
         seq = ActiveSequence(prompt, self.block_size, len(planned), True, output_tokens=planned, rng=self.ids)
         self.attempt("mgr", "prefill_cost", seq.snapshot())
         ok, _ = self.process(seq.take_creation_signal())
@@ -81,7 +82,7 @@ class LegacyMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and self.requests)
     @rule(pick=picks)
-    def decode(self, pick):
+    def req_decode(self, pick):
         seq = self.requests[pick % len(self.requests)]
         signals = seq.generate()
         for op in signals:
@@ -106,14 +107,14 @@ class LegacyMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and self.requests)
     @rule(pick=picks, legacy=st.booleans())
-    def finish(self, pick, legacy):
+    def req_finish(self, pick, legacy):
         self._free(self.requests[pick % len(self.requests)], legacy)
 
     # -- raw operations ---------------------------------------------------------------------------
 
     @precondition(lambda self: self.ready)
     @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3), partial=st.booleans())
-    def raw_use(self, hashes, partial):
+    def raw_acquire(self, hashes, partial):
         blocks = [FullBlock(h) for h in hashes] + ([PartialBlock(self.ids.uuid())] if partial else [])
         self.process(Use(blocks, [h * 10 for h in hashes], []))
 
@@ -152,7 +153,7 @@ class LegacyMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and self.requests)
     @rule(pick=picks)
-    def prefill_cost(self, pick):
+    def req_prefill_cost(self, pick):
         self.attempt("mgr", "prefill_cost", self.requests[pick % len(self.requests)].snapshot())
 
     @invariant()

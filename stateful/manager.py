@@ -7,6 +7,9 @@ chunk via prepare/commit), decode (``generate``, with ``pop`` when the decode Us
 (``reset_with_signal``), finish or abort.  Every signal is one step ``mgr.process(op)`` applied to
 the model and the target; ``prefill_cost`` is compared as a step too.
 
+Rule names sort raw operations before request ones (``raw_*`` < ``req_*``): Hypothesis orders
+rules by name and shrinks towards the first, so counterexamples shrink to a few raw steps.
+
 Mixed in: raw operations on a small table of identities (chains of a token-path tree, as the pool
 machine) — Use of whole chains or of arbitrary identities, Derefs in any order (root first
 included, which under ``lru`` evicts an interior block before its descendants and makes kvspec's
@@ -147,7 +150,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and len(self.requests) < 6)
     @rule(prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=6), prefix_caching=st.sampled_from([True, False, True]))
-    def new_request(self, prompt, planned, prefix_caching):
+    def req_new(self, prompt, planned, prefix_caching):
         if not prompt:
             prompt = [0]
         seq = ActiveSequence(prompt, self.block_size, len(planned), prefix_caching, output_tokens=planned, rng=self.ids)
@@ -160,7 +163,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and any(not r.prefilled for r in self.requests))
     @rule(pick=picks, chunk=st.integers(0, 6))
-    def prefill(self, pick, chunk):
+    def req_prefill(self, pick, chunk):
         """Allocate the rest of the sequence (``chunk=0``) or one chunk of ``chunk`` tokens."""
         req = self._pick(pick, lambda r: not r.prefilled)
         seq = req.seq
@@ -180,7 +183,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and any(r.prefilled and not r.seq.is_finished for r in self.requests))
     @rule(pick=picks)
-    def decode(self, pick):
+    def req_decode(self, pick):
         req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
         seq = req.seq
         signals = seq.generate()
@@ -203,14 +206,14 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and any(r.seq.num_allocated_tokens for r in self.requests))
     @rule(pick=picks)
-    def preempt(self, pick):
+    def req_preempt(self, pick):
         req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
         for op in req.seq.reset_with_signal():
             self._process_realistic(op)
 
     @precondition(lambda self: self.ready and self.requests)
     @rule(pick=picks)
-    def abort(self, pick):
+    def req_abort(self, pick):
         req = self._pick(pick, lambda r: True)
         for op in req.seq.free_signal():
             self._process_realistic(op)
@@ -218,7 +221,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready and self.requests)
     @rule(pick=picks)
-    def prefill_cost(self, pick):
+    def req_prefill_cost(self, pick):
         req = self._pick(pick, lambda r: True)
         self.attempt("mgr", "prefill_cost", req.seq.snapshot())
 
@@ -233,7 +236,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready)
     @rule(path=hot_paths, start=st.integers(0, 3), with_parent=st.booleans(), partial=st.booleans())
-    def raw_use_chain(self, path, start, with_parent, partial):
+    def raw_acquire_chain(self, path, start, with_parent, partial):
         """Use blocks ``start..`` of a chain (``parent`` = the block before, when it is held)."""
         start = min(start, len(path) - 1)
         chain = [plh_of(path[: i + 1]) for i in range(start, len(path))]
@@ -252,7 +255,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready)
     @rule(chosen=st.lists(hot_paths, min_size=1, max_size=4))
-    def raw_use_scattered(self, chosen):
+    def raw_acquire_scattered(self, chosen):
         """Use unrelated identities in one batch (duplicates included)."""
         plhs = [plh_of(p) for p in chosen]
         blocks = [FullBlock(p.current) for p in plhs]
@@ -338,7 +341,7 @@ class ManagerMachine(DifferentialMachine):
 
     @precondition(lambda self: self.ready)
     @rule(a=hot_paths, b=hot_paths)
-    def mismatched_identity(self, a, b):
+    def raw_mismatched_identity(self, a, b):
         """A full block named with another identity's Plh (upstream accepts it)."""
         pa, pb = plh_of(a), plh_of(b)
         if pa != pb:
