@@ -69,9 +69,13 @@ class Request:
         return self.seq.num_allocated_tokens >= len(self.seq)
 
 
-def held_prefix(manager, chain: list[int]) -> int:
-    """Leading blocks of ``chain`` (sequence hashes) that ``manager`` holds, active or inactive."""
-    held = set(manager.active_refcounts()) | set(manager.eviction_order())
+def held_hashes(manager) -> set[int]:
+    """Sequence hashes of every full block ``manager`` holds, active or inactive."""
+    return set(manager.active_refcounts()) | set(manager.eviction_order())
+
+
+def held_prefix(held: set[int], chain: list[int]) -> int:
+    """Leading blocks of ``chain`` (sequence hashes) that are in ``held``."""
     count = 0
     for h in chain:
         if h not in held:
@@ -264,20 +268,35 @@ class PipelineMachine(DifferentialMachine):
             check = getattr(index, "_check", None)
             if check is not None:
                 check()
-            for toks in queries:
-                locals_ = block_hashes(toks, self.block_size)
-                chain = sequence_hashes(locals_)
-                scores = index.find_matches(locals_, False).scores
-                for subject, (worker_id, rank, _) in self.ranks.items():
-                    held = held_prefix(objects[subject], chain)
-                    claimed = scores.get((worker_id, rank), 0)
-                    assert claimed == held, (
-                        f"{side}: router scores {subject} (worker {worker_id}, rank {rank}) {claimed} on "
-                        f"{list(toks)}, but it holds {held} leading blocks"
-                        + (" (over-claim)" if claimed > held else " (under-claim)")
-                    )
-                unknown = set(scores) - {(w, r) for w, r, _ in self.ranks.values()}
-                assert not unknown, f"{side}: router scores unknown workers {unknown}"
+            holders = {(w, r): held_hashes(objects[subject]) for subject, (w, r, _) in self.ranks.items()}
+            problems = router_discrepancies(index, holders, queries, self.block_size)
+            assert not problems, f"{side}: " + "; ".join(problems[:3])
+
+
+def router_discrepancies(index, holders: dict[tuple[int, int], set[int]], queries, block_size: int) -> list[str]:
+    """Where ``index`` scores a worker rank differently from the blocks it holds.
+
+    ``holders[(worker_id, dp_rank)]`` is the set of sequence hashes that rank holds; each query is
+    a token sequence.  A rank's true score is the number of leading query blocks whose sequence
+    hash it holds; the router's is ``index.find_matches(local hashes).scores`` (0 when absent).
+    Returns one message per disagreement (empty: the router is exact), naming over- and
+    under-claims, and any scored worker that is not in ``holders``.
+    """
+    problems = []
+    for toks in queries:
+        locals_ = block_hashes(toks, block_size)
+        chain = sequence_hashes(locals_)
+        scores = index.find_matches(locals_, False).scores
+        for worker, held in holders.items():
+            truth = held_prefix(held, chain)
+            claimed = scores.get(worker, 0)
+            if claimed != truth:
+                kind = "over-claim" if claimed > truth else "under-claim"
+                problems.append(f"{kind}: router scores worker {worker} {claimed} on {list(toks)}, it holds {truth}")
+        unknown = set(scores) - set(holders)
+        if unknown:
+            problems.append(f"router scores unknown workers {sorted(unknown)} on {list(toks)}")
+    return problems
 
 
 def machines() -> list[MachineSpec]:

@@ -1,23 +1,14 @@
-"""Planted integration bugs the ``pipeline`` machine must catch (manager -> router consistency)."""
+"""Planted integration bugs the ``pipeline`` machine must catch (manager -> router consistency).
+
+A manager that forgets its Removed events is ``forget-removed`` (``stateful/mutants/manager.py``);
+here only what needs several ranks of one worker feeding one index.
+"""
 
 from __future__ import annotations
 
 import attrs
 
 from kvspec.stateful.mutants import Mutant
-
-
-def _manager_drops_removed():
-    from kvspec.events import Removed
-    from kvspec.impl.manager import KvManager
-
-    class DropsRemoved(KvManager):
-        """Never tells the router about evictions: the router over-claims evicted blocks."""
-
-        def drain_events(self):
-            return [e for e in super().drain_events() if not isinstance(e.data, Removed)]
-
-    return DropsRemoved
 
 
 def _index_merges_ranks():
@@ -36,9 +27,6 @@ def _index_merges_ranks():
 
 
 MUTANTS = [
-    Mutant("pipeline-manager-drops-removed",
-           "the manager publishes no Removed on eviction, so the router over-claims",
-           {"KvManager": _manager_drops_removed}, ("pipeline",)),
     Mutant("pipeline-index-merges-ranks",
            "the index ignores dp_rank, so one rank's blocks are credited to its sibling",
            {"TieredIndex": _index_merges_ranks}, ("pipeline",)),
