@@ -70,9 +70,9 @@ class Tape:
         return f"Tape({self.values!r})"
 
 
-def tapes(length: int = 8) -> st.SearchStrategy[Tape]:
-    """The strategy of rule arguments: up to ``length`` choices in ``[0, 63]`` (missing ones read 0)."""
-    return st.lists(st.integers(0, 63), max_size=length).map(Tape)
+def tapes(length: int = 10) -> st.SearchStrategy[Tape]:
+    """The strategy of rule arguments: 4 to ``length`` choices in ``[0, 63]`` (missing ones read 0)."""
+    return st.lists(st.integers(0, 63), min_size=4, max_size=length).map(Tape)
 
 
 _INTEGERS: dict[tuple[int, int], st.SearchStrategy] = {}
@@ -246,17 +246,19 @@ class IndexEvents:
         return everyone[i]
 
     def draw_held_path(self, data) -> tuple[int, ...] | None:
-        """The L-path of a block some worker holds reachable from the root (any tier), or ``None``."""
-        worker = self.draw_worker(data, holding=self.tiers[0])
-        for tier in self.tiers:
-            blocks = self.blocks(tier, worker)
-            anchored = sorted(self._anchored(blocks))
-            if anchored:
-                return self._path(pick(data, anchored), blocks)
-        return None
+        """The L-path of a block some worker holds (on a drawn tier), or ``None`` if none is held."""
+        tier = self.draw_tier(data)
+        worker = self.draw_worker(data, holding=tier)
+        blocks = self.blocks(tier, worker)
+        if not blocks:
+            return None
+        known: Blocks = {}
+        for t in self._faster_or_equal(tier):
+            known.update(self.blocks(t, worker))
+        return self._path(pick(data, sorted(blocks)), known)
 
     def draw_tier(self, data) -> StorageTier:
-        return pick(data, self.tiers) if len(self.tiers) > 1 else self.tiers[0]
+        return pick(data, self.tiers[:1] * 2 + self.tiers[1:]) if len(self.tiers) > 1 else self.tiers[0]
 
     def _locals(self, data, low: int = 1) -> list[int]:
         return picks(data, self.alphabet, low, self.max_blocks)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import attrs
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.events import RouterEvent, StorageTier, Stored
 from kvspec.stateful.base import DifferentialMachine, MachineSpec
@@ -57,6 +57,11 @@ def _normalise(step: Step, outcome: Outcome) -> Outcome:
 def index_compare(step: Step, expected: Outcome, actual: Outcome) -> list[str]:
     """Exact comparison, with dumps compared as multisets of blocks (see module docs)."""
     return exact_compare(step, _normalise(step, expected), _normalise(step, actual))
+
+
+def _holds_blocks(machine: IndexRules) -> bool:
+    """Removals, drops and queries wait until some worker holds a block (stores build the state)."""
+    return bool(machine.events.held)
 
 
 class IndexRules(DifferentialMachine):
@@ -106,14 +111,17 @@ class IndexRules(DifferentialMachine):
     def store_again(self, data) -> None:
         self.apply(self.events.draw_store(data))
 
+    @precondition(_holds_blocks)
     @rule(data=tapes())
     def remove(self, data) -> None:
         self.apply(self.events.draw_remove(data))
 
+    @precondition(_holds_blocks)
     @rule(data=tapes())
     def remove_more(self, data) -> None:
         self.apply(self.events.draw_remove(data))
 
+    @precondition(_holds_blocks)
     @rule(data=tapes())
     def drop_worker(self, data) -> None:
         """``Cleared`` (one rank) half the time, else remove_worker / remove_worker_dp_rank / clear_all_blocks."""
@@ -131,15 +139,18 @@ class IndexRules(DifferentialMachine):
 
     # -- queries ---------------------------------------------------------------------------
 
+    def query(self, data, early_exit: bool) -> None:
+        self.run.call(self.subject, "find_matches", self.events.draw_query(data), early_exit)
+
+    @precondition(_holds_blocks)
     @rule(data=tapes())
     def find_matches(self, data) -> None:
-        query = self.events.draw_query(data)
-        early_exit = pick(data, self.early_exit_choices)
-        self.run.call(self.subject, "find_matches", query, early_exit)
+        self.query(data, False)
 
+    @precondition(_holds_blocks)
     @rule(data=tapes())
-    def find_matches_again(self, data) -> None:  # queries are cheap and are where scores differ
-        self.find_matches(data)
+    def find_matches_early_exit(self, data) -> None:
+        self.query(data, pick(data, self.early_exit_choices[::-1]))
 
     @rule()
     def dump_events(self) -> None:
