@@ -41,7 +41,7 @@ import kvspec.errors
 from kvspec import codec
 from kvspec.stateful.differential import Outcome, exact_compare
 from kvspec.stateful.replay import (ReplayResult, comparator_of, outcome_diff, outcome_text, prepare,
-                                    replay_trace)
+                                    render_steps, replay_trace)
 from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
 
 
@@ -239,7 +239,8 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
         "",
         f"Found by kvspec machine {trace.machine} against target {trace.target} "
         f"(kvspec {trace.data.get('kvspec_version', '?')}).",
-        "Every assert states what kvspec's reference model does at that step.",
+        ("Every assert states what kvspec's reference model does at that step." if literal else
+         "The test replays the steps on kvspec's reference model and the target and compares them."),
         "",
         f"    python -m pytest THIS_FILE                       # against {trace.target}: fails while the bug is there",
         "    KVSPEC_TARGET=impl python -m pytest THIS_FILE    # any other target: set KVSPEC_TARGET",
@@ -247,7 +248,10 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
         "",
     ]
     if not literal:
-        text = json.dumps(trace.data, separators=(",", ":"))
+        text = json.dumps(trace.data, indent=1)
+        trace_literal = f"r\'\'\'{text}\'\'\'" if "\'\'\'" not in text else repr(text)
+        mark = result.divergence.index if result.divergence is not None else result.failure_index
+        listing = [f"#  {line[2:]}" for line in render_steps(trace.steps, result.records, mark)]
         return "\n".join(header + [
             "import os",
             "",
@@ -255,9 +259,13 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
             "",
             f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
             "",
-            "# This machine compares against a documented contract, not exact equality, so the check",
-            "# is kvspec's replay of the recorded steps (kvspec replay prints the same diff).",
-            f"TRACE = {text!r}",
+            f"# Machine {trace.machine} does not compare by plain equality (its comparator tolerates",
+            "# documented differences, e.g. index dumps as multisets), so the steps cannot be written as",
+            "# literal asserts: the test replays them with kvspec (`kvspec replay` prints the same diff).",
+            "# The steps, with the reference model's outcome after each (>> marks the divergence):",
+            *listing,
+            "",
+            f"TRACE = {trace_literal}",
             "",
             "",
             f"def {_test_name(trace)}():",
