@@ -11,6 +11,7 @@ stderr and exit status 2 — never a traceback.
   divergence as a diff; exits 1 while the target diverges, 0 once it agrees, 2 on a bad trace.
 * ``kvspec report TRACE [-o FILE] [--pytest FILE]`` writes a Markdown bug report with a standalone
   pytest file.
+* ``kvspec minimize TRACE... [-o FILE | --in-place]`` deletes steps a divergence does not need.
 * ``kvspec corpus [--out DIR]`` regenerates the regression corpus (one trace per self-test mutant).
 * ``kvspec list`` shows machines and registered targets.
 * ``kvspec bench NAME`` runs a benchmark from ``benchmarks/``.
@@ -82,6 +83,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         jobs=jobs,
         database=args.database if args.database is not None else "default",
         progress_every=args.progress or None,
+        minimize=args.minimize,
         on_result=on_result,
     )
     if not results:
@@ -142,6 +144,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from kvspec.stateful.minimize import minimize_trace
+    from kvspec.stateful.trace import load_trace, write_trace
+
+    if args.output and len(args.trace) > 1:
+        raise InvalidArgument("-o takes one trace; use --in-place for several")
+    for path in args.trace:
+        trace = load_trace(path)
+        smaller = minimize_trace(trace, args.target)
+        destination = path if args.in_place else args.output
+        if destination:
+            write_trace(dict(smaller.data), path=destination)
+        print(f"{path}: {len(trace.steps)} -> {len(smaller.steps)} steps"
+              + (f", written to {destination}" if destination else " (use -o FILE or --in-place to keep it)"))
+    return 0
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from kvspec.stateful.corpus import regenerate
 
@@ -190,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Hypothesis example database (default: .hypothesis/examples)")
     p.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="progress line per running machine every SECONDS (0: off; default 5)")
+    p.add_argument("--no-minimize", dest="minimize", action="store_false",
+                   help="keep Hypothesis's shrunk steps as they are (default: delete unneeded steps by replay)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("replay", help="re-run a trace on the model and a target; exit 1 while it diverges")
@@ -203,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="Markdown file (default: stdout)")
     p.add_argument("--pytest", metavar="FILE", help="also write the standalone pytest file here")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("minimize", help="delete steps a trace's divergence does not need (replay-checked)")
+    p.add_argument("trace", nargs="+", help="trace files")
+    p.add_argument("--target", help="target to replay against (default: the recorded one)")
+    p.add_argument("-o", "--output", help="write the smaller trace here")
+    p.add_argument("--in-place", action="store_true", help="overwrite each trace with its smaller version")
+    p.set_defaults(func=cmd_minimize)
 
     p = sub.add_parser("corpus", help="(re)generate the regression corpus: one trace per self-test mutant")
     p.add_argument("--out", default="tests/regressions", help="corpus directory (default: tests/regressions)")

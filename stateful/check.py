@@ -181,8 +181,12 @@ def check_machine(
     database: Any = "default",
     progress_every: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    minimize: bool = True,
 ) -> MachineResult:
     """Run ``spec`` against ``target``; never raises for a failure, returns it.
+
+    ``minimize``: after Hypothesis's shrinking, delete steps the divergence does not need
+    (:mod:`kvspec.stateful.minimize`).
 
     ``database``: ``"default"`` keeps the profile's setting, otherwise an
     :class:`~hypothesis.database.ExampleDatabase`, ``None``, or a ``--database`` string for
@@ -225,6 +229,8 @@ def check_machine(
         status, reason = "failed", divergence.summary
         trace = trace_from_divergence(divergence, spec=spec, target=target, profile=profile, seed=seed,
                                       max_examples=max_examples)
+        if minimize:
+            trace = _minimized(trace, spec, target)
     except Exception as exc:  # noqa: BLE001 - a crash in an invariant or rule is reported, not hidden
         status, reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
         last = machine._kvspec_last
@@ -238,6 +244,17 @@ def check_machine(
     stats = machine.stats
     return MachineResult(spec.name, target.name, status, stats.examples, stats.steps, elapsed, reason, trace,
                          failing_examples=machine._kvspec_failing)
+
+
+def _minimized(trace: dict[str, Any], spec: base.MachineSpec, target: Target) -> dict[str, Any]:
+    from kvspec.errors import KvSpecError
+    from kvspec.stateful.minimize import minimize_trace
+    from kvspec.stateful.trace import validate_trace
+
+    try:
+        return dict(minimize_trace(validate_trace(trace), target, spec=spec).data)
+    except (KvSpecError, RecursionError):  # the unminimized trace is still a good trace
+        return trace
 
 
 def _check_by_name(name: str, target: str, kwargs: dict[str, Any]) -> MachineResult:
@@ -259,6 +276,7 @@ def check(
     progress_every: float | None = None,
     on_result: Callable[[MachineResult], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    minimize: bool = True,
 ) -> list[MachineResult]:
     """Run every selected machine against ``target`` and return the results in machine order.
 
@@ -267,7 +285,7 @@ def check(
     """
     specs = base.find_machines(machines)
     kwargs: dict[str, Any] = dict(profile=profile, max_examples=max_examples, seed=seed, database=database,
-                                  progress_every=progress_every)
+                                  progress_every=progress_every, minimize=minimize)
     results: dict[str, MachineResult] = {}
     if jobs <= 1 or len(specs) <= 1:
         for spec in specs:

@@ -68,9 +68,12 @@ class Prepared:
     target: Target
 
 
-def prepare(trace: Trace, target: str | Target | None = None) -> Prepared:
-    """Look up the machine, resolve the target and check every step is possible (never runs one)."""
-    spec = lookup_machine(trace.machine)
+def prepare(trace: Trace, target: str | Target | None = None, *, spec: base.MachineSpec | None = None) -> Prepared:
+    """Look up the machine, resolve the target and check every step is possible (never runs one).
+
+    ``spec`` skips the lookup by name (the caller already holds the machine that wrote the trace).
+    """
+    spec = spec if spec is not None else lookup_machine(trace.machine)
     resolved = target_for(trace, target)
     skip = spec.applies_to(resolved)
     if skip:
@@ -147,11 +150,12 @@ class ReplayResult:
         return self.prepared.target
 
 
-def replay_trace(trace: Trace | str, target: str | Target | None = None) -> ReplayResult:
+def replay_trace(trace: Trace | str, target: str | Target | None = None, *,
+                 spec: base.MachineSpec | None = None) -> ReplayResult:
     """Replay ``trace`` (a :class:`Trace` or a path) against ``target`` (default: the recorded one)."""
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
-    prepared = prepare(trace, target)
+    prepared = prepare(trace, target, spec=spec)
     run, hook = _differential(prepared)
     check_structure = trace.kind == "error"
     for i, step in enumerate(trace.steps):

@@ -256,3 +256,35 @@ def test_truncated_traces_fail_cleanly(cut):
 def test_random_bytes_fail_cleanly(raw):
     with pytest.raises(TraceError):
         parse_trace(raw)
+
+
+# -- minimizing ---------------------------------------------------------------------------------
+
+PADDED = (("create", 3), ("put", 1), ("put", 2), ("take", 2), ("put", 0), ("take", 1), ("take", 5), ("take", 0))
+
+
+def test_minimize_deletes_steps_the_divergence_does_not_need(tmp_path, capsys):
+    from kvspec.stateful.minimize import minimize_trace
+    from kvspec.stateful.trace import load_trace
+
+    path = write_trace(divergence_trace("toy-broken", steps=PADDED), tmp_path)
+    trace = load_trace(path)
+    assert len(trace.steps) == 8
+    small = minimize_trace(trace)
+    assert [s.describe() for s in small.steps] == [
+        "shelf = Shelf(3)", "shelf.put(FullBlock(hash=0))", "shelf.take(FullBlock(hash=0))"]
+    assert small.data["minimized"]["from_steps"] == 8
+    assert replay_trace(small).divergence is not None and not replay_trace(small, "toy-good").reproduced
+    # the same bug: the failing step's method and the differing observer are kept
+    assert small.summary.startswith("shelf.take(FullBlock(hash=0)): drain_events()")
+    code, out, _ = run_cli(capsys, "minimize", str(path), "--in-place")
+    assert code == 0 and "8 -> 3 steps" in out
+    assert len(load_trace(path).steps) == 3
+
+
+def test_minimize_leaves_a_minimal_trace_alone(tmp_path):
+    from kvspec.stateful.minimize import minimize_trace
+    from kvspec.stateful.trace import load_trace
+
+    trace = load_trace(write_trace(divergence_trace("toy-broken"), tmp_path))
+    assert minimize_trace(trace) is trace
