@@ -1,0 +1,289 @@
+"""RadixIndex (model and impl): the device-index contract of ``shared/spec/README.md`` decision 3.
+
+The scenarios follow the experiments of ``shared/spec/kv_router.md`` §8 (named A1, B3, C4, ...).
+Where Dynamo's compressed tree deviates from the intended contract, the test says so and asserts
+the contract; the ``contract-radix`` machine holds Dynamo to the documented tolerance instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kvspec.impl
+import kvspec.model
+from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
+from kvspec.events import Cleared, KvCacheEvent, Removed, Stored, StoredBlock
+from kvspec.scores import Continuation
+from kvspec.stateful.index_events import IndexEvents
+
+NAMESPACES = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])
+
+
+def st_(blocks, parent=None, dp=0):
+    return KvCacheEvent(1, Stored(parent, [StoredBlock(e, l) for e, l in blocks]), dp)
+
+
+def rm(hashes, dp=0):
+    return KvCacheEvent(1, Removed(hashes), dp)
+
+
+def fm(index, seq, early_exit=False):
+    return index.find_matches(seq, early_exit).scores
+
+
+def state(index):
+    """A comparable snapshot: the dump as a set of (worker, rank, parent, E, L)."""
+    out = set()
+    for item in index.dump_events():
+        parent = item.event.data.parent_hash
+        for b in item.event.data.blocks:
+            out.add((item.worker_id, item.event.dp_rank, parent, b.block_hash, b.tokens_hash))
+            parent = b.block_hash
+    return out
+
+
+def check(index):
+    if hasattr(index, "_check"):
+        index._check()
+
+
+CHAIN4 = [(100, 11), (101, 12), (102, 13), (103, 14)]
+
+
+@NAMESPACES
+def test_baseline_scores_count_the_root_anchored_prefix(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12)]))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 2}
+    assert fm(t, [11]) == {(1, 0): 1}
+    assert fm(t, [12]) == {}  # D4: a query starting mid-chain matches nothing
+    assert fm(t, []) == {}
+    assert fm(t, [99, 11]) == {}
+    assert t.find_matches([11]).frequencies == ()
+    check(t)
+
+
+@NAMESPACES
+def test_parent_is_looked_up_in_the_same_worker_and_rank_only(ns):
+    t = ns.RadixIndex()
+    with pytest.raises(ParentBlockNotFound):  # A1
+        t.apply_event(1, st_([(200, 21)], parent=999))
+    t.apply_event(2, st_([(100, 11)]))
+    with pytest.raises(ParentBlockNotFound):  # A2: the parent is worker 2's
+        t.apply_event(1, st_([(101, 12)], parent=100))
+    t.apply_event(2, st_([(100, 11)], dp=1))
+    with pytest.raises(ParentBlockNotFound):  # E1b: ranks are separate owners
+        t.apply_event(2, st_([(101, 12)], parent=100, dp=3))
+    assert fm(t, [11, 12]) == {(2, 0): 1, (2, 1): 1}
+    t.apply_event(2, st_([(101, 12)], parent=100))
+    assert fm(t, [11, 12]) == {(2, 0): 2, (2, 1): 1}
+    check(t)
+
+
+@NAMESPACES
+def test_cycles_are_invalid_and_change_nothing(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_(CHAIN4[:2]))
+    before = state(t)
+    with pytest.raises(InvalidBlockSequence):  # A3: parent among its own blocks
+        t.apply_event(3, st_([(300, 31), (301, 32)], parent=301))
+    with pytest.raises(InvalidBlockSequence):  # even when the parent is held
+        t.apply_event(1, st_([(102, 13), (101, 14)], parent=101))
+    with pytest.raises(InvalidBlockSequence):  # one hash twice in one batch
+        t.apply_event(1, st_([(102, 13), (102, 14)], parent=101))
+    assert state(t) == before
+    check(t)
+
+
+@NAMESPACES
+def test_empty_stores(ns):
+    t = ns.RadixIndex()
+    t.apply_event(4, st_([]))
+    with pytest.raises(ParentBlockNotFound):
+        t.apply_event(4, st_([], parent=12345))
+    t.apply_event(4, st_([(1, 2)]))
+    t.apply_event(4, st_([], parent=1))
+    assert fm(t, [2]) == {(4, 0): 1}
+    check(t)
+
+
+@NAMESPACES
+def test_removal_never_cascades_and_the_hole_can_be_refilled(ns):
+    """C4: the stale descendants of a removed block come back when the hole is stored again."""
+    t = ns.RadixIndex()
+    t.apply_event(1, st_(CHAIN4))
+    t.apply_event(2, st_([(100, 11), (101, 12), (105, 15)]))
+    t.apply_event(1, rm([101]))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 1, (2, 0): 2}
+    assert (1, 0, 101, 102, 13) not in state(t)  # behind the hole: not in the dump
+    t.apply_event(1, st_([(101, 12)], parent=100))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 4, (2, 0): 2}
+    t.apply_event(1, rm([101]))
+    t.apply_event(1, rm([103]))  # a stale descendant can still be removed
+    t.apply_event(1, st_([(101, 12)], parent=100))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 3, (2, 0): 2}
+    check(t)
+
+
+@NAMESPACES
+def test_mid_chain_removal_keeps_later_blocks_removable(ns):
+    """C2/C3/H5: Dynamo scrubs the rest of a compressed node; the contract keeps every block held."""
+    t = ns.RadixIndex()
+    t.apply_event(1, st_(CHAIN4))
+    t.apply_event(1, rm([101]))
+    t.apply_event(1, rm([102]))  # Dynamo 1.6.1: Failed to find block (scrubbed)
+    t.apply_event(1, st_([(101, 12)], parent=100))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 2}
+    check(t)
+
+
+@NAMESPACES
+def test_unknown_removal_applies_the_rest_then_raises(ns):
+    t = ns.RadixIndex()
+    with pytest.raises(BlockNotFound):
+        t.apply_event(1, rm([5]))
+    t.apply_event(1, st_(CHAIN4))
+    with pytest.raises(BlockNotFound):
+        t.apply_event(1, rm([555]))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 4}
+    with pytest.raises(BlockNotFound):  # C1: 103 is still removed
+        t.apply_event(1, rm([555, 103]))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 3}
+    t.apply_event(1, rm([]))
+    t.apply_event(1, rm([102, 102]))  # G: a repeated name is not an error
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 2}
+    with pytest.raises(BlockNotFound):  # E1: ranks do not share blocks
+        t.apply_event(1, rm([101], dp=1))
+    check(t)
+
+
+@NAMESPACES
+def test_sharing_and_diverging_paths(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12), (102, 13)]))
+    t.apply_event(2, st_([(100, 11), (101, 12)]))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 3, (2, 0): 2}  # B3
+    assert fm(t, [11, 14]) == {(1, 0): 1, (2, 0): 1}
+    t.apply_event(1, st_([(200, 21), (201, 12)]))  # B2: the same L under two parents
+    assert fm(t, [21, 12]) == {(1, 0): 2}
+    assert fm(t, [12]) == {}
+    t.apply_event(3, st_([(300, 7), (301, 7), (302, 7)]))  # D6: repeated local hashes
+    assert fm(t, [7, 7, 7, 7]) == {(3, 0): 3}
+    check(t)
+
+
+@NAMESPACES
+def test_worker_specific_external_hashes_are_the_workers_own(ns):
+    """B3 with another E-space: scores by L; the worker may remove and extend its own E's (Dynamo
+    1.6.1 refuses both, since its tree keeps the first writer's E — a documented deviation)."""
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12), (102, 13)]))
+    t.apply_event(2, st_([(900, 11), (901, 12)]))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 3, (2, 0): 2}
+    t.apply_event(2, st_([(902, 13)], parent=901))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 3, (2, 0): 3}
+    t.apply_event(2, rm([901]))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 3, (2, 0): 1}
+    check(t)
+
+
+@NAMESPACES
+def test_two_chains_of_one_worker_and_refiled_hashes(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12)]))
+    t.apply_event(1, st_([(900, 11), (901, 12)]))  # B4: a second chain with the same L's
+    assert fm(t, [11, 12]) == {(1, 0): 2}
+    assert t.match_details([11, 12]) == {(1, 0): Continuation(2, (101, 901))}
+    t.apply_event(1, rm([100]))
+    assert fm(t, [11, 12]) == {(1, 0): 2}  # the other chain still matches
+    t.apply_event(1, st_([(900, 99)]))  # B1d: the same E re-stored under other content moves it
+    assert fm(t, [11, 12]) == {}
+    assert fm(t, [99, 12]) == {(1, 0): 2}
+    check(t)
+
+
+@NAMESPACES
+def test_cleared_remove_worker_and_clear_all_blocks(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12)]))
+    t.apply_event(1, st_([(100, 11), (101, 12)], dp=1))
+    t.apply_event(1, st_([(100, 11), (101, 12), (102, 13)], dp=2))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 2, (1, 1): 2, (1, 2): 3}
+    t.apply_event(1, KvCacheEvent(2, Cleared(), 2))
+    t.apply_event(1, KvCacheEvent(3, Cleared(), 7))
+    t.apply_event(42, KvCacheEvent(4, Cleared(), 0))
+    assert fm(t, [11, 12, 13]) == {(1, 0): 2, (1, 1): 2}
+    t.remove_worker_dp_rank(1, 1)
+    assert fm(t, [11, 12, 13]) == {(1, 0): 2}
+    t.apply_event(1, st_([(100, 11)], dp=2))
+    t.clear_all_blocks(1)
+    assert fm(t, [11]) == {} and t.dump_events() == []
+    t.apply_event(1, st_([(100, 11)]))
+    t.apply_event(2, st_([(100, 11), (101, 12)]))
+    t.remove_worker(2)
+    t.remove_worker(12345)
+    t.clear_all_blocks(12345)
+    assert fm(t, [11, 12]) == {(1, 0): 1}
+    with pytest.raises(BlockNotFound):
+        t.apply_event(2, rm([100]))
+    check(t)
+
+
+@NAMESPACES
+def test_early_exit_stops_when_one_worker_is_left(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_(CHAIN4))
+    t.apply_event(2, st_([(100, 11), (101, 12), (105, 15)]))
+    assert fm(t, [11, 12, 13, 14]) == {(1, 0): 4, (2, 0): 2}
+    assert fm(t, [11, 12, 13, 14], True) == {(1, 0): 3, (2, 0): 2}  # D1 (same as Dynamo here)
+    assert fm(t, [11, 12], True) == {(1, 0): 2, (2, 0): 2}
+    t.remove_worker(2)
+    # D7/D8: Dynamo answers 2 or 4 depending on node boundaries; the contract: the depth at which
+    # the worker became the only one
+    assert fm(t, [11, 12, 13, 14], True) == {(1, 0): 1}
+    assert fm(t, [], True) == {}
+    check(t)
+
+
+@NAMESPACES
+def test_dump_lists_reachable_blocks_parents_first(ns):
+    t = ns.RadixIndex()
+    t.apply_event(1, st_(CHAIN4))
+    t.apply_event(2, st_([(100, 11), (101, 12), (105, 15)]))
+    t.apply_event(1, rm([102]))
+    dump = t.dump_events()
+    assert state(t) == {(1, 0, None, 100, 11), (1, 0, 100, 101, 12),
+                        (2, 0, None, 100, 11), (2, 0, 100, 101, 12), (2, 0, 101, 105, 15)}
+    fresh = ns.RadixIndex()
+    for item in dump:
+        fresh.apply_event(item.worker_id, item.event)
+    for q in ([11, 12, 13, 14], [11, 12, 15]):
+        assert fm(fresh, q) == fm(t, q)
+
+
+@NAMESPACES
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_replaying_a_dump_reproduces_every_match(ns, data):
+    """Property: after any generated history, a fresh index fed the dump answers every query alike."""
+    gen = IndexEvents()
+    t = ns.RadixIndex()
+    for _ in range(data.draw(st.integers(1, 25))):
+        draw = gen.draw_store(data) if data.draw(st.integers(0, 2)) else gen.draw_remove(data)
+        try:
+            t.apply_event(draw.worker_id, draw.event)
+            error = None
+        except (ParentBlockNotFound, BlockNotFound, InvalidBlockSequence) as e:
+            error = type(e).__name__
+        gen.record(draw, error)
+    check(t)
+    fresh = ns.RadixIndex()
+    for item in t.dump_events():
+        fresh.apply_event(item.worker_id, item.event)
+    assert state(fresh) == state(t)
+    for _ in range(5):
+        q = gen.draw_query(data)
+        assert fm(fresh, q) == fm(t, q)
+        assert fm(fresh, q, True) == fm(t, q, True)
