@@ -83,14 +83,14 @@ def forget_removed():
 
 
 def event_id_gap():
-    """Event ids skip one after every Removed."""
+    """Event ids skip one number before every Removed."""
     from kvspec.events import Removed
 
     class Mgr(_mgr()):
         def _publish(self, data):
-            super()._publish(data)
             if isinstance(data, Removed):
                 self._next_event_id += 1
+            super()._publish(data)
 
     return Mgr
 
@@ -132,7 +132,7 @@ MUTANTS = [
            {"KvManager": upstream_merged_anchoring}, ("manager[lru]",)),
     Mutant("forget-removed", "evicted blocks are never announced as Removed",
            {"KvManager": forget_removed}, ("manager[lineage]",)),
-    Mutant("event-id-gap", "event ids skip a number after each Removed",
+    Mutant("event-id-gap", "event ids skip a number before each Removed",
            {"KvManager": event_id_gap}, ("manager[lineage]",)),
     Mutant("deref-leaks-partial", "a Deref'd partial block's slot is never freed",
            {"KvManager": deref_leaks_partial}, ("manager[lineage]",)),
