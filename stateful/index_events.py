@@ -273,10 +273,11 @@ class IndexEvents:
     def draw_store(self, data, tier: StorageTier | None = None) -> Draw:
         """A Stored event; kinds: extend, decode, copy, restore, offload, and the adversarial ones."""
         tier = self.draw_tier(data) if tier is None else tier
-        worker = self.draw_worker(data)
+        # lower-tier stores come from workers that hold device blocks (offload), when any does
+        worker = self.draw_worker(data, holding=None if tier is StorageTier.DEVICE else StorageTier.DEVICE)
         kinds = ["extend", "copy", "decode", "extend", "copy", "restore", "restore"]
-        if tier is not StorageTier.DEVICE:
-            kinds += ["offload", "offload"]
+        if tier is not StorageTier.DEVICE:  # lower tiers mostly receive offloaded device chains
+            kinds = ["offload", "extend", "offload", "copy", "decode", "offload", "restore"]
         m = self.mix
         kinds += [k for k, on in (("unknown-parent", m.unknown_parent), ("parent-in-blocks", m.parent_in_blocks),
                                   ("repeat-in-batch", m.repeat_in_batch), ("refile", m.refile),
