@@ -95,7 +95,10 @@ def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_one, name, str(out), profile) for name in names]
             for future in concurrent.futures.as_completed(futures):
-                ok, line = future.result()
+                try:
+                    ok, line = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker process died
+                    ok, line = False, f"  ERROR  worker failed: {exc!r}"
                 status |= not ok
                 print(line, file=stream, flush=True)
     stale = [p for p in corpus_files(out) if p.name.startswith("mutant-")
@@ -107,6 +110,13 @@ def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile
 
 def _one(name: str, out: str, profile: str) -> tuple[bool, str]:
     """Find, write and verify the corpus trace of mutant ``name``: ``(ok, report line)``."""
+    try:
+        return _find(name, out, profile)
+    except Exception as exc:  # noqa: BLE001 - one broken mutant or machine must not stop the others
+        return False, f"  ERROR  {name}: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _find(name: str, out: str, profile: str) -> tuple[bool, str]:
     from kvspec.stateful.mutants import MUTANTS, mutant_target
 
     started = time.perf_counter()
