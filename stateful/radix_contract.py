@@ -261,6 +261,28 @@ def dump_differences(dump: Sequence[RouterEvent], contract: ContractModel) -> li
     return diffs
 
 
+def mirror_step(contract: ContractModel, step: Step, model_error: str | None) -> None:
+    """Apply one recorded step to ``contract`` with the reference model's semantics and outcome."""
+    if step.is_create:
+        return
+    if step.method == "apply_event":
+        worker_id, event = step.args[0], step.args[1]
+        tier = StorageTier(step.args[2]) if len(step.args) > 2 else StorageTier(
+            step.kwargs.get("storage_tier", StorageTier.DEVICE))
+        worker = (worker_id, event.dp_rank)
+        data = event.data
+        if isinstance(data, Stored) and model_error is None:
+            contract.stored(worker, data.parent_hash, [(b.block_hash, b.tokens_hash) for b in data.blocks], tier)
+        elif isinstance(data, Removed) and model_error in (None, "BlockNotFound"):
+            contract.removed(worker, data.block_hashes, tier)
+        elif isinstance(data, Cleared):
+            contract.cleared(worker)
+    elif step.method in ("remove_worker", "clear_all_blocks") and model_error is None:
+        contract.remove_worker(step.args[0])
+    elif step.method == "remove_worker_dp_rank" and model_error is None:
+        contract.cleared((step.args[0], step.args[1]))
+
+
 # -- the machine --------------------------------------------------------------------------------
 
 WORKERS: tuple[Worker, ...] = ((1, 0), (1, 1), (2, 0), (3, 0))
@@ -346,17 +368,29 @@ class RadixContractMachine(DifferentialMachine):
     def send(self, worker: Worker, data: Any, tier: StorageTier = StorageTier.DEVICE) -> str | None:
         """Apply one event on both sides; then mirror the model's outcome into the contract model."""
         event = KvCacheEvent(self.next_id(), data, worker[1])
-        self.attempt("index", "apply_event", worker[0], event)
-        error = self.model_error()
-        if isinstance(data, Stored):
-            if error is None:
-                self.contract.stored(worker, data.parent_hash, [(b.block_hash, b.tokens_hash) for b in data.blocks], tier)
-        elif isinstance(data, Removed):
-            if error in (None, "BlockNotFound"):
-                self.contract.removed(worker, data.block_hashes, tier)
-        elif isinstance(data, Cleared):
-            self.contract.cleared(worker)
-        return error
+        args = (worker[0], event) if tier is StorageTier.DEVICE and not self.tiered else (worker[0], event, tier)
+        self.attempt("index", "apply_event", *args)
+        self.mirror_applied()
+        return self.model_error()
+
+    #: whether ``apply_event`` takes a tier argument (``TieredIndex``) or not (``RadixIndex``)
+    tiered: ClassVar[bool] = False
+
+    def mirror_applied(self) -> None:
+        """Bring the contract model up to date with every step applied so far.
+
+        The contract model follows the *reference model's* outcome of each step (an event the model
+        rejected changes nothing), so it is derived from the recorded steps and outcomes alone.
+        That also serves replay: :meth:`replay_step` runs it before each replayed step.
+        """
+        done = getattr(self, "_mirrored", 0)
+        for step, (expected, _) in list(zip(self.run.steps, self.run.outcomes))[done:]:
+            mirror_step(self.contract, step, expected.error)
+        self._mirrored = len(self.run.outcomes)
+
+    def replay_step(self, step: Step) -> None:
+        """Hook of :mod:`kvspec.stateful.replay`: the comparator needs the contract model current."""
+        self.mirror_applied()
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -424,7 +458,7 @@ class RadixContractMachine(DifferentialMachine):
         worker_id = data.draw(st.sampled_from(sorted({w[0] for w in WORKERS})), label="worker id")
         method = data.draw(st.sampled_from(["remove_worker", "clear_all_blocks"]), label="method")
         self.attempt("index", method, worker_id)
-        self.contract.remove_worker(worker_id)
+        self.mirror_applied()
 
     def do_self_reference(self, data: st.DataObject) -> None:
         """A Stored whose parent is one of its own blocks: InvalidBlockSequence on both sides."""

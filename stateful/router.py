@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
-from kvspec.events import Cleared, KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
+from kvspec.events import Cleared, Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import block_hashes
 from kvspec.scores import LOWER_TIERS
 from kvspec.stateful.base import MachineSpec
@@ -111,19 +111,7 @@ class RouterContractMachine(RadixContractMachine):
             return tier_differences(step.args[0], expected.value, actual.value, self.contract)
         return super().compare_contract(step, expected, actual)
 
-    def send(self, worker: Worker, data: Any, tier: StorageTier = StorageTier.DEVICE) -> str | None:
-        event = KvCacheEvent(self.next_id(), data, worker[1])
-        self.attempt("index", "apply_event", worker[0], event, tier)
-        error = self.model_error()
-        if isinstance(data, Stored):
-            if error is None:
-                self.contract.stored(worker, data.parent_hash, [(b.block_hash, b.tokens_hash) for b in data.blocks], tier)
-        elif isinstance(data, Removed):
-            if error in (None, "BlockNotFound"):
-                self.contract.removed(worker, data.block_hashes, tier)
-        elif isinstance(data, Cleared):
-            self.contract.cleared(worker)
-        return error
+    tiered: ClassVar[bool] = True
 
     def teardown(self) -> None:
         target = self.run.target_objects.get("index")
@@ -183,8 +171,12 @@ class RouterContractMachine(RadixContractMachine):
         self.send(worker, Stored(parent, blocks), tier)
 
     def do_remove(self, data: st.DataObject) -> None:
-        worker = data.draw(st.sampled_from(self.workers), label="worker")
-        tier = self.draw_tier(data)
+        # remove from a (rank, tier) that holds something, so removals are as frequent as intended
+        tiers = (StorageTier.DEVICE, *LOWER) if self.params.get("tiers", True) else (StorageTier.DEVICE,)
+        candidates = [(w, t) for w in self.workers for t in tiers if self.tier_blocks(w, t)]
+        if not candidates:
+            return
+        worker, tier = data.draw(st.sampled_from(candidates), label="rank and tier")
         held = self.tier_blocks(worker, tier)
         if data.draw(st.booleans(), label="leaves only"):
             pool = sorted(e for e in held if not any(p == e for p, _ in held.values()))
@@ -234,7 +226,7 @@ def machines() -> list[MachineSpec]:
             "contract-router-reannounce",
             RouterContractMachine,
             ("TieredIndex",),
-            params={"reannounce": True},
+            params={"reannounce": True, "ranks": 2, "alphabet": 3},
             description="as contract-router, but a rank may announce a block it already holds (Stored is idempotent)",
             modes=("contract",),
         ),

@@ -146,8 +146,20 @@ _COUNTER = itertools.count()
 
 @atexit.register
 def _close_all() -> None:
+    """Shut every runtime down and stop the loop thread *before* the interpreter finalizes.
+
+    Dynamo's runtime threads call back into Python (the loop); a callback that arrives while the
+    interpreter is finalizing can abort the process, so quiesce first.
+    """
     for harness in list(_HARNESSES):
         harness.close()
+    loop = _LOOP
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+        for thread in threading.enumerate():
+            if thread.name == "kvspec-dynamo-router":
+                thread.join(2.0)
+        time.sleep(0.2)
 
 
 class RouterHarness:
