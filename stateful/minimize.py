@@ -19,14 +19,15 @@ from typing import Any
 
 from kvspec.errors import KvSpecError
 from kvspec.stateful.differential import Step
-from kvspec.stateful.replay import outcome_diff, prepare, replay_trace
+from kvspec.stateful.replay import flagged_fields, outcome_diff, prepare, replay_trace
 from kvspec.stateful.trace import Trace, trace_from_divergence, validate_trace
 from kvspec.targets import Target
 
 
 def _signature(steps: list[Step], divergence: Any) -> tuple:
     step = steps[divergence.index]
-    labels = tuple(sorted(line.strip() for line in outcome_diff(divergence.expected, divergence.actual)
+    only, _ = flagged_fields(divergence.differences)
+    labels = tuple(sorted(line.strip() for line in outcome_diff(divergence.expected, divergence.actual, only)
                           if not line.startswith("    ")))
     return (step.subject, step.method, labels, divergence.expected.error, divergence.actual.error)
 

@@ -228,8 +228,34 @@ def _same(a: Any, b: Any) -> bool:
         return repr(a) == repr(b)
 
 
-def outcome_diff(expected: Outcome, actual: Outcome) -> list[str]:
-    """Field by field, what the model (``-``) and the target (``+``) did differently."""
+def flagged_fields(differences: Sequence[str]) -> tuple[set[str] | None, list[str]]:
+    """Which fields a comparator's ``differences`` name, and the differences naming none.
+
+    Comparators word a difference as ``error: ...``, ``return value: ...`` or ``<observer>(): ...``
+    (:func:`~kvspec.stateful.differential.exact_compare`); a machine comparing with a tolerance
+    (index dumps as multisets) flags only the fields that differ *beyond* it, and the diff shows
+    only those.  ``None`` when no difference follows that wording (show every differing field).
+    """
+    fields: set[str] = set()
+    other: list[str] = []
+    for text in differences:
+        head = text.split(":", 1)[0].strip()
+        if head == "error":
+            fields.add("raises")
+        elif head == "return value":
+            fields.add("returns")
+        elif head.endswith("()") and head[:-2].isidentifier():
+            fields.add(head)
+        else:
+            other.append(text)
+    return (fields or None), other
+
+
+def outcome_diff(expected: Outcome, actual: Outcome, only: set[str] | None = None) -> list[str]:
+    """Field by field, what the model (``-``) and the target (``+``) did differently.
+
+    ``only`` restricts the diff to the fields the machine's comparator flagged.
+    """
     fields: list[tuple[str, Any, Any]] = []
     if expected.error != actual.error:
         fields.append(("raises", _error_text(expected), _error_text(actual)))
@@ -240,6 +266,8 @@ def outcome_diff(expected: Outcome, actual: Outcome) -> list[str]:
         got = actual.observed.get(name, "<not observed>")
         if not _same(want, got):
             fields.append((f"{name}()", want, got))
+    if only is not None:
+        fields = [f for f in fields if f[0] in only]
     lines: list[str] = []
     for label, want, got in fields:
         lines.append(f"  {label}")
@@ -292,11 +320,10 @@ def render_result(result: ReplayResult) -> str:
         d = result.divergence
         lines += render_steps(trace.steps, result.records, d.index)
         lines.append(f"DIVERGENCE at step {d.index + 1}: {d.steps[d.index].describe()}")
-        diff = outcome_diff(d.expected, d.actual)
+        only, extra = flagged_fields(d.differences)
+        diff = outcome_diff(d.expected, d.actual, only)
         lines += diff if diff else [f"  {d.summary}"]
-        extra = [x for x in d.differences if not x.startswith(("error:", "return value:"))
-                 and "():" not in x.split(" ", 1)[0]]
-        lines += [f"  - {x}" for x in extra]
+        lines += [f"  - {x}" for x in extra if diff]
         lines.append(f"FAIL: {against} diverges from the model (exit 1)")
     elif result.failure is not None:
         lines += render_steps(trace.steps, result.records, result.failure_index)

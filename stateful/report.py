@@ -40,8 +40,8 @@ import attrs
 import kvspec.errors
 from kvspec import codec
 from kvspec.stateful.differential import Outcome, exact_compare
-from kvspec.stateful.replay import (ReplayResult, comparator_of, outcome_diff, outcome_text, prepare,
-                                    render_steps, replay_trace)
+from kvspec.stateful.replay import (ReplayResult, comparator_of, flagged_fields, outcome_diff, outcome_text,
+                                    prepare, render_steps, replay_trace)
 from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
 
 
@@ -335,7 +335,8 @@ def _title(trace: Trace, result: ReplayResult) -> str:
         return f"[kvspec] {trace.target}: {trace.data['error']['type']} after `{call}` (machine {trace.machine})"
     d = result.divergence
     if d is not None:
-        labels = [line.strip() for line in outcome_diff(d.expected, d.actual) if not line.startswith("    ")]
+        only, _ = flagged_fields(d.differences)
+        labels = [line.strip() for line in outcome_diff(d.expected, d.actual, only) if not line.startswith("    ")]
     else:
         labels = [x.split(":", 1)[0] for x in trace.data["divergence"].get("differences", [])]
     names = {"returns": "return value", "raises": "error", "return value": "return value", "error": "error"}
@@ -402,6 +403,7 @@ def _expected_actual(trace: Trace, result: ReplayResult) -> list[str]:
             lines.append(f"Replay reproduces it with the target's `_check()`: `{_md_escape(result.failure)}`.")
         return lines + [""]
     d = result.divergence
+    only, extra = flagged_fields(d.differences if d is not None else trace.data["divergence"].get("differences", []))
     if d is not None:
         expected, actual = d.expected, d.actual
     else:
@@ -414,9 +416,13 @@ def _expected_actual(trace: Trace, result: ReplayResult) -> list[str]:
     lines.append(f"| outcome | `{_cell(_plain(expected))}` | `{_cell(_plain(actual))}` |")
     for name in sorted(set(expected.observed) | set(actual.observed)):
         want, got = expected.observed.get(name), actual.observed.get(name)
-        flag = "" if codec.canonical(want) == codec.canonical(got) else " **differs**"
+        flagged = f"{name}()" in only if only is not None else codec.canonical(want) != codec.canonical(got)
+        flag = " **differs**" if flagged else ""
         lines.append(f"| `{name}()`{flag} | `{_cell(repr(want))}` | `{_cell(repr(got))}` |")
-    lines += ["", "```diff", *outcome_diff(expected, actual), "```", ""]
+    lines += ["", "```diff", *outcome_diff(expected, actual, only), *[f"  - {x}" for x in extra], "```", ""]
+    if only is not None and any(line.strip() not in only for line in outcome_diff(expected, actual)
+                                if not line.startswith("    ")):
+        lines += [f"Machine `{trace.machine}` tolerates the other differences in the table (see its docstring).", ""]
     return lines
 
 
