@@ -288,3 +288,19 @@ def test_minimize_leaves_a_minimal_trace_alone(tmp_path):
 
     trace = load_trace(write_trace(divergence_trace("toy-broken"), tmp_path))
     assert minimize_trace(trace) is trace
+
+
+def test_diff_shows_only_what_the_comparator_flags():
+    from kvspec.stateful.differential import Outcome
+    from kvspec.stateful.replay import flagged_fields, outcome_diff
+
+    only, other = flagged_fields(["return value: model 1, target 2", "dump_events(): model [a], target [b]",
+                                  "score below the sticky bound"])
+    assert only == {"returns", "dump_events()"} and other == ["score below the sticky bound"]
+    assert flagged_fields(["a contract clause"]) == (None, ["a contract clause"])
+    expected = Outcome(1, None, "", {"dump_events": [1, 2], "size": 3})
+    actual = Outcome(2, None, "", {"dump_events": [2, 1], "size": 4})
+    assert [line for line in outcome_diff(expected, actual) if not line.startswith("    ")] == [
+        "  returns", "  dump_events()", "  size()"]
+    assert [line for line in outcome_diff(expected, actual, {"returns"}) if not line.startswith("    ")] == [
+        "  returns"]
