@@ -198,6 +198,7 @@ def _differential(prepared: Prepared) -> tuple[Differential, Any]:
     if run.steps:  # the constructor itself ran steps: start from a clean recording of the same config
         run = Differential(run.model_ns, run.target_ns, observers=run.observers, compare=run.compare,
                            partial_errors=tuple(run.partial_errors))
+        instance.run = run  # hooks read the machine's own run
     hook = getattr(instance, "replay_step", None)
     return run, hook if callable(hook) else None
 
