@@ -373,7 +373,10 @@ def build_report(trace: Trace | str, target: str | None = None, *, trace_path: s
         ("report generated on", f"python {platform.python_version()}"),
     ]
     md += [f"| {k} | {_md_escape(str(v))} |" for k, v in rows] + [""]
-    md += [f"## Steps to reproduce ({len(trace.steps)} steps, shrunk by Hypothesis)", ""]
+    minimized = trace.data.get("minimized")
+    how = "shrunk by Hypothesis" + (f", then from {minimized['from_steps']} steps by kvspec"
+                                    if isinstance(minimized, dict) and "from_steps" in minimized else "")
+    md += [f"## Steps to reproduce ({len(trace.steps)} steps, {how})", ""]
     records = result.records
     for i, step in enumerate(trace.steps):
         outcome = outcome_text(records[i].expected) if i < len(records) else ""
