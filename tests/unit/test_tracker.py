@@ -273,3 +273,19 @@ def test_impl_check_detects_a_stale_alias():
     tracker._mapping["ghost"] = next(iter(tracker._blocks))
     with pytest.raises(AssertionError):
         tracker._check()
+
+
+@side
+def test_unknown_parent_reannounces_a_child_as_a_root(ns):
+    """Upstream quirk with router consequences: once a parent is gone, a source storing the child
+    under the same external hash gets a *root* identity, and the Store re-announces that hash with
+    ``parent_hash=None`` — the router re-files the block at position 0 and over-claims a query that
+    starts with the child's tokens (nobody holds those tokens at position 0)."""
+    tracker = ns.DedupTracker()
+    tracker.handle_store("100", TRTLLM, [1, 2], None, 2)
+    tracker.handle_store("101", TRTLLM, [3, 4], "100", 2)
+    tracker.handle_remove("100", TRTLLM)  # interior eviction; the engine still holds "101"
+    tracker.drain_events()
+    assert tracker.handle_store("101", KVBM, [3, 4], "100", 2, tier=HOST) is True
+    assert tracker.drain_events() == [ConsolidatedStore("101", None, (3, 4), 2, None, "kvbm", DEVICE)]
+    assert tracker.num_blocks() == 2  # the engine's (position 1) and KVBM's (root) copies
