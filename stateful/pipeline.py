@@ -10,7 +10,8 @@ manager publishes is delivered, tagged with its worker id, on the device tier, t
 (``remove_worker`` / ``remove_worker_dp_rank``).
 
 Every step runs on the model and the target (the managers' observations and events, the index's
-dump and query answers must agree).  The end-to-end invariant, checked after every step on *both*
+dump and query answers must agree).  The events delivered to both indexes are the model
+manager's, which the step before has just proven equal to the target manager's.  The end-to-end invariant, checked after every step on *both*
 sides for every worker rank and every query (the tokens of each live request and of the last
 finished ones):
 
