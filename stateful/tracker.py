@@ -11,10 +11,13 @@ of three naming schemes, chosen per call:
 * ``pool`` — a few free names (``x0``-``x2``) reused at any position: remapped names, self
   parents and orphaned blocks.
 
-Rules store whole chains (from any start position, so the first parent may be unknown), single
-blocks under any name and parent, remove chains leaf first, remove any known or unknown name
-from any source, clear rarely, query ``get_block_sources`` (dedup), and send bad input.  Every
-return value and every drained event must equal the model's.
+Rules store whole chains for one to three sources in a row (from any start position, so the
+first parent may be unknown), re-send the last store, store single blocks under any name and
+parent, remove chains leaf first (again for several sources), remove one name from one source or
+from every source, clear rarely, query ``get_block_sources`` (dedup), and send bad input.  Every
+return value and every drained event must equal the model's; after every rule the dedup machine
+also reads ``get_block_sources`` for every name on both sides and records the query as a step
+only when they disagree (so a lost or stale mapping shows up at once, not at its next remove).
 
 Invariants, on the model *and* the target, from the observed event stream (``mocker.md`` §10.7):
 
