@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+from hypothesis import Phase
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
@@ -182,8 +183,12 @@ def check_machine(
     progress_every: float | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     minimize: bool = True,
+    shrink: bool = True,
 ) -> MachineResult:
     """Run ``spec`` against ``target``; never raises for a failure, returns it.
+
+    ``shrink=False`` skips Hypothesis's shrink phase: enough to learn *whether* a target diverges
+    (the quality tests), much cheaper than a minimal counterexample.
 
     ``minimize``: after Hypothesis's shrinking, delete steps the divergence does not need
     (:mod:`kvspec.stateful.minimize`).
@@ -203,6 +208,8 @@ def check_machine(
         overrides["max_examples"] = max_examples
     if seed is not None:
         overrides["derandomize"] = False
+    if not shrink:
+        overrides["phases"] = [p for p in base_settings.phases if p is not Phase.shrink]
     if database != "default":
         db = make_database(database) if isinstance(database, str) else database
         if not (base_settings.derandomize and seed is None):
