@@ -55,9 +55,12 @@ def upstream_merged_anchoring():
             blocks = [b for e in stored for b in e.data.blocks]
             new_hashes = {b.block_hash for b in blocks}
             anchor = op.parent.hash if op.parent is not None else None
-            for block in op.blocks[:n]:
-                if type(block) is FullBlock and block.hash not in new_hashes:
-                    anchor = block.hash
+            seen = set()
+            for block in op.blocks[:n]:  # the anchor is the last block that was a hit (a repeat is one)
+                if type(block) is FullBlock:
+                    if block.hash not in new_hashes or block.hash in seen:
+                        anchor = block.hash
+                    seen.add(block.hash)
             rest = [e.data for e in new if not isinstance(e.data, Stored)]
             first_id = new[0].event_id
             rebuilt = [Stored(anchor, tuple(blocks))] + rest
