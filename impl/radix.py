@@ -20,8 +20,9 @@ worker)``.  A query walks a layered frontier ``E -> workers still matching there
 step intersects each frontier set with the holders of the matching child edges, and Python's set
 intersection iterates the smaller side, so one step costs ``O(workers still matching)`` (times the
 number of distinct external hashes filed under one ``(parent, L)``, which is 1 whenever E is a
-function of the L-path).  The whole query is ``O(sum of the scores)``: bounded by the answer's size
-and independent of workers that do not match.
+function of the L-path), in C-level set operations.  The whole query is ``O(sum of the scores)``
+set work plus ``O(workers matched)`` Python-level work (each worker's score is assigned once, from
+the deepest layer up): bounded by the answer's size and independent of workers that do not match.
 """
 
 from __future__ import annotations
@@ -71,9 +72,32 @@ class BlockTable:
         self.edges.setdefault((parent, local), {}).setdefault(e, set()).add(worker)
 
     def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock]) -> None:
+        """File ``blocks`` one under the other, the first under ``parent``: O(1) per block."""
+        if not blocks:
+            return
+        held = self.held.get(worker)
+        if held is None:
+            held = self.held[worker] = {}
+            self.ranks.setdefault(worker[0], set()).add(worker[1])
+        edges = self.edges
         for block in blocks:
-            self.attach(worker, block.block_hash, parent, block.tokens_hash)
-            parent = block.block_hash
+            e = block.block_hash
+            key = (parent, block.tokens_hash)
+            old = held.get(e)
+            if old != key:
+                if old is not None:
+                    self._unlink(worker, e, old)
+                held[e] = key
+                children = edges.get(key)
+                if children is None:
+                    edges[key] = {e: {worker}}
+                else:
+                    holders = children.get(e)
+                    if holders is None:
+                        children[e] = {worker}
+                    else:
+                        holders.add(worker)
+            parent = e
 
     def detach(self, worker: Worker, e: int) -> bool:
         """Drop one block of ``worker``; ``False`` if it did not hold it."""
@@ -127,17 +151,18 @@ class BlockTable:
             out |= holders
         return out
 
-    def walk(self, query: Sequence[int], seeds: Mapping[Worker, Continuation] | None,
-             early_exit: bool = False) -> dict[Worker, Continuation]:
-        """Extend every seed along ``query``; ``seeds=None`` starts every worker at the root.
+    def _layers(self, query: Sequence[int], seeds: Mapping[Worker, Continuation] | None,
+                early_exit: bool) -> list[tuple[int, dict[int, set[Worker]]]]:
+        """The walk: for each position reached, ``E -> workers whose chain reaches it at E``.
 
-        Returns each worker's reached continuation (seeds included, extended or not; with
-        ``seeds=None`` only workers that matched at least one block).  ``early_exit`` stops at the
-        first depth where exactly one worker is still matching (root walks only).
+        ``seeds=None`` starts every worker at the root (a marker, not a set of all workers, so
+        workers that match nothing cost nothing).  Each step intersects the frontier's worker
+        sets with the holders of the child edges matching the next local hash (C-level set
+        operations, iterating the smaller side).  ``early_exit`` stops after the first position
+        reached by exactly one worker.
         """
-        reached: dict[Worker, Continuation] = dict(seeds) if seeds else {}
-        # layers[p]: E (or None = root) -> workers whose chain reaches position p at E
-        layers: dict[int, dict[int | None, set[Worker] | None]] = {}
+        history: list[tuple[int, dict[int, set[Worker]]]] = []
+        layers: dict[int, dict] = {}
         if seeds is None:
             layers[0] = {None: _EVERY_WORKER}
         else:
@@ -145,6 +170,7 @@ class BlockTable:
                 layer = layers.setdefault(start.position, {})
                 for anchor in (start.anchors if start.position > 0 else (None,)):
                     layer.setdefault(anchor, set()).add(worker)
+        edges = self.edges
         position = min(layers, default=len(query))
         while position < len(query) and layers:
             layer = layers.pop(position, None)
@@ -152,22 +178,60 @@ class BlockTable:
                 nxt = layers.setdefault(position + 1, {})
                 local = query[position]
                 for anchor, workers in layer.items():
-                    for e, holders in self.edges.get((anchor, local), {}).items():
-                        moved = set(holders) if workers is _EVERY_WORKER else workers & holders
+                    children = edges.get((anchor, local))
+                    if children is None:
+                        continue
+                    for e, holders in children.items():
+                        moved = holders.copy() if workers is _EVERY_WORKER else workers & holders
                         if moved:
-                            nxt.setdefault(e, set()).update(moved)
-                arrived: dict[Worker, list[int]] = {}
-                for e, workers in nxt.items():
-                    for worker in workers:
-                        arrived.setdefault(worker, []).append(e)
-                for worker, ends in arrived.items():
-                    reached[worker] = Continuation(position + 1, ends)
+                            bucket = nxt.get(e)
+                            if bucket is None:
+                                nxt[e] = moved
+                            else:
+                                bucket |= moved
                 if not nxt:
                     del layers[position + 1]
-                if early_exit and len(arrived) == 1:
-                    break
+                else:
+                    history.append((position + 1, nxt))
+                    if early_exit:
+                        sets = list(nxt.values())
+                        alone = len(sets[0]) == 1 if len(sets) == 1 else len(set().union(*sets)) == 1
+                        if alone:
+                            break
             position += 1
+        return history
+
+    def walk(self, query: Sequence[int], seeds: Mapping[Worker, Continuation] | None,
+             early_exit: bool = False) -> dict[Worker, Continuation]:
+        """Extend every seed along ``query``; ``seeds=None`` starts every worker at the root.
+
+        Returns each worker's reached continuation (seeds included, extended or not; with
+        ``seeds=None`` only workers that matched at least one block).  Reading the layers from
+        the deepest, each worker is assigned once, at the deepest position it reached.
+        """
+        reached: dict[Worker, Continuation] = dict(seeds) if seeds else {}
+        assigned: set[Worker] = set()
+        for position, layer in reversed(self._layers(query, seeds, early_exit)):
+            ends: dict[Worker, list[int]] = {}
+            for e, workers in layer.items():
+                for worker in workers - assigned:
+                    ends.setdefault(worker, []).append(e)
+            for worker, anchors in ends.items():
+                reached[worker] = Continuation(position, anchors)
+            assigned.update(ends)
         return reached
+
+    def scores(self, query: Sequence[int], early_exit: bool = False) -> dict[Worker, int]:
+        """Root walk, positions only (no continuation objects): the device query's hot path."""
+        out: dict[Worker, int] = {}
+        assigned: set[Worker] = set()
+        for position, layer in reversed(self._layers(query, None, early_exit)):
+            for workers in layer.values():
+                fresh = workers - assigned
+                if fresh:
+                    assigned |= fresh
+                    out.update(dict.fromkeys(fresh, position))
+        return out
 
     # -- dumps and checks ------------------------------------------------------------------
 
@@ -277,8 +341,7 @@ class RadixIndex:
         return self._table.walk(local_hashes, None)
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
-        reached = self._table.walk(local_hashes, None, early_exit)
-        return OverlapScores({w: c.position for w, c in reached.items()}, ())
+        return OverlapScores(self._table.scores(local_hashes, early_exit), ())
 
     def dump_events(self) -> list[RouterEvent]:
         return self._table.dump(StorageTier.DEVICE, True, 0)
