@@ -11,8 +11,9 @@ draws events that make sense against it, the way an engine would publish them:
 * removals of leaves or mid-chain blocks, in shuffled order; ``Cleared`` per rank;
 * queries that follow a stored path for a while and then diverge, or stop short.
 
-External hashes are a function of the L-path (interned to small integers so that counterexamples
-stay readable: the first path seen gets 100, the next 101...), the same for every worker.  With
+External hashes are a function of the L-path that spells it (``(11, 12, 13) -> 111213``), the
+same for every worker, so counterexamples read themselves and deleting an unrelated step while
+shrinking renames nothing.  With
 the adversarial kinds enabled (see :class:`EventMix`) a minority of events break the rules:
 unknown parents (often held by *another* worker or rank), removals of blocks not held, a parent
 inside its own block list, a repeated hash in one batch, a held E re-stored under other content,
@@ -20,9 +21,14 @@ worker-specific E's, repeated hashes in one Removed.
 
 The machines call ``draw_*`` to get a :class:`Draw`, apply its event to the subjects, then
 :meth:`IndexEvents.record` it with the error the model raised (or ``None``), so the generator's
-picture follows what really happened.  The radix, tiered, Dynamo-contract and pipeline machines
-share this generator; a caller that must respect Dynamo's preconditions turns kinds off in
-:class:`EventMix`.
+picture follows what really happened.  A caller that must respect Dynamo's preconditions turns
+kinds off in :class:`EventMix`.
+
+Choices come from a :class:`Tape` (a rule argument: a short list of small integers, see
+:func:`tapes`) or from a Hypothesis ``st.data()`` object; both shrink towards the first element
+of every choice list, and the lists are ordered plainest first.  Plain rule arguments instead of
+one ``st.data()`` draw per choice keep shrinking fast (every draw through ``st.data()`` carries
+bookkeeping the shrinker pays for on each attempt).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ ADVERSARIAL_KINDS = frozenset({
     "unknown-parent", "parent-in-blocks", "repeat-in-batch", "refile", "worker-specific-e",
     "remove-unknown", "remove-repeat",
 })
+
 
 class Tape:
     """Pre-drawn choices a rule consumes one by one (cheaper than one ``st.data()`` draw per choice).
