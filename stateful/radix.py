@@ -104,7 +104,7 @@ class IndexRules(DifferentialMachine):
         self.apply(self.events.draw_store(data))
 
     @rule(data=tapes())
-    def store_more(self, data) -> None:  # stores are the common case: a second rule doubles their weight
+    def store_more(self, data) -> None:  # stores are the common case: three rules triple their weight
         self.apply(self.events.draw_store(data))
 
     @rule(data=tapes())
