@@ -79,9 +79,7 @@ class MultiLruIndex:
     __slots__ = ("_frequency", "_thresholds", "_tiers", "_tier")
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        a, b, c = thresholds
-        if not (1 <= a < b < c <= 15):
-            raise InvalidArgument(f"MultiLRU thresholds must satisfy 1 <= a < b < c <= 15, got {thresholds}")
+        thresholds = check_thresholds(thresholds)
         if frequency is None:
             raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
         self._frequency = frequency
@@ -323,7 +321,15 @@ class LineageIndex:
             assert all(self._nodes[k] is n for k, n in self._fifo.items())
 
 
-def make_backend(eviction: str, frequency: Any) -> Any:
+def check_thresholds(thresholds: Any) -> tuple[int, int, int]:
+    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 3
+            or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds)
+            or not 1 <= thresholds[0] < thresholds[1] < thresholds[2] <= 15):
+        raise InvalidArgument(f"MultiLRU thresholds must be 3 integers 1 <= a < b < c <= 15, got {thresholds!r}")
+    return tuple(thresholds)
+
+
+def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> Any:
     if eviction == "lineage":
         return LineageIndex("tick")
     if eviction == "lineage_fifo":
@@ -331,8 +337,8 @@ def make_backend(eviction: str, frequency: Any) -> Any:
     if eviction == "lru":
         return LruIndex()
     if eviction == "multi_lru":
-        return MultiLruIndex(frequency)
+        return MultiLruIndex(frequency, thresholds)
     raise InvalidArgument(f"unknown eviction backend {eviction!r}; use lineage, lineage_fifo, lru or multi_lru")
 
 
-__all__ = ["LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
+__all__ = ["LineageIndex", "LruIndex", "MultiLruIndex", "check_thresholds", "make_backend", "tier_for"]

@@ -29,7 +29,7 @@ from typing import Any
 from kvspec import frequency as frequency_mod
 from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
 from kvspec.hashing import Plh
-from kvspec.impl.eviction import make_backend
+from kvspec.impl.eviction import DEFAULT_THRESHOLDS, check_thresholds, make_backend
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
 EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
@@ -44,13 +44,14 @@ class BlockPool:
     """See :class:`kvspec.model.pool.BlockPool` for the rules; this class only makes them fast."""
 
     def __init__(self, total_blocks: int, *, eviction: str = "lineage", duplication: str = "allow",
-                 frequency: Any = None):
+                 frequency: Any = None, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS):
         if _bad_int(total_blocks) or total_blocks < 1:
             raise InvalidArgument(f"total_blocks must be a positive integer, got {total_blocks!r}")
         if duplication not in DUPLICATIONS:
             raise InvalidArgument(f"unknown duplication policy {duplication!r}; use allow or reject")
         if eviction not in EVICTIONS:
             raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
+        self._thresholds = check_thresholds(thresholds)
         self._frequency = frequency_mod.make(frequency)
         self._eviction = eviction
         self._backend = self._make_backend(eviction)
@@ -67,7 +68,7 @@ class BlockPool:
         self._active: set[int] = set()
 
     def _make_backend(self, eviction: str) -> Any:
-        return make_backend(eviction, self._frequency)
+        return make_backend(eviction, self._frequency, self._thresholds)
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -99,9 +99,7 @@ class MultiLruIndex(_Backend):
     """
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        a, b, c = thresholds
-        if not (1 <= a < b < c <= 15):
-            raise InvalidArgument(f"MultiLRU thresholds must satisfy 1 <= a < b < c <= 15, got {thresholds}")
+        thresholds = check_thresholds(thresholds)
         if frequency is None:
             raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
         self.frequency = frequency
@@ -264,7 +262,16 @@ class LineageIndex(_Backend):
         return sum(1 for n in self.nodes.values() if n.is_real)
 
 
-def make_backend(eviction: str, frequency: Any) -> _Backend:
+def check_thresholds(thresholds: Any) -> tuple[int, int, int]:
+    """``with_multi_lru_backend_custom_thresholds(a, b, c)``: ``1 <= a < b < c <= 15``."""
+    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 3
+            or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds)
+            or not 1 <= thresholds[0] < thresholds[1] < thresholds[2] <= 15):
+        raise InvalidArgument(f"MultiLRU thresholds must be 3 integers 1 <= a < b < c <= 15, got {thresholds!r}")
+    return tuple(thresholds)
+
+
+def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> _Backend:
     """The backend named by ``BlockPool(eviction=...)``."""
     if eviction == "lineage":
         return LineageIndex("tick")
@@ -273,8 +280,8 @@ def make_backend(eviction: str, frequency: Any) -> _Backend:
     if eviction == "lru":
         return LruIndex()
     if eviction == "multi_lru":
-        return MultiLruIndex(frequency)
+        return MultiLruIndex(frequency, thresholds)
     raise InvalidArgument(f"unknown eviction backend {eviction!r}; use lineage, lineage_fifo, lru or multi_lru")
 
 
-__all__ = ["DEFAULT_THRESHOLDS", "LineageIndex", "LruIndex", "MultiLruIndex", "Node", "make_backend", "tier_for"]
+__all__ = ["DEFAULT_THRESHOLDS", "LineageIndex", "LruIndex", "MultiLruIndex", "Node", "check_thresholds", "make_backend", "tier_for"]

@@ -31,7 +31,7 @@ from typing import Any
 from kvspec import frequency as frequency_mod
 from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
 from kvspec.hashing import Plh
-from kvspec.model.eviction import make_backend
+from kvspec.model.eviction import DEFAULT_THRESHOLDS, check_thresholds, make_backend
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = "free", "mutable", "primary", "duplicate", "inactive"
 
@@ -55,19 +55,22 @@ class BlockPool:
     ``eviction``: ``"lineage"`` (Tick leaf policy, upstream's default), ``"lineage_fifo"``,
     ``"lru"`` or ``"multi_lru"`` (needs a frequency tracker).  ``duplication``: ``"allow"``
     (default) or ``"reject"``.  ``frequency``: ``None``, ``"exact"`` or a tracker object
-    (:mod:`kvspec.frequency`).
+    (:mod:`kvspec.frequency`).  ``thresholds``: MultiLRU tier thresholds ``(a, b, c)`` with
+    ``1 <= a < b < c <= 15`` (upstream's ``with_multi_lru_backend_custom_thresholds``), checked for
+    every backend, used only by MultiLRU.
     """
 
     def __init__(self, total_blocks: int, *, eviction: str = "lineage", duplication: str = "allow",
-                 frequency: Any = None):
+                 frequency: Any = None, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS):
         if not _is_int(total_blocks) or total_blocks < 1:
             raise InvalidArgument(f"total_blocks must be a positive integer, got {total_blocks!r}")
         if duplication not in DUPLICATIONS:
             raise InvalidArgument(f"unknown duplication policy {duplication!r}; use allow or reject")
         if eviction not in EVICTIONS:
             raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
+        thresholds = check_thresholds(thresholds)
         self.frequency = frequency_mod.make(frequency)
-        self.inactive = make_backend(eviction, self.frequency)
+        self.inactive = make_backend(eviction, self.frequency, thresholds)
         self.duplication = duplication
         self.total = total_blocks
         self.free: deque[int] = deque(range(total_blocks))  # §4: FIFO, fresh pool hands out 0,1,2,...

@@ -73,11 +73,14 @@ class PoolMachine(DifferentialMachine):
 
     # -- setup ------------------------------------------------------------------------------------
 
-    @initialize(capacity=st.integers(1, 12), frequency=st.sampled_from(["exact", "exact", "exact:12"]))
-    def create(self, capacity, frequency):
+    @initialize(capacity=st.integers(1, 12), frequency=st.sampled_from(["exact", "exact", "exact:12"]),
+                thresholds=st.sampled_from([None, (1, 2, 3), (2, 4, 6)]))
+    def create(self, capacity, frequency, thresholds):
+        """MultiLRU also draws low custom thresholds, so one extra touch changes a tier."""
         self.capacity = capacity
+        extra = {"thresholds": thresholds} if thresholds and self.params["eviction"] == "multi_lru" else {}
         self.run.create("pool", "BlockPool", capacity, eviction=self.params["eviction"],
-                        duplication=self.params["duplication"], frequency=frequency)
+                        duplication=self.params["duplication"], frequency=frequency, **extra)
         self.ready = True
 
     # -- ledger -----------------------------------------------------------------------------------
@@ -133,6 +136,20 @@ class PoolMachine(DifferentialMachine):
     @rule(pick=picks, path=hot_paths)
     def register(self, pick, path):
         self._register(self.mutable[pick % len(self.mutable)], plh_of(path))
+
+    @precondition(lambda self: self.ready and self.mutable and (self.held or self.run.model("pool").inactive_len()))
+    @rule(pick=picks, which=picks, from_inactive=st.booleans())
+    def register_live(self, pick, which, from_inactive):
+        """Register a mutable block under an identity that is live right now (held or cached):
+        a duplicate under Allow, a dedup onto the primary under Reject (resurrecting it if cached)."""
+        cached = self.run.model("pool").eviction_order()
+        if from_inactive and cached:
+            plh = cached[which % len(cached)]
+        elif self.held:
+            plh = self.identity[self.held[which % len(self.held)]]
+        else:
+            plh = cached[which % len(cached)]
+        self._register(self.mutable[pick % len(self.mutable)], plh)
 
     @precondition(lambda self: self.ready)
     @rule(path=hot_paths)

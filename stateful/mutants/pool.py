@@ -103,7 +103,7 @@ def multilru_no_tiers():
 
     class Pool(_pool()):
         def _make_backend(self, eviction):
-            return OneTier(self._frequency) if eviction == "multi_lru" else super()._make_backend(eviction)
+            return OneTier(self._frequency, self._thresholds) if eviction == "multi_lru" else super()._make_backend(eviction)
 
     return Pool
 

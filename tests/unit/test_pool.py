@@ -43,6 +43,8 @@ def take(pool, plh):
     dict(total_blocks=4, eviction="clock"), dict(total_blocks=4, duplication="merge"),
     dict(total_blocks=4, eviction="multi_lru"),  # no tracker: upstream's build fails
     dict(total_blocks=4, frequency="tinylfu"), dict(total_blocks=4, frequency=42),
+    dict(total_blocks=4, thresholds=(3, 3, 15)), dict(total_blocks=4, thresholds=(0, 8, 15)),
+    dict(total_blocks=4, thresholds=(3, 8, 16)), dict(total_blocks=4, thresholds=(3, 8)),
 ])
 def test_bad_construction(ns, kwargs):
     kwargs = dict(kwargs)
@@ -298,3 +300,15 @@ def test_impl_check_after_workload(eviction):
                     break
                 held.append(pool.register(got[0], p))
         pool._check()
+
+
+def test_multi_lru_custom_thresholds(ns):
+    tracker = ExactFrequency()
+    pool = ns.BlockPool(3, eviction="multi_lru", frequency=tracker, thresholds=(1, 2, 3))
+    a, b = chain(1)[0], chain(2)[0]
+    ia, ib = take(pool, a), take(pool, b)
+    pool.match_blocks([b])  # b: 2 -> tier 2; a: 1 -> tier 1
+    pool.release(ib)
+    pool.release(ib)
+    pool.release(ia)
+    assert pool.eviction_order() == [a, b]
