@@ -158,7 +158,7 @@ class Draw:
 class IndexEvents:
     """Draws plausible (and some adversarial) index events; see module docs."""
 
-    def __init__(self, *, workers: Sequence[int] = (1, 2, 3), ranks: Sequence[int] = (0, 1),
+    def __init__(self, *, workers: Sequence[int] = (1, 2), ranks: Sequence[int] = (0, 1),
                  alphabet: Sequence[int] = (11, 12, 13, 14), tiers: Sequence[StorageTier] = (StorageTier.DEVICE,),
                  mix: EventMix = EventMix(), max_blocks: int = 3) -> None:
         self.workers = tuple(workers)
