@@ -310,16 +310,14 @@ class PathUniverse:
         return out
 
 
-class RadixContractMachine(DifferentialMachine):
-    """``contract-radix``: a device ``RadixIndex`` held to decision 3's bounds (module docstring).
+class ContractComparison:
+    """Mixin for any radix-index machine: compare against the contract instead of exactly.
 
-    Tolerated deviations, and why: (1) a score below the model's but not below the sticky-reachable
-    bound — Dynamo's compressed tree forgets blocks behind a hole (scrubbed node tails, detached
-    subtrees), which the model keeps; (2) for a dirty worker only, ``ParentBlockNotFound`` /
-    ``BlockNotFound`` where the model accepts, provided the named block is not sticky-reachable —
-    the same forgotten blocks can no longer be named.  Never tolerated: an overcount, an undercount
-    below the sticky bound, an error the model does not raise, a missing error, a crash, a dump
-    listing a block the worker does not hold or omitting a sticky-reachable one.
+    It keeps a :class:`ContractModel` derived from the recorded steps and the reference model's
+    outcome of each (:func:`mirror_step`), so it needs nothing from the rules: it can be mixed into
+    a machine whose generator it does not know (``contract-radix-events`` below, over the shared
+    index event generator), and replay (``kvspec replay``, trace minimization) reproduces the
+    comparison exactly.  Dumps are compared by :func:`dump_differences`, not as observers.
     """
 
     observers: ClassVar[Mapping[str, Sequence[str]]] = {}
@@ -330,13 +328,24 @@ class RadixContractMachine(DifferentialMachine):
     def __init__(self) -> None:
         super().__init__()
         self.contract = ContractModel()
-        self.paths = PathUniverse()
-        self.event_id = 0
+        self._mirrored = 0
         self.run.compare = self.compare_contract
+
+    def mirror_applied(self, upto: int | None = None) -> None:
+        """Bring the contract model up to date with the steps applied so far (or the first ``upto``)."""
+        upto = len(self.run.outcomes) if upto is None else upto
+        for step, (expected, _) in list(zip(self.run.steps, self.run.outcomes))[self._mirrored:upto]:
+            mirror_step(self.contract, step, expected.error)
+        self._mirrored = max(self._mirrored, upto)
+
+    def replay_step(self, step: Step) -> None:
+        """Hook of :mod:`kvspec.stateful.replay` (the comparator mirrors by itself; kept for clarity)."""
+        self.mirror_applied()
 
     # -- comparison --------------------------------------------------------------------------
 
     def compare_contract(self, step: Step, expected: Outcome, actual: Outcome) -> list[str]:
+        self.mirror_applied(len(self.run.outcomes) - 1)  # every step before this one
         if step.is_create:
             return [] if expected.error == actual.error else [f"construction: target {actual.error} {actual.message}"]
         if actual.error is not None and actual.error.startswith("crash:"):
@@ -355,6 +364,26 @@ class RadixContractMachine(DifferentialMachine):
         if step.method == "dump_events":
             return dump_differences(actual.value, self.contract)
         return []
+
+
+class RadixContractMachine(ContractComparison, DifferentialMachine):
+    """``contract-radix``: a device ``RadixIndex`` held to decision 3's bounds (module docstring).
+
+    Tolerated deviations, and why: (1) a score below the model's but not below the sticky-reachable
+    bound — Dynamo's compressed tree forgets blocks behind a hole (scrubbed node tails, detached
+    subtrees), which the model keeps; (2) for a dirty worker only, ``ParentBlockNotFound`` /
+    ``BlockNotFound`` where the model accepts, provided the named block is not sticky-reachable —
+    the same forgotten blocks can no longer be named; (3) with ``early_exit=True``, any score from
+    1 (where the sticky chain matches the first block) up to the full score — Dynamo stops at its
+    own node boundaries.  Never tolerated: an overcount, an undercount below the sticky bound, an
+    error the model does not raise, a missing error, a crash, a dump listing a block the worker
+    does not hold or omitting a sticky-reachable one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths = PathUniverse()
+        self.event_id = 0
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -375,22 +404,6 @@ class RadixContractMachine(DifferentialMachine):
 
     #: whether ``apply_event`` takes a tier argument (``TieredIndex``) or not (``RadixIndex``)
     tiered: ClassVar[bool] = False
-
-    def mirror_applied(self) -> None:
-        """Bring the contract model up to date with every step applied so far.
-
-        The contract model follows the *reference model's* outcome of each step (an event the model
-        rejected changes nothing), so it is derived from the recorded steps and outcomes alone.
-        That also serves replay: :meth:`replay_step` runs it before each replayed step.
-        """
-        done = getattr(self, "_mirrored", 0)
-        for step, (expected, _) in list(zip(self.run.steps, self.run.outcomes))[done:]:
-            mirror_step(self.contract, step, expected.error)
-        self._mirrored = len(self.run.outcomes)
-
-    def replay_step(self, step: Step) -> None:
-        """Hook of :mod:`kvspec.stateful.replay`: the comparator needs the contract model current."""
-        self.mirror_applied()
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -490,8 +503,33 @@ class RadixContractMachine(DifferentialMachine):
         return data.draw(st.lists(st.sampled_from(ALPHABET), max_size=6), label="query")
 
 
+def events_contract_machine() -> type | None:
+    """The shared radix machine (``kvspec.stateful.radix``) with the contract comparison mixed in.
+
+    Its event generator runs with the adversarial kinds that break the contract's preconditions
+    switched off: worker-specific ``E``, re-filing a held ``E`` under another parent, a hash twice
+    in one event.  Unknown parents, self-references, unknown removals, mid-chain removals and
+    ``early_exit`` queries stay on.
+    """
+    try:
+        from kvspec.stateful.index_events import EventMix
+        from kvspec.stateful.radix import RadixMachine
+    except ImportError:  # pragma: no cover - the shared machine is part of kvspec
+        return None
+    try:
+        mix = EventMix(worker_specific_e=False, refile=False, repeat_in_batch=False, remove_repeat=False)
+    except TypeError:  # the shared generator changed its knobs: skip rather than break discovery
+        return None
+
+    class RadixEventsContractMachine(ContractComparison, RadixMachine):
+        """``contract-radix-events``: the shared radix rules, held to the contract (see class docs above)."""
+
+    RadixEventsContractMachine.mix = mix
+    return RadixEventsContractMachine
+
+
 def machines() -> list[MachineSpec]:
-    return [
+    specs = [
         MachineSpec(
             "contract-radix",
             RadixContractMachine,
@@ -500,5 +538,15 @@ def machines() -> list[MachineSpec]:
             modes=("contract",),
         )
     ]
+    events_machine = events_contract_machine()
+    if events_machine is not None:
+        specs.append(MachineSpec(
+            "contract-radix-events",
+            events_machine,
+            ("RadixIndex",),
+            description="the shared radix machine's event generator, held to the contract",
+            modes=("contract",),
+        ))
+    return specs
 
 

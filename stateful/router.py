@@ -101,6 +101,7 @@ class RouterContractMachine(RadixContractMachine):
         return ROUTER_ALPHABET[: self.params.get("alphabet", len(ROUTER_ALPHABET))]
 
     def compare_contract(self, step: Step, expected: Outcome, actual: Outcome) -> list[str]:
+        self.mirror_applied(len(self.run.outcomes) - 1)
         if step.is_create:
             return [] if actual.error is None else [f"construction failed: {actual.error} {actual.message}"]
         if actual.error is not None and actual.error.startswith("crash:"):
