@@ -7,7 +7,9 @@ from kvspec.stateful.check import check_machine
 
 pytestmark = pytest.mark.stateful
 
-SPECS = all_machines()
+#: machines for ``contract``-mode targets only (third-party engines, e.g. ``contract-radix``) do not
+#: run against ``impl``; tests/dynamo checks them against the model presented as a contract target
+SPECS = [s for s in all_machines() if "exact" in s.modes]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
