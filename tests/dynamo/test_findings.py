@@ -138,3 +138,22 @@ def test_reannounce_bare_radix_tree_conforms():
 @pytest.mark.parametrize("event_threads", [1, 4])
 def test_router_forgets_a_reannounced_block_after_one_removal(event_threads):
     assert router_scores(event_threads, REANNOUNCE_HISTORY, REANNOUNCE_QUERY) == {}
+
+
+# -- finding 1 across workers: two worker ids (file-backed discovery, one runtime each) ---------
+
+#: the S3 history with the ranks replaced by two distinct workers (ids 1 and 2, rank 0)
+CROSS_WORKER = [
+    (1, KvCacheEvent(1, stored((), A, B, C, D))),
+    (2, KvCacheEvent(1, stored((), A, B, X))),
+    (1, KvCacheEvent(2, Removed([e(A, B)]))),
+]
+
+
+def test_crtc_cross_worker_single_threaded_router_conforms():
+    assert dynamo_router.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=1) == {(1, 0): 1, (2, 0): 2}
+
+
+@pytest.mark.xfail(strict=True, reason="Dynamo 1.6.1 ConcurrentRadixTreeCompressed overcount (docs/findings.md F1)")
+def test_crtc_does_not_credit_another_workers_stale_blocks():
+    assert dynamo_router.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=4) == {(1, 0): 1, (2, 0): 2}
