@@ -157,3 +157,21 @@ def test_crtc_cross_worker_single_threaded_router_conforms():
 @pytest.mark.xfail(strict=True, reason="Dynamo 1.6.1 ConcurrentRadixTreeCompressed overcount (docs/findings.md F1)")
 def test_crtc_does_not_credit_another_workers_stale_blocks():
     assert dynamo_router.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=4) == {(1, 0): 1, (2, 0): 2}
+
+
+# -- finding 1 as `kvspec check` reported it (trace file, replayed) ----------------------------
+
+F1_TRACE = __import__("pathlib").Path(__file__).parent / "traces" / "f1-crtc-contract-router-device.json"
+
+
+def test_f1_trace_replays_clean_on_the_single_threaded_router():
+    from kvspec.stateful.replay import replay_trace
+
+    assert replay_trace(str(F1_TRACE), "dynamo-router").divergence is None
+
+
+@pytest.mark.xfail(strict=True, reason="Dynamo 1.6.1 ConcurrentRadixTreeCompressed overcount (docs/findings.md F1)")
+def test_f1_trace_replays_clean_on_the_concurrent_router():
+    from kvspec.stateful.replay import replay_trace
+
+    assert replay_trace(str(F1_TRACE), "dynamo-router-threads4").divergence is None
