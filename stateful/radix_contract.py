@@ -36,7 +36,10 @@ bounds need ``early_exit=False``; queries with ``early_exit=True`` are held only
 the full score, and at least 1 where the sticky chain matches the first block" (Dynamo checks for
 a lone worker only at its own node boundaries, ``kv_router.md`` §4 exp. D1/D7).
 
-The machine ``contract-radix`` runs only against targets in ``contract`` mode (``--target dynamo``).
+Machines: ``contract-radix`` (its own consistent-hash generator) and ``contract-radix-events`` (the
+shared radix machine's generator with the precondition-breaking kinds off), both only against
+targets in ``contract`` mode (``--target dynamo``); :class:`ContractComparison` mixes the
+comparison into any radix machine.
 """
 
 from __future__ import annotations
