@@ -263,8 +263,15 @@ class PoolMachine(DifferentialMachine):
             self.attempt("pool", "release_mutable", block_id)
 
     @precondition(lambda self: self.ready and self.mutable)
-    @rule(pick=picks, path=hot_paths)
-    def register_impostor(self, pick, path):
+    @rule(pick=picks, path=hot_paths, of_live=st.booleans())
+    def register_impostor(self, pick, path, of_live):
+        """An impostor of a hot path or, when ``of_live``, of an identity live right now (held or
+        cached) — the case where the pool must refuse it (``DuplicateLineage``)."""
+        if of_live:
+            held = [self.identity[i] for i in self.held if i in self.identity]
+            live = [p for p in held + self.run.model("pool").eviction_order() if path_of(p) is not None]
+            if live:
+                path = path_of(live[pick % len(live)])
         self._register(self.mutable[pick % len(self.mutable)], impostor_of(path))
 
     @precondition(lambda self: self.ready)
