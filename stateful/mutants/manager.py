@@ -130,15 +130,15 @@ def legacy_evicts_newest():
 
 MUTANTS = [
     Mutant("republish-stored-on-inactive-hit", "an inactive hit publishes Stored again",
-           {"KvManager": republish_stored_on_inactive_hit}, ("manager[lineage]",)),
+           {"KvManager": republish_stored_on_inactive_hit}, ("manager[",)),
     Mutant("upstream-merged-anchoring", "one Stored per Use anchored to the last reused block (upstream)",
-           {"KvManager": upstream_merged_anchoring}, ("manager[lru]",)),
+           {"KvManager": upstream_merged_anchoring}, ("manager[",)),
     Mutant("forget-removed", "evicted blocks are never announced as Removed",
-           {"KvManager": forget_removed}, ("manager[lineage]",)),
+           {"KvManager": forget_removed}, ("manager[",)),
     Mutant("event-id-gap", "event ids skip a number before each Removed",
-           {"KvManager": event_id_gap}, ("manager[lineage]",)),
+           {"KvManager": event_id_gap}, ("manager[",)),
     Mutant("deref-leaks-partial", "a Deref'd partial block's slot is never freed",
-           {"KvManager": deref_leaks_partial}, ("manager[lineage]",)),
+           {"KvManager": deref_leaks_partial}, ("manager[",)),
     Mutant("legacy-evicts-newest", "the legacy LRU evicts the newest inactive block",
            {"LegacyKvManager": legacy_evicts_newest}, ("legacy",)),
 ]
