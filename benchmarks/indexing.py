@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+import tracemalloc
 from collections.abc import Sequence
 
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
@@ -77,6 +78,18 @@ def _apply_all(index, events, budget: float) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
+def _retained_bytes(cls, events) -> int:
+    """Bytes still allocated by a fresh index after ``events`` (tracemalloc; a separate pass)."""
+    tracemalloc.start()
+    index = cls()
+    for worker, event in events:
+        index.apply_event(worker, event)
+    current, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del index
+    return current
+
+
 def _query_all(index, queries, budget: float = float("inf")) -> tuple[int, float]:
     """Run queries until done or ``budget`` seconds; return (queries done, seconds)."""
     started = time.perf_counter()
@@ -118,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds the model may spend applying")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure retained memory of model and impl on the same events (slower)")
     args = parser.parse_args(list(argv or []))
     import kvspec.impl
     import kvspec.model
@@ -155,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{total:>8} {len(events):>7} {model_done:>8} {len(events) / impl_apply:>10,.0f} "
               f"{len(queries) / impl_query:>9,.0f} {apply_mi:>9} {query_mi:>9} {apply_di:>9} {query_di:>9}",
               flush=True)
+        if args.memory:
+            model_bytes = _retained_bytes(kvspec.model.RadixIndex, events[:model_done])
+            impl_bytes = _retained_bytes(kvspec.impl.RadixIndex, events[:model_done])
+            print(f"{'':>8} memory on the same {model_done} events: model {model_bytes / 2**20:.1f} MiB, "
+                  f"impl {impl_bytes / 2**20:.1f} MiB (impl/model {impl_bytes / model_bytes:.2f}x)", flush=True)
     print("m/i: model seconds / impl seconds on the same events or queries (higher = impl faster);")
     print("d/i: Dynamo RadixTree seconds / impl seconds (below 1 = Dynamo faster); '(n/a)': not measured")
     return 0

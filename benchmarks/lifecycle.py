@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+import tracemalloc
 from collections.abc import Sequence
 
 from kvspec.protocol import Deref, Promote, Use
@@ -83,6 +84,19 @@ def replay(namespace, capacity: int, ops: Sequence, budget: float, eviction: str
     return done, time.perf_counter() - started
 
 
+def retained_bytes(namespace, capacity: int, ops: Sequence, eviction: str) -> int:
+    """Bytes still allocated by a fresh manager after ``ops`` (tracemalloc; a separate, slower pass)."""
+    tracemalloc.start()
+    manager = namespace.KvManager(capacity, BLOCK_SIZE, eviction=eviction)
+    for op in ops:
+        manager.process(op)
+    manager.drain_events()
+    current, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del manager
+    return current
+
+
 def blocks_in(ops: Sequence) -> int:
     return sum(len(op.blocks) if isinstance(op, (Use, Deref)) else 1 for op in ops if isinstance(op, (Use, Deref, Promote)))
 
@@ -93,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eviction", default="lineage", choices=["lineage", "lineage_fifo", "lru", "multi_lru"])
     parser.add_argument("--budget", type=float, default=20.0, help="seconds the model may spend per capacity")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure retained memory of both sides on the same operations (slower)")
     args = parser.parse_args(list(argv or []))
     import kvspec.impl
     import kvspec.model
@@ -109,8 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         impl_done, impl_seconds = replay(kvspec.impl, capacity, ops[:model_done], float("inf"), args.eviction)
         full_done, full_seconds = replay(kvspec.impl, capacity, ops, float("inf"), args.eviction)
         ratio = model_seconds / impl_seconds if impl_seconds > 0 else float("inf")
+        memory = ""
+        if args.memory:
+            model_bytes = retained_bytes(kvspec.model, capacity, ops[:model_done], args.eviction)
+            impl_bytes = retained_bytes(kvspec.impl, capacity, ops[:model_done], args.eviction)
+            memory = f"  memory model {model_bytes / 2**20:.1f} MiB, impl {impl_bytes / 2**20:.1f} MiB " \
+                     f"({model_bytes / impl_bytes:.2f}x)"
         print(f"{capacity:>9} {len(ops):>8} {blocks_in(ops):>9} {model_done:>9} {model_seconds:>8.2f} "
-              f"{impl_seconds:>8.2f} {full_done / full_seconds:>11,.0f} {ratio:>9.1f}x", flush=True)
+              f"{impl_seconds:>8.2f} {full_done / full_seconds:>11,.0f} {ratio:>9.1f}x{memory}", flush=True)
     print("model/impl: model seconds / impl seconds over the same prefix of operations (higher = impl faster)")
     return 0
 
