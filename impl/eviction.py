@@ -26,9 +26,9 @@ from collections import OrderedDict
 from typing import Any
 
 from kvspec.errors import DuplicateLineage, InvalidArgument
+from kvspec.frequency import DEFAULT_THRESHOLDS, check_thresholds
 from kvspec.hashing import Plh
 
-DEFAULT_THRESHOLDS = (3, 8, 15)
 
 
 def tier_for(count: int, thresholds: tuple[int, int, int]) -> int:
@@ -319,14 +319,6 @@ class LineageIndex:
         else:
             assert set(self._fifo) == leaves, "fifo queue != leaves"
             assert all(self._nodes[k] is n for k, n in self._fifo.items())
-
-
-def check_thresholds(thresholds: Any) -> tuple[int, int, int]:
-    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 3
-            or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds)
-            or not 1 <= thresholds[0] < thresholds[1] < thresholds[2] <= 15):
-        raise InvalidArgument(f"MultiLRU thresholds must be 3 integers 1 <= a < b < c <= 15, got {thresholds!r}")
-    return tuple(thresholds)
 
 
 def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> Any:

@@ -127,5 +127,20 @@ def make(spec: Any) -> FrequencyTracker | None:
     raise InvalidArgument(f"frequency must be None, 'exact' or a tracker with touch/count, got {spec!r}")
 
 
-__all__ = ["DEFAULT_CAPACITY", "MAX_COUNT", "ExactFrequency", "FrequencyTracker", "NoFrequency",
+__all__ = ["DEFAULT_CAPACITY", "DEFAULT_THRESHOLDS", "check_thresholds", "MAX_COUNT", "ExactFrequency", "FrequencyTracker", "NoFrequency",
            "default_sample_size", "make"]
+
+
+#: MultiLRU's default tier thresholds (upstream ``with_multi_lru_backend``): a block released with a
+#: frequency count below 3 is cold, below 8 warm, below 15 hot, else very hot.
+DEFAULT_THRESHOLDS = (3, 8, 15)
+
+
+def check_thresholds(thresholds: Any) -> tuple[int, int, int]:
+    """``with_multi_lru_backend_custom_thresholds(a, b, c)`` accepts ``1 <= a < b < c <= 15``
+    (counters saturate at 15); anything else is :class:`InvalidArgument`, as upstream's builder panics."""
+    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 3
+            or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds)
+            or not 1 <= thresholds[0] < thresholds[1] < thresholds[2] <= 15):
+        raise InvalidArgument(f"MultiLRU thresholds must be 3 integers 1 <= a < b < c <= 15, got {thresholds!r}")
+    return tuple(thresholds)

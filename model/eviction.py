@@ -21,12 +21,12 @@ from typing import Any
 import attrs
 
 from kvspec.errors import DuplicateLineage, InvalidArgument
+from kvspec.frequency import DEFAULT_THRESHOLDS, check_thresholds
 from kvspec.hashing import Plh
 
 Key = tuple[int, int]
 
-#: MultiLRU default tier thresholds (``with_multi_lru_backend``).
-DEFAULT_THRESHOLDS = (3, 8, 15)
+
 
 
 class _Backend:
@@ -260,15 +260,6 @@ class LineageIndex(_Backend):
 
     def __len__(self) -> int:
         return sum(1 for n in self.nodes.values() if n.is_real)
-
-
-def check_thresholds(thresholds: Any) -> tuple[int, int, int]:
-    """``with_multi_lru_backend_custom_thresholds(a, b, c)``: ``1 <= a < b < c <= 15``."""
-    if (not isinstance(thresholds, (list, tuple)) or len(thresholds) != 3
-            or not all(isinstance(t, int) and not isinstance(t, bool) for t in thresholds)
-            or not 1 <= thresholds[0] < thresholds[1] < thresholds[2] <= 15):
-        raise InvalidArgument(f"MultiLRU thresholds must be 3 integers 1 <= a < b < c <= 15, got {thresholds!r}")
-    return tuple(thresholds)
 
 
 def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> _Backend:
