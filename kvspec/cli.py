@@ -110,8 +110,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"trace written to {r.trace_path}")
             print(f"replay with: kvspec replay {quoted}")
             print(f"report with: kvspec report {quoted} -o {slug(r.machine)}-bug.md")
+    known = [r for r in results if r.status == "known"]
+    for r in known:
+        print(f"\n--- {r.machine} against {r.target}: {r.reason}")
+        if r.trace_path:
+            print(f"trace written to {r.trace_path}")
     skipped = sum(r.status == "skipped" for r in results)
-    print(f"\n{len(results) - len(failures) - skipped} passed, {len(failures)} failed, {skipped} skipped")
+    passed = len(results) - len(failures) - len(known) - skipped
+    print(f"\n{passed} passed, {len(failures)} failed, {skipped} skipped"
+          + (f", {len(known)} known findings" if known else ""))
     return 1 if failures else 0
 
 

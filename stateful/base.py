@@ -96,6 +96,10 @@ class MachineSpec:
     params: Mapping[str, Any] = attrs.field(factory=dict)
     description: str = ""
     modes: tuple[str, ...] = ("exact",)
+    #: target name -> id of a documented finding (``docs/findings.md``) this machine is known to
+    #: reproduce against that target.  Like a strict xfail: a divergence there is reported as
+    #: ``known`` (not a failure) until upstream fixes it; every other target fails as usual.
+    known_failures: Mapping[str, str] = attrs.field(factory=dict)
 
     def applies_to(self, target: Target) -> str | None:
         """``None`` if the machine can run against ``target``, else the reason it is skipped."""
