@@ -76,15 +76,20 @@ class TieredIndex:
             table = self._lower.get(tier)
             if table is None:
                 continue
-            if local_hashes:
-                for worker in table.root_holders(local_hashes[0]):
-                    if worker not in continuations:
-                        continuations[worker] = Continuation.root()
+            self._seed(table, local_hashes, continuations)
             reached = table.walk(local_hashes, continuations)
             hits = {w: reached[w].position - start.position for w, start in continuations.items()}
             lower[tier] = LowerTierMatches(hits, reached)
             continuations = reached
         return TieredMatches(device, lower)
+
+    @staticmethod
+    def _seed(table, local_hashes: Sequence[int], continuations: dict) -> None:
+        """Workers absent so far enter a lower tier at the root, and only if they hold its root block."""
+        if local_hashes:
+            for worker in table.root_holders(local_hashes[0]):
+                if worker not in continuations:
+                    continuations[worker] = Continuation.root()
 
     def dump_events(self) -> list[RouterEvent]:
         events = self._device.dump_events()

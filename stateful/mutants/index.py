@@ -118,53 +118,31 @@ def _cleared_all_ranks():
 
 def _tiered_double_count():
     from kvspec.impl.tiered import TieredIndex
-    from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
+    from kvspec.scores import Continuation
 
     class DoubleCount(TieredIndex):
         """Lower tiers restart every root holder at the root, so host copies of device blocks count twice."""
 
-        def find_matches_by_tier(self, local_hashes):
-            continuations = self._device.match_details(local_hashes)
-            device = OverlapScores({w: c.position for w, c in continuations.items()}, ())
-            lower = {}
-            for tier in LOWER_TIERS:
-                table = self._lower.get(tier)
-                if table is None:
-                    continue
-                if local_hashes:
-                    for worker in table.root_holders(local_hashes[0]):
-                        continuations[worker] = Continuation.root()  # BUG: overrides the device seed
-                reached = table.walk(local_hashes, continuations)
-                hits = {w: reached[w].position - c.position for w, c in continuations.items()}
-                lower[tier] = LowerTierMatches(hits, reached)
-                continuations = reached
-            return TieredMatches(device, lower)
+        @staticmethod
+        def _seed(table, local_hashes, continuations):
+            if local_hashes:
+                for worker in table.root_holders(local_hashes[0]):
+                    continuations[worker] = Continuation.root()  # BUG: overrides the device seed
 
     return DoubleCount
 
 
 def _tiered_seed_non_root():
     from kvspec.impl.tiered import TieredIndex
-    from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
+    from kvspec.scores import Continuation
 
     class SeedNonRoot(TieredIndex):
         """Every worker holding anything in a lower tier enters it at the root, root block or not."""
 
-        def find_matches_by_tier(self, local_hashes):
-            continuations = self._device.match_details(local_hashes)
-            device = OverlapScores({w: c.position for w, c in continuations.items()}, ())
-            lower = {}
-            for tier in LOWER_TIERS:
-                table = self._lower.get(tier)
-                if table is None:
-                    continue
-                for worker in table.held:  # BUG: should be the holders of the query's root block
-                    continuations.setdefault(worker, Continuation.root())
-                reached = table.walk(local_hashes, continuations)
-                hits = {w: reached[w].position - c.position for w, c in continuations.items()}
-                lower[tier] = LowerTierMatches(hits, reached)
-                continuations = reached
-            return TieredMatches(device, lower)
+        @staticmethod
+        def _seed(table, local_hashes, continuations):
+            for worker in table.held:  # BUG: should be the holders of the query's root block
+                continuations.setdefault(worker, Continuation.root())
 
     return SeedNonRoot
 
