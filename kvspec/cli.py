@@ -136,19 +136,29 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from kvspec.stateful.report import build_report
 
+    from kvspec.stateful.trace import atomic_write
+
     report = build_report(args.trace, args.target)
     if args.output:
-        Path(args.output).write_text(report.markdown + "\n")
+        _write_output(atomic_write, args.output, report.markdown + "\n")
         print(f"report written to {args.output}", file=sys.stderr)
     else:
         print(report.markdown)
     if args.pytest:
-        Path(args.pytest).write_text(report.test_source)
+        _write_output(atomic_write, args.pytest, report.test_source)
         print(f"pytest file written to {args.pytest}", file=sys.stderr)
     if not report.reproduced:
         print(f"kvspec report: note: the trace no longer diverges against {report.result.target.name}",
               file=sys.stderr)
     return 0
+
+
+def _write_output(write, path: str, text: str) -> None:
+    """Write a file the user named; a problem with the path is one line and exit 2, not a traceback."""
+    try:
+        write(path, text)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
@@ -162,7 +172,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         smaller = minimize_trace(trace, args.target)
         destination = path if args.in_place else args.output
         if destination:
-            write_trace(dict(smaller.data), path=destination)
+            _write_output(lambda p, _: write_trace(dict(smaller.data), path=p), destination, "")
         print(f"{path}: {len(trace.steps)} -> {len(smaller.steps)} steps"
               + (f", written to {destination}" if destination else " (use -o FILE or --in-place to keep it)"))
     return 0
@@ -257,9 +267,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that print text read from trace files: their output is escaped for the terminal.
+_READS_TRACES = ("replay", "report", "minimize")
+
+
+class _TerminalSafe:
+    """A text stream that escapes control characters (:func:`kvspec.escape.terminal`) before writing.
+
+    Trace files are untrusted: an error type or a subject holding ``ESC [ ...`` must not recolour,
+    move or retitle the user's terminal when kvspec prints it.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from kvspec.escape import terminal
+
+        return self._stream.write(terminal(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in _READS_TRACES and not isinstance(sys.stdout, _TerminalSafe):
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _TerminalSafe(sys.stdout), _TerminalSafe(sys.stderr)
+        try:
+            return main(argv)
+        finally:
+            sys.stdout, sys.stderr = saved
     try:
         return args.func(args)
     except KvSpecError as exc:

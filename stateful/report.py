@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import enum
 import json
-import keyword
 import math
 import platform
 import re
@@ -38,7 +37,8 @@ from typing import Any
 import attrs
 
 import kvspec.errors
-from kvspec import codec
+from kvspec import codec, escape
+from kvspec.errors import TraceError
 from kvspec.stateful.differential import Outcome, exact_compare
 from kvspec.stateful.replay import (ReplayResult, comparator_of, flagged_fields, outcome_diff, outcome_text,
                                     prepare, render_steps, replay_trace)
@@ -145,19 +145,24 @@ def _error_import(name: str) -> tuple[str, str] | None:
     return None
 
 
-def _identifier(name: str, taken: set[str]) -> str:
-    ident = re.sub(r"\W", "_", name)
-    if not ident or ident[0].isdigit() or keyword.iskeyword(ident) or ident in taken:
-        ident = f"s_{ident}"
-    return ident
-
-
 _RESERVED = {"ns", "same", "raises_exactly", "recorded", "TARGET", "pytest", "os", "json", "contextlib",
              "resolve", "canonical", "decode", "test", "frozenset", "float"}
 
 
-def _test_name(trace: Trace) -> str:
-    return "test_" + re.sub(r"[^a-z0-9]+", "_", f"{trace.machine} {trace.target}".lower()).strip("_")
+def _test_name(trace: Trace, target: str) -> str:
+    """``test_<machine>_<target>``: only ``[a-z0-9_]`` survives, so it is always a safe identifier."""
+    return "test_" + (re.sub(r"[^a-z0-9]+", "_", f"{trace.machine} {target}".lower()).strip("_") or "trace")
+
+
+def _code_name(name: str, what: str) -> str:
+    """A class, method or keyword name from the trace, written into code only if it is a plain identifier.
+
+    :func:`~kvspec.stateful.replay.prepare` already proved each exists on the model's class; this
+    is the last line of defence of the generated source (rule: trace text never becomes code).
+    """
+    if not escape.is_identifier(name) and name != "__init__":
+        raise TraceError(f"{what} {escape.comment(repr(name), 60)} is not a plain identifier")
+    return name
 
 
 def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors: dict[str, str]) -> list[str]:
@@ -173,19 +178,20 @@ def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors
     for i, record in enumerate(records):
         step, expected = record.step, record.expected
         if step.subject not in names:
-            names[step.subject] = _identifier(step.subject, taken)
+            names[step.subject] = escape.identifier(step.subject, taken)
             taken.add(names[step.subject])
         var = names[step.subject]
         if body:
             body.append("")
-        args = [literals.render(a) for a in step.args] + [f"{k}={literals.render(v)}" for k, v in step.kwargs.items()]
+        args = [literals.render(a) for a in step.args]
+        args += [f"{_code_name(k, 'keyword')}={literals.render(v)}" for k, v in step.kwargs.items()]
         if step.is_create:
             classes[step.subject] = step.cls
-            call = f"ns.{step.cls}({', '.join(args)})"
+            call = f"ns.{_code_name(step.cls, 'class')}({', '.join(args)})"
         else:
-            call = f"{var}.{step.method}({', '.join(args)})"
+            call = f"{var}.{_code_name(step.method, 'method')}({', '.join(args)})"
         if i == mark:
-            body.append(f"# step {i + 1}: {trace.target} diverged here ({_comment(trace.summary)})"
+            body.append(f"# step {i + 1}: {_comment(trace.target)} diverged here ({_comment(trace.summary)})"
                         if result.divergence is not None or trace.kind == "divergence"
                         else f"# step {i + 1}: the failure was raised after this step")
         if expected.error is not None:
@@ -226,40 +232,48 @@ def _render_or_skip(literals: Literals, value: Any) -> str:
 
 
 def _comment(text: str, limit: int = 110) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    """Trace text for a comment line: one line, ASCII, control characters escaped."""
+    return escape.comment(text, limit)
 
 
 def pytest_source(trace: Trace, result: ReplayResult) -> str:
-    """A standalone pytest file reproducing the trace (see the module docstring)."""
+    """A standalone pytest file reproducing the trace (see the module docstring).
+
+    Safe by construction (the trace is untrusted): the docstring is fixed text; every value read
+    from the trace reaches the source as a ``repr`` literal, a checked identifier or an escaped
+    comment line (:mod:`kvspec.escape`); the file resolves the target the report was made for
+    (``result.target``), never a name that only the trace gives.
+    """
     compare = comparator_of(result.prepared)
     literal = getattr(compare, "__func__", compare) is exact_compare and result.target.mode == "exact"
+    target = result.target.name
     header = [
-        f'"""kvspec regression: {_comment(trace.summary, 200)}',
+        '"""kvspec regression test, generated by `kvspec report` from a trace.',
         "",
-        f"Found by kvspec machine {trace.machine} against target {trace.target} "
-        f"(kvspec {trace.data.get('kvspec_version', '?')}).",
         ("Every assert states what kvspec's reference model does at that step." if literal else
          "The test replays the steps on kvspec's reference model and the target and compares them."),
         "",
-        f"    python -m pytest THIS_FILE                       # against {trace.target}: fails while the bug is there",
+        "    python -m pytest THIS_FILE                       # against TARGET: fails while the bug is there",
         "    KVSPEC_TARGET=impl python -m pytest THIS_FILE    # any other target: set KVSPEC_TARGET",
         '"""',
         "",
+        f"# summary: {_comment(trace.summary, 200)}",
+        f"# found by kvspec machine {_comment(trace.machine, 80)} against target {_comment(trace.target, 80)}"
+        f" (kvspec {_comment(trace.data.get('kvspec_version', '?'), 40)})",
+        "",
     ]
     if not literal:
-        text = json.dumps(trace.data, indent=1)
-        trace_literal = f"r\'\'\'{text}\'\'\'" if "\'\'\'" not in text else repr(text)
+        trace_literal = repr(json.dumps(trace.data, indent=1))
         mark = result.divergence.index if result.divergence is not None else result.failure_index
-        listing = [f"#  {line[2:]}" for line in render_steps(trace.steps, result.records, mark)]
+        listing = [f"#  {_comment(line[2:], 300)}" for line in render_steps(trace.steps, result.records, mark)]
         return "\n".join(header + [
             "import os",
             "",
             "from kvspec.stateful.replay import assert_replays_clean",
             "",
-            f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
+            f"TARGET = os.environ.get('KVSPEC_TARGET', {target!r})",
             "",
-            f"# Machine {trace.machine} does not compare by plain equality (its comparator tolerates",
+            f"# Machine {_comment(trace.machine, 80)} does not compare by plain equality (its comparator tolerates",
             "# documented differences, e.g. index dumps as multisets), so the steps cannot be written as",
             "# literal asserts: the test replays them with kvspec (`kvspec replay` prints the same diff).",
             "# The steps, with the reference model's outcome after each (>> marks the divergence):",
@@ -268,7 +282,7 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
             f"TRACE = {trace_literal}",
             "",
             "",
-            f"def {_test_name(trace)}():",
+            f"def {_test_name(trace, target)}():",
             "    assert_replays_clean(TRACE, TARGET)",
             "",
         ])
@@ -288,7 +302,7 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
         lines.append(f"from {module} import {', '.join(sorted(imports[module]))}")
     lines += [
         "",
-        f"TARGET = os.environ.get('KVSPEC_TARGET', {trace.target!r})",
+        f"TARGET = os.environ.get('KVSPEC_TARGET', {target!r})",
         "",
         "",
         "def same(actual, expected):",
@@ -312,7 +326,7 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
             "    return decode(json.loads(text))",
             "",
         ]
-    lines += ["", f"def {_test_name(trace)}():", "    ns = resolve(TARGET).namespace"]
+    lines += ["", f"def {_test_name(trace, target)}():", "    ns = resolve(TARGET).namespace"]
     lines += [f"    {line}" if line else "" for line in body]
     return "\n".join(lines) + "\n"
 
@@ -355,8 +369,8 @@ def build_report(trace: Trace | str, target: str | None = None, *, trace_path: s
     source = pytest_source(trace, result)
     env = trace.data.get("environment", {}) if isinstance(trace.data.get("environment"), dict) else {}
     t = trace.data["target"]
-    file_name = f"{_test_name(trace)}.py"
-    md = [f"# {_title(trace, result)}", ""]
+    file_name = f"{_test_name(trace, result.target.name)}.py"
+    md = [f"# {_md_escape(_title(trace, result))}", ""]
     md += [f"**Summary.** {_md_escape(trace.summary)}", ""]
     if not result.reproduced:
         md += [f"> Note: replaying this trace against `{result.target.name}` today shows **no** divergence; "
@@ -380,16 +394,16 @@ def build_report(trace: Trace | str, target: str | None = None, *, trace_path: s
     records = result.records
     for i, step in enumerate(trace.steps):
         outcome = outcome_text(records[i].expected) if i < len(records) else ""
-        arrow = f" → model: `{outcome}`" if outcome else ""
+        arrow = f" → model: `{_cell(outcome)}`" if outcome else ""
         mark = " **← diverges here**" if i == trace.index and trace.kind == "divergence" else ""
-        md.append(f"{i + 1}. `{step.describe()}`{arrow}{mark}")
+        md.append(f"{i + 1}. `{_cell(step.describe(), 2000)}`{arrow}{mark}")
     md.append("")
     md += _expected_actual(trace, result)
     md += ["## Standalone test", "",
            f"Save as `{file_name}`; it needs only `kvspec` and the target (no Hypothesis).",
-           f"`python -m pytest {file_name}` fails against `{trace.target}` while the bug is present; "
+           f"`python -m pytest {file_name}` fails against `{_cell(result.target.name)}` while the bug is present; "
            f"`KVSPEC_TARGET=impl python -m pytest {file_name}` passes against kvspec's implementation.", "",
-           "```python", source.rstrip("\n"), "```", ""]
+           *escape.fence(source.rstrip("\n"), "python"), ""]
     md += ["## Replay", "",
            f"`kvspec replay {trace_path or 'TRACE.json'}` re-runs these steps on the model and the target and "
            "prints the first divergence; it exits 1 while the bug is present and 0 once it is fixed "
@@ -414,15 +428,16 @@ def _expected_actual(trace: Trace, result: ReplayResult) -> list[str]:
         expected = Outcome(rec_e["value"], rec_e["error"], rec_e["message"] or "", rec_e["observed"])
         actual = Outcome(rec_a["value"], rec_a["error"], rec_a["message"] or "", rec_a["observed"])
     step = trace.steps[trace.index]
-    lines = [f"## Expected vs actual at step {trace.index + 1}: `{step.describe()}`", "",
-             f"| | model (expected) | {trace.target} (actual) |", "|---|---|---|"]
+    lines = [f"## Expected vs actual at step {trace.index + 1}: `{_cell(step.describe(), 2000)}`", "",
+             f"| | model (expected) | {_md_escape(trace.target)} (actual) |", "|---|---|---|"]
     lines.append(f"| outcome | `{_cell(_plain(expected))}` | `{_cell(_plain(actual))}` |")
     for name in sorted(set(expected.observed) | set(actual.observed)):
         want, got = expected.observed.get(name), actual.observed.get(name)
         flagged = f"{name}()" in only if only is not None else codec.canonical(want) != codec.canonical(got)
         flag = " **differs**" if flagged else ""
         lines.append(f"| `{name}()`{flag} | `{_cell(repr(want))}` | `{_cell(repr(got))}` |")
-    lines += ["", "```diff", *outcome_diff(expected, actual, only), *[f"  - {x}" for x in extra], "```", ""]
+    diff = "\n".join([*outcome_diff(expected, actual, only), *[f"  - {x}" for x in extra]])
+    lines += ["", *escape.fence(escape.terminal(diff), "diff"), ""]
     if only is not None and any(line.strip() not in only for line in outcome_diff(expected, actual)
                                 if not line.startswith("    ")):
         lines += [f"Machine `{trace.machine}` tolerates the other differences in the table (see its docstring).", ""]
@@ -436,12 +451,13 @@ def _plain(outcome: Outcome) -> str:
 
 
 def _cell(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split()).replace("|", "\\|").replace("`", "'")
+    text = escape.terminal(" ".join(text.split())).replace("|", "\\|").replace("`", "'")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|")
+    """Trace text inside a Markdown line: one line, control characters escaped, no table breaks."""
+    return escape.terminal(" ".join(str(text).split())).replace("|", "\\|")
 
 
 __all__ = ["Literals", "Report", "build_report", "pytest_source"]

@@ -146,6 +146,7 @@ def write_trace(trace: Mapping[str, Any], directory: str | os.PathLike[str] | No
     """Write ``trace`` to ``path``, or under ``directory`` with a descriptive unique name.
 
     The file is written whole then renamed into place, so a reader never sees half a trace.
+    The temporary file is created exclusively (:func:`atomic_write`): no symlink is followed.
     """
     if path is None:
         directory = Path(directory if directory is not None else "kvspec-traces")
@@ -159,10 +160,31 @@ def write_trace(trace: Mapping[str, Any], directory: str | os.PathLike[str] | No
             path = directory / f"{safe}-{stamp}-{n}.json"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(trace, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(trace, indent=1, sort_keys=False) + "\n")
     return path
+
+
+def atomic_write(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a fresh temporary file in the same directory.
+
+    The temporary name is unpredictable and created with ``O_CREAT | O_EXCL`` (:func:`tempfile.mkstemp`),
+    so a symlink planted at a guessable ``<path>.tmp`` is never followed; :func:`os.replace` then
+    swaps it in atomically (replacing a symlink at ``path`` itself, not writing through it).
+    """
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def slug(text: str) -> str:
