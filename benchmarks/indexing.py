@@ -103,7 +103,7 @@ def _query_all(index, queries, budget: float = float("inf")) -> tuple[int, float
 
 def _dynamo_tree():
     try:
-        from kvspec.adapters.dynamo import import_core
+        from kvspec.adapters.dynamo.runtime import import_core
 
         return import_core().RadixTree
     except Exception as exc:  # noqa: BLE001 - optional engine

@@ -42,10 +42,10 @@ def _profile_name(profile: str | None) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from kvspec.stateful.check import MachineResult, check, cpu_count, make_database
-    from kvspec.stateful.differential import Step
-    from kvspec.stateful.trace import slug, write_trace
-    from kvspec.targets import registered_targets, resolve
+    from kvspec.stateful.engine.runner import MachineResult, check, cpu_count, make_database
+    from kvspec.stateful.engine.differential import Step
+    from kvspec.stateful.traces.schema import slug, write_trace
+    from kvspec.targets import is_registered, resolve
 
     target = resolve(args.target)
     if args.database is not None:
@@ -105,7 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if r.trace_path is None:
                 continue
             quoted = shlex.quote(r.trace_path)
-            if target.name not in registered_targets() and not target.name.startswith("mutant:"):
+            if not is_registered(target.name):
                 quoted += f" --target {shlex.quote(target.name)}"  # replay never imports a path on its own
             print(f"trace written to {r.trace_path}")
             print(f"replay with: kvspec replay {quoted}")
@@ -123,8 +123,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from kvspec.stateful.replay import render_result, replay_trace
-    from kvspec.stateful.trace import load_trace
+    from kvspec.stateful.traces.replay import render_result, replay_trace
+    from kvspec.stateful.traces.schema import load_trace
 
     result = replay_trace(load_trace(args.trace), args.target)
     print(render_result(result))
@@ -134,9 +134,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kvspec.stateful.report import build_report
+    from kvspec.stateful.traces.report import build_report
 
-    from kvspec.stateful.trace import atomic_write
+    from kvspec.stateful.traces.schema import atomic_write
 
     report = build_report(args.trace, args.target)
     if args.output:
@@ -162,8 +162,8 @@ def _write_output(write, path: str, text: str) -> None:
 
 
 def cmd_minimize(args: argparse.Namespace) -> int:
-    from kvspec.stateful.minimize import minimize_trace
-    from kvspec.stateful.trace import load_trace, write_trace
+    from kvspec.stateful.traces.minimize import minimize_trace
+    from kvspec.stateful.traces.schema import load_trace, write_trace
 
     if args.output and len(args.trace) > 1:
         raise InvalidArgument("-o takes one trace; use --in-place for several")
@@ -179,14 +179,14 @@ def cmd_minimize(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from kvspec.stateful.corpus import regenerate
+    from kvspec.stateful.traces.corpus import regenerate
 
     return regenerate(args.out, args.mutant or None, profile=args.profile, missing_only=args.missing,
                       jobs=args.jobs, stream=sys.stdout)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from kvspec.stateful.base import all_machines
+    from kvspec.stateful.engine.registry import all_machines
     from kvspec.targets import registered_targets
 
     print("machines:")

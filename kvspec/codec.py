@@ -2,7 +2,8 @@
 
 Plain JSON covers ``None``, booleans, integers, floats, strings and lists.  Everything else is a
 JSON object with exactly one ``$``-tag, so decoding is unambiguous and can only ever build the
-types registered here (no pickle, no ``eval``, no import by name):
+types registered here (no pickle, no ``eval``, no import by name).  Which types those are is
+one explicit list, :data:`kvspec.vocabulary.TYPES`, registered when ``kvspec`` is imported:
 
 * ``{"$tuple": [...]}`` — a tuple;
 * ``{"$dict": [[key, value], ...]}`` — a dict (keys may be any encodable value);
@@ -140,28 +141,3 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_hashable(v) for v in value)
     return value
-
-
-def _register_builtin_types() -> None:
-    from kvspec import events, hashing, protocol
-
-    for cls in (
-        hashing.Plh,
-        protocol.FullBlock,
-        protocol.PartialBlock,
-        protocol.Use,
-        protocol.Deref,
-        protocol.Promote,
-        protocol.Destroy,
-        events.StoredBlock,
-        events.Stored,
-        events.Removed,
-        events.Cleared,
-        events.KvCacheEvent,
-        events.RouterEvent,
-        events.StorageTier,
-    ):
-        register(cls)
-
-
-_register_builtin_types()

@@ -36,7 +36,7 @@ block size ``B``; derived from ``aisimulate-core`` 0.13 sources and checked on r
    deepest blocks are the oldest LRU entries and are evicted before its prefix.
 
 The prediction of request ``k`` depends only on requests ``0..k``, which is what lets the
-differential machine (``kvspec.stateful.mocker``) compare one request per step.
+differential machine (``kvspec.stateful.machines.mocker``) compare one request per step.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from typing import Any
 
 import attrs
 
-from kvspec import codec
 from kvspec.events import StorageTier
 
 #: a worker as the indexes see it: ``(worker_id, dp_rank)``
@@ -36,7 +35,6 @@ def _scores(value: Any) -> dict:
     return dict(value)
 
 
-@codec.register
 @attrs.frozen
 class OverlapScores:
     """Per-worker device match lengths; ``frequencies`` is always empty (wire compatibility)."""
@@ -49,7 +47,6 @@ def _anchors(value: Any) -> tuple:
     return tuple(sorted(value))
 
 
-@codec.register
 @attrs.frozen
 class Continuation:
     """A worker's match so far: ``position`` blocks matched, ending at the blocks ``anchors``.
@@ -66,7 +63,6 @@ class Continuation:
         return cls(0, ())
 
 
-@codec.register
 @attrs.frozen
 class LowerTierMatches:
     """One lower tier: extension hits per worker (zeros included) and where the next tier resumes."""
@@ -75,7 +71,6 @@ class LowerTierMatches:
     next_continuations: dict = attrs.field(converter=_scores, factory=dict)
 
 
-@codec.register
 @attrs.frozen
 class TieredMatches:
     """Device scores and, for every allocated lower tier, its :class:`LowerTierMatches`."""

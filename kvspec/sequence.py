@@ -37,7 +37,6 @@ from collections.abc import Sequence
 
 import attrs
 
-from kvspec import codec
 from kvspec.errors import InvalidArgument
 from kvspec.hashing import Plh, block_hashes, chain_hash
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, UniqueBlock, Use
@@ -88,7 +87,6 @@ def as_id_source(rng: IdSource | random.Random | int | None) -> IdSource:
     raise InvalidArgument(f"rng must be an IdSource, a random.Random or an int seed, got {rng!r}")
 
 
-@codec.register
 @attrs.frozen
 class SequenceSnapshot:
     """What a manager's ``prefill_cost`` reads from a sequence (a plain, encodable value)."""
@@ -363,7 +361,6 @@ class ActiveSequence:
 __all__ = ["ActiveSequence", "IdSource", "SequenceSnapshot", "as_id_source"]
 
 
-@codec.register
 @attrs.frozen
 class PrefillCost:
     """What admitting a sequence would cost a manager (``shared/spec/mocker.md`` §4.5).

@@ -5,9 +5,12 @@ A *target* is any module or object that exposes some of the model's class names 
 the model's interface.  ``--target`` accepts
 
 * a registered name: ``impl`` (the optimized implementation), ``model`` (the model against
-  itself, a sanity check), ``mutant:<name>`` (a deliberately broken variant, see
-  ``kvspec.stateful.mutants``), and whatever optional adapters register themselves (``dynamo``);
-* an import path ``package.module`` or ``package.module:attribute`` for a user's own adapter.
+  itself, a sanity check), and every plugin: entry points of the ``kvspec.targets`` group
+  (kvspec's adapters ``dynamo``, ``dynamo-router``, ..., and any installed package's) and of the
+  ``kvspec.target_families`` group (``mutant:<name>``, the self-test mutants).  A plugin is
+  imported only when one of its targets is resolved, so this module imports nothing above it;
+* an import path ``package.module`` or ``package.module:attribute`` for a user's own adapter; the
+  namespace may set ``KVSPEC_MODE = "contract"`` to be checked against the documented contract.
 
 Machines whose classes a target lacks are skipped, and reported as skipped.
 """
@@ -16,11 +19,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 import attrs
 
 from kvspec.errors import TargetError
+
+__all__ = [
+    "FAMILIES_GROUP", "KNOWN_CLASSES", "TARGETS_GROUP", "Target", "is_registered", "register_target",
+    "registered_targets", "resolve"
+]
 
 #: Every class name a target may provide, in the order machines are listed.
 KNOWN_CLASSES = (
@@ -71,55 +80,73 @@ def _module_target(name: str, module_name: str) -> Callable[[], Target]:
     return load
 
 
+#: Targets registered in this process (``register_target``), beside the built-in two.
 _REGISTRY: dict[str, Callable[[], Target]] = {
     "impl": _module_target("impl", "kvspec.impl"),
     "model": _module_target("model", "kvspec.model"),
 }
 
+#: Entry-point group of named targets: ``name = "module:load_target"`` (a zero-argument callable).
+TARGETS_GROUP = "kvspec.targets"
+#: Entry-point group of target families: ``prefix = "module:FAMILY"``, an object with ``names()``
+#: and ``load(name)``; its targets are called ``prefix:name`` (kvspec's mutants: ``mutant:...``).
+FAMILIES_GROUP = "kvspec.target_families"
+
 
 def register_target(name: str, loader: Callable[[], Target]) -> None:
-    """Register a named target; ``loader`` is called lazily and may raise :class:`TargetError`."""
+    """Register a named target in this process; ``loader`` is called lazily and may raise :class:`TargetError`.
+
+    Installed packages register with an entry point instead (see the module docstring).
+    """
     _REGISTRY[name] = loader
 
 
+def _plugins(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
 def registered_targets() -> list[str]:
-    _load_optional_registrations()
-    names = sorted(_REGISTRY)
-    try:
-        from kvspec.stateful.mutants import MUTANTS
-
-        names += [f"mutant:{m}" for m in sorted(MUTANTS)]
-    except ImportError:
-        pass
-    return names
+    """Every target name ``--target`` accepts without an import path (family members included)."""
+    names = set(_REGISTRY) | set(_plugins(TARGETS_GROUP))
+    for prefix, entry in sorted(_plugins(FAMILIES_GROUP).items()):
+        names.update(f"{prefix}:{member}" for member in entry.load().names())
+    return sorted(names)
 
 
-def _load_optional_registrations() -> None:
-    """Optional adapters register on import; importing them never requires their engine."""
-    for module in ("kvspec.adapters",):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered target (the only targets a trace file may name)."""
+    if name in _REGISTRY or name in _plugins(TARGETS_GROUP):
+        return True
+    prefix, sep, member = name.partition(":")
+    family = _plugins(FAMILIES_GROUP).get(prefix) if sep else None
+    return family is not None and member in family.load().names()
 
 
 def resolve(spec: str | Target) -> Target:
-    """Turn a ``--target`` argument into a :class:`Target`."""
+    """Turn a ``--target`` argument into a :class:`Target`.
+
+    A registered name loads its plugin; anything else is an import path ``module[:attribute]``
+    (a user's adapter).  An import path that does not import says why, and that the module must be
+    importable from the current directory (``PYTHONPATH=.``) or installed.
+    """
     if isinstance(spec, Target):
         return spec
-    _load_optional_registrations()
     if spec in _REGISTRY:
         return _REGISTRY[spec]()
-    if spec.startswith("mutant:"):
-        from kvspec.stateful.mutants import mutant_target
-
-        return mutant_target(spec.split(":", 1)[1])
+    plugins = _plugins(TARGETS_GROUP)
+    if spec in plugins:
+        return _load(plugins[spec], spec)()
+    prefix, sep, member = spec.partition(":")
+    family = _plugins(FAMILIES_GROUP).get(prefix) if sep else None
+    if family is not None:
+        return _load(family, prefix).load(member)
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        known = ", ".join(registered_targets())
-        raise TargetError(f"unknown target {spec!r} ({exc}); registered targets: {known}") from None
+        raise TargetError(f"unknown target {spec!r}: {exc}. A registered name (kvspec list) or an importable "
+                          f"module path is expected; for a module in the current directory run with PYTHONPATH=. "
+                          f"(or pip install -e your package)") from None
     namespace = module
     for part in filter(None, attribute.split(".")):
         try:
@@ -127,4 +154,14 @@ def resolve(spec: str | Target) -> Target:
         except AttributeError:
             raise TargetError(f"{module_name} has no attribute {attribute!r}") from None
     version = getattr(namespace, "__version__", None) or getattr(module, "__version__", "unknown")
-    return Target(spec, namespace, str(version))
+    mode = getattr(namespace, "KVSPEC_MODE", "exact")
+    if mode not in ("exact", "contract"):
+        raise TargetError(f"{spec}: KVSPEC_MODE must be 'exact' or 'contract', not {mode!r}")
+    return Target(spec, namespace, str(version), mode=mode)
+
+
+def _load(entry: Any, name: str) -> Any:
+    try:
+        return entry.load()
+    except ImportError as exc:
+        raise TargetError(f"target {name!r}: its plugin {entry.value} does not import ({exc})") from None

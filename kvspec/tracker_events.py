@@ -36,7 +36,6 @@ from typing import Union
 
 import attrs
 
-from kvspec import codec
 from kvspec.errors import InvalidArgument
 from kvspec.events import StorageTier
 from kvspec.hashing import XXH3_SEED, chain_hash, xxh3
@@ -146,7 +145,6 @@ def _tokens(value) -> tuple[int, ...]:
     return tuple(value)
 
 
-@codec.register
 @attrs.frozen
 class ConsolidatedStore:
     """Upstream ``ConsolidatedEvent::Store``: a block to announce to the router.
@@ -165,7 +163,6 @@ class ConsolidatedStore:
     tier: StorageTier | None
 
 
-@codec.register
 @attrs.frozen
 class ConsolidatedRemove:
     """Upstream ``ConsolidatedEvent::Remove``: a block to withdraw; ``source`` released it last."""
@@ -175,7 +172,6 @@ class ConsolidatedRemove:
     tier: StorageTier | None
 
 
-@codec.register
 @attrs.frozen
 class ConsolidatedClearAll:
     """Upstream ``ConsolidatedEvent::ClearAll``: every block is gone."""
@@ -183,7 +179,6 @@ class ConsolidatedClearAll:
 
 ConsolidatedEvent = Union[ConsolidatedStore, ConsolidatedRemove, ConsolidatedClearAll]
 
-codec.register(EventSource)
 
 
 # --- argument checks (shared, so model and implementation reject exactly the same input) ------

@@ -1,9 +1,15 @@
-"""Hypothesis state machines that drive the reference model and a target side by side.
+"""Conformance: Hypothesis state machines that drive the reference model and a target side by side.
 
-* :mod:`~kvspec.stateful.differential` — steps, outcomes, comparison, divergences;
-* :mod:`~kvspec.stateful.base` — the machine base class and the machine registry;
-* :mod:`~kvspec.stateful.check` — running machines (``kvspec check``);
-* :mod:`~kvspec.stateful.trace` — failing runs as replayable JSON traces;
-* one module per machine family (``pool``, ``manager``, ...), each exposing ``machines()``;
-* :mod:`~kvspec.stateful.mutants` — deliberately broken targets that the machines must catch.
+Packages, lowest first (each imports only those before it; ``tests/unit/test_layering.py``):
+
+* :mod:`kvspec.stateful.engine` — the differential engine (steps, outcomes, comparison), the
+  machine base class and catalogue, and the runner behind ``kvspec check``;
+* :mod:`kvspec.stateful.machines` — the machines, one module per family, and their shared
+  strategies;
+* :mod:`kvspec.stateful.mutants` — self-test targets with one planted bug each (a target-family
+  plugin: imported only when a ``mutant:...`` target is resolved);
+* :mod:`kvspec.stateful.traces` — trace files, replay, minimization, bug reports, the corpus.
+
+The modules ``base``, ``check``, ``differential``, ``replay`` and ``trace`` directly in this
+package are the import paths of earlier releases, kept as re-exports.
 """

@@ -1,9 +1,15 @@
-"""Adapters that make third-party engines kvspec targets.
+"""Adapters: third-party engines as kvspec targets, one package per engine.
 
-Importing this package registers every adapter's target name; an adapter imports its engine only
-when the target is resolved, so registration never needs the engine installed.
+An adapter is a module whose ``load_target()`` returns a :class:`~kvspec.targets.Target`; it is
+registered with **one line** in ``pyproject.toml`` (an entry point in the ``kvspec.targets`` group,
+``name = "package.module:load_target"``), so ``kvspec list`` shows the name without importing
+anything and the engine is imported only when that target is resolved.  When the engine is not
+installed, ``load_target()`` returns a target that provides no class (every machine reports
+*skipped*, with the install hint) — see :func:`kvspec.adapters.dynamo.runtime.unavailable_target`.
+
+* :mod:`kvspec.adapters.dynamo` — NVIDIA Dynamo 1.6.x: ``dynamo`` (the Rust radix tree),
+  ``dynamo-router`` / ``dynamo-router-threads4`` (a real ``KvRouter`` fed over ZMQ),
+  ``dynamo-mocker`` (the mocker's trace replay).
+
+``docs/adapters.md`` walks through writing one.
 """
-
-from kvspec.adapters import dynamo as _dynamo  # noqa: E402,F401 - registers target "dynamo"
-from kvspec.adapters import dynamo_mocker as _dynamo_mocker  # noqa: E402,F401 - registers target "dynamo-mocker"
-from kvspec.adapters import dynamo_router as _dynamo_router  # noqa: E402,F401 - registers "dynamo-router"

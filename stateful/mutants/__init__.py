@@ -2,8 +2,9 @@
 
 A mutant is the optimized implementation with one planted bug: a subclass of one ``kvspec.impl``
 class that overrides exactly the rule it breaks.  Each module in this package defines ``MUTANTS``,
-a list of :class:`Mutant`; this package collects them, so adding one never means editing a central
-list.  ``--target mutant:<name>`` checks a mutant like any other target, and
+a list of :class:`Mutant`; this package collects them from the modules listed in :data:`MODULES`.
+The mutants are a *target family* plugin (:data:`FAMILY`, entry point ``mutant``): the target
+registry imports this package only when a ``mutant:...`` target is resolved or listed.  ``--target mutant:<name>`` checks a mutant like any other target, and
 ``tests/quality/test_mutants.py`` asserts that each one is caught under the ``ci`` profile by the
 machines named in ``caught_by``.
 """
@@ -11,7 +12,6 @@ machines named in ``caught_by``.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import types
 from collections.abc import Callable, Mapping
 
@@ -19,6 +19,8 @@ import attrs
 
 from kvspec.errors import TargetError
 from kvspec.targets import Target
+
+__all__ = ["FAMILY", "MODULES", "MUTANTS", "Mutant", "mutant_target"]
 
 
 @attrs.frozen
@@ -36,10 +38,14 @@ class Mutant:
     caught_by: tuple[str, ...]
 
 
+#: The modules that define mutants, one per machine family they target.
+MODULES = ("index", "manager", "pipeline", "pool", "tracker")
+
+
 def _collect() -> dict[str, Mutant]:
     found: dict[str, Mutant] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    for name in MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
         for mutant in getattr(module, "MUTANTS", ()):
             if mutant.name in found:
                 raise TargetError(f"two mutants named {mutant.name!r}")
@@ -85,3 +91,18 @@ def mutant_target(name: str) -> Target:
     for class_name, make in mutant.classes.items():
         setattr(namespace, class_name, make())
     return Target(f"mutant:{name}", namespace, f"{kvspec.__version__}+{name}")
+
+
+class _Family:
+    """The ``mutant:`` target family (entry point ``kvspec.target_families``: ``mutant``)."""
+
+    @staticmethod
+    def names() -> list[str]:
+        return sorted(MUTANTS)
+
+    @staticmethod
+    def load(name: str) -> Target:
+        return mutant_target(name)
+
+
+FAMILY = _Family()

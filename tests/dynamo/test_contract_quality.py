@@ -18,12 +18,12 @@ from hypothesis.stateful import run_state_machine_as_test
 
 import kvspec.model
 from kvspec import profiles
-from kvspec.stateful.differential import Divergence
+from kvspec.stateful.engine.differential import Divergence
 from kvspec.errors import ParentBlockNotFound
 from kvspec.events import Removed, StorageTier, Stored
-from kvspec.stateful.base import find_machines
-from kvspec.stateful.check import check_machine
-from kvspec.stateful.radix_contract import ContractModel
+from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.machines.radix_contract import ContractModel
 from kvspec.targets import Target
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 
 from kvspec import cli, targets
-from kvspec.adapters import dynamo, dynamo_router
+from kvspec.adapters.dynamo import radix as dynamo
+from kvspec.adapters.dynamo import router as dynamo_router
 from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
 from kvspec.events import Cleared, EventDecodeError, KvCacheEvent, Removed, RouterEvent, Stored, StoredBlock
-from kvspec.stateful.base import find_machines
-from kvspec.stateful.check import check_machine
+from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.runner import check_machine
 
 REASON = dynamo_router.unavailable_reason()
 needs_wheel = pytest.mark.skipif(REASON is not None, reason=f"needs the Dynamo wheel: {REASON}")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import pytest
 
 import kvspec.model
-from kvspec.adapters import dynamo, dynamo_router
+from kvspec.adapters.dynamo import radix as dynamo
+from kvspec.adapters.dynamo import router as dynamo_router
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import sequence_hashes
-from kvspec.stateful.radix_contract import ContractModel
+from kvspec.stateful.machines.radix_contract import ContractModel
+import reproducers
 
 REASON = dynamo_router.unavailable_reason()
 pytestmark = [pytest.mark.dynamo, pytest.mark.skipif(REASON is not None, reason=f"Dynamo router: {REASON}")]
@@ -151,12 +153,12 @@ CROSS_WORKER = [
 
 
 def test_crtc_cross_worker_single_threaded_router_conforms():
-    assert dynamo_router.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=1) == {(1, 0): 1, (2, 0): 2}
+    assert reproducers.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=1) == {(1, 0): 1, (2, 0): 2}
 
 
 @pytest.mark.xfail(strict=True, reason="Dynamo 1.6.1 ConcurrentRadixTreeCompressed overcount (docs/findings.md F1)")
 def test_crtc_does_not_credit_another_workers_stale_blocks():
-    assert dynamo_router.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=4) == {(1, 0): 1, (2, 0): 2}
+    assert reproducers.multi_worker_scores(CROSS_WORKER, [A, B, C, D], event_threads=4) == {(1, 0): 1, (2, 0): 2}
 
 
 # -- finding 1 as `kvspec check` reported it (trace file, replayed) ----------------------------
@@ -165,13 +167,13 @@ F1_TRACE = __import__("pathlib").Path(__file__).parent / "traces" / "f1-crtc-con
 
 
 def test_f1_trace_replays_clean_on_the_single_threaded_router():
-    from kvspec.stateful.replay import replay_trace
+    from kvspec.stateful.traces.replay import replay_trace
 
     assert replay_trace(str(F1_TRACE), "dynamo-router").divergence is None
 
 
 @pytest.mark.xfail(strict=True, reason="Dynamo 1.6.1 ConcurrentRadixTreeCompressed overcount (docs/findings.md F1)")
 def test_f1_trace_replays_clean_on_the_concurrent_router():
-    from kvspec.stateful.replay import replay_trace
+    from kvspec.stateful.traces.replay import replay_trace
 
     assert replay_trace(str(F1_TRACE), "dynamo-router-threads4").divergence is None

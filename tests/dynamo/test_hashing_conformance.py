@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvspec import hashing
-from kvspec.adapters import dynamo
+from kvspec.adapters.dynamo import radix as dynamo
 from kvspec.errors import InvalidArgument
 from kvspec.events import Stored
 
@@ -64,7 +64,7 @@ def test_known_vector_from_the_notes():
 
 @pytest.fixture(scope="module")
 def approx_router():
-    from kvspec.adapters.dynamo_router import ApproximateRouter, unavailable_reason
+    from kvspec.adapters.dynamo.router import ApproximateRouter, unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:

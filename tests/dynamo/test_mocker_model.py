@@ -13,7 +13,7 @@ import pytest
 
 from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted, ReplayStalled, TraceError
 from kvspec.replay import SequentialReplay, TraceRow, dump_mooncake, parse_mooncake, predict
-from kvspec.stateful.mocker import MOCKER_CONFIGS, predict_trace, random_trace
+from kvspec.stateful.machines.mocker import MOCKER_CONFIGS, predict_trace, random_trace
 
 PAIRS = [[1, 2, 3, 4], [1, 2, 5, 6], [7, 8, 9, 10], [1, 2, 3, 4], [1, 2, 5, 6]]
 

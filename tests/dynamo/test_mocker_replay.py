@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kvspec.adapters import dynamo_mocker
+from kvspec.adapters.dynamo import mocker as dynamo_mocker
 from kvspec.errors import ReplayStalled
 
 pytestmark = [pytest.mark.dynamo, pytest.mark.skipif(
@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.dynamo, pytest.mark.skipif(
 )]
 
 from kvspec.replay import TraceRow, predict  # noqa: E402
-from kvspec.stateful.check import check_machine  # noqa: E402
-from kvspec.stateful.mocker import MOCKER_CONFIGS, machines, real_mocker, sweep  # noqa: E402
+from kvspec.stateful.engine.runner import check_machine  # noqa: E402
+from kvspec.stateful.machines.mocker import MOCKER_CONFIGS, machines, real_mocker, sweep  # noqa: E402
 
 PAIRS = [[1, 2, 3, 4], [1, 2, 5, 6], [7, 8, 9, 10], [1, 2, 3, 4], [1, 2, 5, 6]]
 

@@ -2,7 +2,7 @@
 
 Drop a trace written by ``kvspec check`` here and it becomes a permanent test: ``impl`` and
 ``model`` must agree with the model on all its steps, and a ``mutant:<name>`` it was recorded
-against must still diverge (see :mod:`kvspec.stateful.corpus`).  ``kvspec corpus --out
+against must still diverge (see :mod:`kvspec.stateful.traces.corpus`).  ``kvspec corpus --out
 tests/regressions`` regenerates the ``mutant-*.json`` seeds, one per self-test mutant.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.corpus import corpus_files, expectations
-from kvspec.stateful.replay import render_result, replay_trace
-from kvspec.stateful.trace import load_trace
+from kvspec.stateful.traces.corpus import corpus_files, expectations
+from kvspec.stateful.traces.replay import render_result, replay_trace
+from kvspec.stateful.traces.schema import load_trace
 
 HERE = Path(__file__).parent
 
@@ -64,7 +64,7 @@ def _run_generated(source: str, target: str) -> BaseException | None:
                          ids=lambda p: p.stem)
 def test_corpus_report_fails_on_the_mutant_and_passes_on_impl(path):
     """The pytest file `kvspec report` writes for each corpus trace is a working bug reproducer."""
-    from kvspec.stateful.report import build_report
+    from kvspec.stateful.traces.report import build_report
 
     trace = load_trace(path)
     report = build_report(trace)

@@ -9,8 +9,8 @@ machine is excluded only when it names a class outside the shared vocabulary of 
 import pytest
 
 from kvspec._exports import EXPORTS
-from kvspec.stateful.base import all_machines
-from kvspec.stateful.check import check_machine
+from kvspec.stateful.engine.registry import all_machines
+from kvspec.stateful.engine.runner import check_machine
 
 pytestmark = pytest.mark.stateful
 

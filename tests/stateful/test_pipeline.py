@@ -12,9 +12,9 @@ import kvspec.model
 from kvspec.events import Removed, StorageTier, Stored
 from kvspec.hashing import block_hashes
 from kvspec.sequence import ActiveSequence, IdSource
-from kvspec.stateful.base import find_machines
-from kvspec.stateful.check import check_machine
-from kvspec.stateful.pipeline import held_hashes, held_prefix, router_discrepancies
+from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.machines.pipeline import held_hashes, held_prefix, router_discrepancies
 
 pytestmark = pytest.mark.stateful
 side = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])

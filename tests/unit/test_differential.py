@@ -5,7 +5,7 @@ import types
 import pytest
 
 from kvspec.errors import BlockNotHeld, KvSpecError
-from kvspec.stateful.differential import Differential, Divergence, Step, replay
+from kvspec.stateful.engine.differential import Differential, Divergence, Step, replay
 
 
 class Counter:

@@ -2,8 +2,8 @@
 
 import attrs
 
-from kvspec.stateful.base import find_machines
-from kvspec.stateful.check import check_machine
+from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.runner import check_machine
 
 
 def test_known_failure_is_reported_as_known_only_for_its_target():

@@ -16,7 +16,7 @@ import kvspec.model
 from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.scores import Continuation
-from kvspec.stateful.index_events import IndexEvents
+from kvspec.stateful.machines.index_events import IndexEvents
 
 NAMESPACES = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])
 

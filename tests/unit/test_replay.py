@@ -16,8 +16,8 @@ from toy_machine import divergence_trace
 
 from kvspec.cli import main
 from kvspec.errors import KvSpecError, TraceError
-from kvspec.stateful.replay import assert_replays_clean, render_result, replay_trace
-from kvspec.stateful.trace import parse_trace, write_trace
+from kvspec.stateful.traces.replay import assert_replays_clean, render_result, replay_trace
+from kvspec.stateful.traces.schema import parse_trace, write_trace
 
 
 @pytest.fixture(autouse=True)
@@ -264,8 +264,8 @@ PADDED = (("create", 3), ("put", 1), ("put", 2), ("take", 2), ("put", 0), ("take
 
 
 def test_minimize_deletes_steps_the_divergence_does_not_need(tmp_path, capsys):
-    from kvspec.stateful.minimize import minimize_trace
-    from kvspec.stateful.trace import load_trace
+    from kvspec.stateful.traces.minimize import minimize_trace
+    from kvspec.stateful.traces.schema import load_trace
 
     path = write_trace(divergence_trace("toy-broken", steps=PADDED), tmp_path)
     trace = load_trace(path)
@@ -283,16 +283,16 @@ def test_minimize_deletes_steps_the_divergence_does_not_need(tmp_path, capsys):
 
 
 def test_minimize_leaves_a_minimal_trace_alone(tmp_path):
-    from kvspec.stateful.minimize import minimize_trace
-    from kvspec.stateful.trace import load_trace
+    from kvspec.stateful.traces.minimize import minimize_trace
+    from kvspec.stateful.traces.schema import load_trace
 
     trace = load_trace(write_trace(divergence_trace("toy-broken"), tmp_path))
     assert minimize_trace(trace) is trace
 
 
 def test_diff_shows_only_what_the_comparator_flags():
-    from kvspec.stateful.differential import Outcome
-    from kvspec.stateful.replay import flagged_fields, outcome_diff
+    from kvspec.stateful.engine.differential import Outcome
+    from kvspec.stateful.traces.replay import flagged_fields, outcome_diff
 
     only, other = flagged_fields(["return value: model 1, target 2", "dump_events(): model [a], target [b]",
                                   "score below the sticky bound"])

@@ -22,9 +22,9 @@ from kvspec.cli import main
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Use
-from kvspec.stateful.differential import Outcome, Step, exact_compare
-from kvspec.stateful.report import Literals, build_report
-from kvspec.stateful.trace import write_trace
+from kvspec.stateful.engine.differential import Outcome, Step, exact_compare
+from kvspec.stateful.traces.report import Literals, build_report
+from kvspec.stateful.traces.schema import write_trace
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -122,7 +122,7 @@ def test_non_exact_comparator_falls_back_to_replay(tmp_path, monkeypatch):
     """A machine with its own comparator cannot be written as literal equalities: the file replays."""
     import attrs
 
-    import kvspec.stateful.base as base
+    import kvspec.stateful.engine.registry as base
 
     def lenient(step: Step, expected: Outcome, actual: Outcome):
         return exact_compare(step, attrs.evolve(expected, observed={}), attrs.evolve(actual, observed={}))

@@ -20,7 +20,7 @@ import toy_machine
 from toy_machine import divergence_trace
 
 from kvspec.cli import main
-from kvspec.stateful.trace import write_trace
+from kvspec.stateful.traces.schema import write_trace
 
 MARK = "KVSPEC_PWNED"
 

@@ -15,7 +15,7 @@ import kvspec.model
 from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
 from kvspec.scores import Continuation, LowerTierMatches
-from kvspec.stateful.index_events import IndexEvents
+from kvspec.stateful.machines.index_events import IndexEvents
 
 DEVICE, HOST, DISK, EXTERNAL = StorageTier.DEVICE, StorageTier.HOST_PINNED, StorageTier.DISK, StorageTier.EXTERNAL
 NAMESPACES = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])

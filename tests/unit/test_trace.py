@@ -8,9 +8,9 @@ from toy_machine import divergence_trace
 
 from kvspec.cli import main
 from kvspec.protocol import FullBlock
-from kvspec.stateful.check import check, check_machine
-from kvspec.stateful.differential import Step
-from kvspec.stateful.trace import SCHEMA_VERSION, load_trace, parse_trace, write_trace
+from kvspec.stateful.engine.runner import check, check_machine
+from kvspec.stateful.engine.differential import Step
+from kvspec.stateful.traces.schema import SCHEMA_VERSION, load_trace, parse_trace, write_trace
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +135,7 @@ def test_jobs_spread_machines_over_processes(monkeypatch):
     # the monkeypatched registry)
     import attrs
 
-    import kvspec.stateful.base as base
+    import kvspec.stateful.engine.registry as base
 
     twin = attrs.evolve(toy_machine.SPEC, name="toy-shelf-twin")
     real = base.all_machines

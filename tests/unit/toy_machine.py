@@ -21,7 +21,7 @@ from hypothesis.stateful import initialize, invariant, rule
 
 from kvspec.errors import InvalidArgument
 from kvspec.protocol import FullBlock
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 from kvspec.targets import Target
 from toy_shelf import BROKEN, CRASHY, GOOD, MODEL, SLOPPY
 
@@ -69,7 +69,7 @@ TARGETS = {
 
 def install(monkeypatch) -> None:
     """Make the toy machine and targets visible to kvspec (undone by ``monkeypatch``)."""
-    import kvspec.stateful.base as base
+    import kvspec.stateful.engine.registry as base
     import kvspec.targets as targets
 
     real = base.all_machines
@@ -82,8 +82,8 @@ STEPS = (("create", 1), ("put", 0), ("take", 0))
 
 def divergence_trace(target_name: str = "toy-broken", steps=STEPS) -> dict:
     """The trace of running ``steps`` (no Hypothesis) on the model and a toy target; must diverge."""
-    from kvspec.stateful.differential import Differential, Divergence
-    from kvspec.stateful.trace import trace_from_divergence
+    from kvspec.stateful.engine.differential import Differential, Divergence
+    from kvspec.stateful.traces.schema import trace_from_divergence
     target = TARGETS[target_name]()
     machine = SPEC.build(target)
     run = Differential(MODEL, target.namespace, observers=machine.observers)

@@ -33,8 +33,8 @@ from kvspec.events import StorageTier
 from kvspec.hashing import block_hashes, sequence_hashes
 from kvspec.protocol import Deref, Use
 from kvspec.sequence import ActiveSequence, IdSource
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
-from kvspec.stateful.radix import index_compare
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.machines.radix import index_compare
 
 ALPHABET = 3
 EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")

@@ -37,29 +37,30 @@ by machines.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import itertools
 import json
-import os
-import socket
-import threading
 import time
 import types
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from kvspec.adapters.dynamo import runtime
+from kvspec.adapters.dynamo.runtime import (TIMEOUT, engine_version, free_port, import_core, run, start_worker, track,
+                                            unavailable_target, wait_until)
 from kvspec.errors import InvalidArgument, TargetError
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored
 from kvspec.hashing import block_hashes
 from kvspec.scores import LowerTierMatches, OverlapScores, TieredMatches
-from kvspec.targets import Target, register_target
+from kvspec.targets import Target
+
+__all__ = ["BLOCK_SIZE", "MEDIUM", "SENTINEL_HASH_BASE", "SENTINEL_TOKEN", "VOCABULARY", "WORKER_ID",
+           "ApproximateRouter", "BlockVocabulary", "RouterHarness", "TieredIndex", "load_target",
+           "load_target_threads4", "tiered_index_class", "unavailable_reason"]
 
 BLOCK_SIZE = 4
 WORKER_ID = 1
 SENTINEL_TOKEN = 3_000_000
 SENTINEL_HASH_BASE = 2**63 + 2**62
-TIMEOUT = 20.0
 
 #: kvspec tier -> the ``medium`` string an engine puts on the wire (kv_router.md §1 from_kv_medium)
 MEDIUM = {
@@ -68,15 +69,6 @@ MEDIUM = {
     StorageTier.DISK: "DISK",
     StorageTier.EXTERNAL: "EXTERNAL",
 }
-
-#: loopback-only networking for every Dynamo listener (request plane, event plane, system server)
-LOOPBACK_ENV = {
-    "DYN_TCP_RPC_HOST": "127.0.0.1",
-    "DYN_EVENT_PLANE_HOST": "127.0.0.1",
-    "DYN_SYSTEM_HOST": "127.0.0.1",
-    "DYN_TCP_RESPONSE_STREAM_HOST": "127.0.0.1",
-}
-
 
 class BlockVocabulary:
     """Block contents with known local hashes: content ``c`` is ``block_size`` tokens from ``1000*(c+1)``."""
@@ -103,74 +95,11 @@ class BlockVocabulary:
 VOCABULARY = BlockVocabulary()
 
 
-# -- the event-loop thread ------------------------------------------------------------------------
-
-_LOOP: asyncio.AbstractEventLoop | None = None
-_LOOP_LOCK = threading.Lock()
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    global _LOOP
-    with _LOOP_LOCK:
-        if _LOOP is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="kvspec-dynamo-router", daemon=True).start()
-            _LOOP = loop
-        return _LOOP
-
-
-def _run(coro: Any, timeout: float = TIMEOUT) -> Any:
-    """Run ``coro`` on the harness loop; a hang becomes a :class:`TargetError` after ``timeout``."""
-    future = asyncio.run_coroutine_threadsafe(coro, _loop())
-    try:
-        return future.result(timeout)
-    except TimeoutError:
-        future.cancel()
-        if os.environ.get("KVSPEC_DEBUG_HANG"):
-            import faulthandler
-            import sys
-
-            faulthandler.dump_traceback(sys.stderr)
-        raise TargetError(f"the Dynamo router did not answer within {timeout}s") from None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_HARNESSES: weakref.WeakSet = weakref.WeakSet()
-_COUNTER = itertools.count()
-
-
-@atexit.register
-def _close_all() -> None:
-    """Shut every runtime down and stop the loop thread *before* the interpreter finalizes.
-
-    Dynamo's runtime threads call back into Python (the loop); a callback that arrives while the
-    interpreter is finalizing can abort the process, so quiesce first.
-    """
-    for harness in list(_HARNESSES):
-        harness.close()
-    loop = _LOOP
-    if loop is not None and loop.is_running():
-        loop.call_soon_threadsafe(loop.stop)
-        for thread in threading.enumerate():
-            if thread.name == "kvspec-dynamo-router":
-                thread.join(2.0)
-        time.sleep(0.2)
-
-
 class RouterHarness:
     """One worker (``dp_ranks`` ranks) publishing over ZMQ to one ``KvRouter`` (module docs)."""
 
     def __init__(self, *, dp_ranks: int = 2, event_threads: int = 1, block_size: int = BLOCK_SIZE) -> None:
-        for key, value in LOOPBACK_ENV.items():
-            os.environ[key] = value
         import zmq  # noqa: PLC0415 - optional dependency of the dynamo extra
-
-        from kvspec.adapters.dynamo import import_core  # noqa: PLC0415
 
         self.core = import_core()
         self.block_size = block_size
@@ -184,26 +113,17 @@ class RouterHarness:
         self._dirty: set[tuple[int, StorageTier]] = set()
         self._sentinels = itertools.count(1)
         self._sentinel_hashes: set[int] = set()
-        self.runtime, self.router, self.publishers, self.worker_id = _run(self._start())
-        _HARNESSES.add(self)
+        self.worker = None
+        self.router, self.publishers, self.worker_id = run(self._start())
+        track(self)
 
-    async def _start(self) -> tuple[Any, Any, list[Any], int]:
+    async def _start(self) -> tuple[Any, list[Any], int]:
         core = self.core
-        runtime = core.DistributedRuntime(asyncio.get_running_loop(), "mem", "tcp", event_plane="zmq")
-        endpoint = runtime.endpoint(f"kvspec{os.getpid()}x{next(_COUNTER)}.worker.generate")
-
-        async def handler(request: Any, context: Any = None) -> Any:  # never called: routing only
-            yield {}
-
-        self._serving = asyncio.ensure_future(endpoint.serve_endpoint(handler))
-        config = core.ModelRuntimeConfig()
-        config.data_parallel_size = self.dp_ranks
-        await core.register_model(core.ModelInput.Tokens, core.ModelType.Completions, endpoint, "kvspec", "kvspec",
-                                  worker_type=core.WorkerType.Aggregated, kv_cache_block_size=self.block_size,
-                                  skip_model_assets=True, runtime_config=config)
+        self.worker = await start_worker(core, block_size=self.block_size, dp_ranks=self.dp_ranks)
+        endpoint = self.worker.endpoint
         publishers = []
         for rank in range(self.dp_ranks):
-            port = _free_port()
+            port = free_port()
             # XPUB, not PUB: it reports the relay's subscription, so nothing is published before
             # the relay listens (a PUB drops early messages, and the router then sees a sequence
             # gap, a "transport discontinuity", and stops applying that source's events)
@@ -224,14 +144,13 @@ class RouterHarness:
                                core.KvRouterConfig(use_kv_events=True, router_event_threads=self.event_threads))
         self.router = router
         worker_id = endpoint.connection_id()
-        deadline = time.monotonic() + TIMEOUT
-        while True:  # wait until the router lists every rank
+
+        async def every_rank_listed() -> bool:
             rows = (await router.get_overlap_scores([SENTINEL_TOKEN] * self.block_size))["workers"]
-            if len(rows) >= self.dp_ranks:
-                break
-            if time.monotonic() > deadline:
-                raise TargetError(f"KvRouter did not discover the worker's {self.dp_ranks} ranks in {TIMEOUT}s")
-            await asyncio.sleep(0.005)
+            return len(rows) >= self.dp_ranks
+
+        await wait_until(every_rank_listed, f"KvRouter did not discover the worker's {self.dp_ranks} ranks")
+        deadline = time.monotonic() + TIMEOUT
         # The router subscribes to each rank's relayed events some time after it lists the rank;
         # events published before that are lost.  Warm up: publish a sentinel per rank until the
         # router shows it, so that every event of the run itself is received.
@@ -245,7 +164,7 @@ class RouterHarness:
                     if time.monotonic() > deadline:
                         raise TargetError(f"KvRouter never received events of rank {rank} within {TIMEOUT}s") from None
         self._dirty.clear()
-        return runtime, router, publishers, worker_id
+        return router, publishers, worker_id
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -285,7 +204,7 @@ class RouterHarness:
             pending[(rank, tier)] = self._sentinel(rank, tier)
         self._dirty.clear()
         if pending:
-            _run(self._await_sentinels(pending))
+            run(self._await_sentinels(pending))
 
     def _sentinel(self, rank: int, tier: StorageTier) -> list[int]:
         """Publish a fresh sentinel root block on ``rank`` and ``tier``; return its tokens."""
@@ -319,7 +238,7 @@ class RouterHarness:
         async def ask() -> Any:  # the binding needs a running loop when the call is made
             return await self.router.get_overlap_scores(list(tokens))
 
-        return _run(ask())["workers"]
+        return run(ask())["workers"]
 
     def dump(self) -> list[RouterEvent]:
         """The router's dump (all tiers), parsed, without sentinel blocks."""
@@ -327,7 +246,7 @@ class RouterHarness:
         async def ask() -> Any:
             return await self.router.dump_events()
 
-        raw = json.loads(_run(ask()))
+        raw = json.loads(run(ask()))
         out = []
         for item in raw:
             event = RouterEvent.from_dict(item)
@@ -352,12 +271,8 @@ class RouterHarness:
                 pass
         for pub in self._pubs:
             pub.close(0)
-        runtime = getattr(self, "runtime", None)
-        if runtime is not None:
-            try:
-                runtime.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+        if self.worker is not None:
+            self.worker.shutdown()
 
 
 class TieredIndex:
@@ -429,34 +344,24 @@ def tiered_index_class(event_threads: int, dp_ranks: int = 3) -> type[TieredInde
 
 
 def unavailable_reason() -> str | None:
-    from kvspec.adapters.dynamo import unavailable_reason as core_reason  # noqa: PLC0415
-
-    reason = core_reason()
-    if reason is not None:
-        return reason
-    try:
-        import msgpack  # noqa: F401,PLC0415
-        import zmq  # noqa: F401,PLC0415
-    except ImportError as exc:
-        return f"pyzmq/msgpack not importable ({exc}); pip install 'kvspec[dynamo]'"
-    return None
+    """Why the router targets cannot run here (the wheel, pyzmq or msgpack missing), or ``None``."""
+    return runtime.unavailable_reason("zmq", "msgpack")
 
 
 def load_target(event_threads: int = 1) -> Target:
-    """``dynamo-router`` (``router_event_threads=1``) / ``dynamo-router-crtc`` (4); empty when unavailable."""
+    """``dynamo-router`` (``router_event_threads=1``); empty when the wheel is unavailable."""
     name = "dynamo-router" if event_threads == 1 else f"dynamo-router-threads{event_threads}"
     reason = unavailable_reason()
     if reason is not None:
-        return Target(name, types.SimpleNamespace(), f"unavailable: {reason}", mode="contract")
-    from kvspec.adapters.dynamo import engine_version  # noqa: PLC0415
-
+        return unavailable_target(name, reason)
     namespace = types.SimpleNamespace(TieredIndex=tiered_index_class(event_threads))
     return Target(name, namespace, f"ai-dynamo-runtime {engine_version()} router_event_threads={event_threads}",
                   mode="contract")
 
 
-register_target("dynamo-router", lambda: load_target(1))
-register_target("dynamo-router-threads4", lambda: load_target(4))
+def load_target_threads4() -> Target:
+    """``dynamo-router-threads4``: Dynamo's default, the concurrent tree with four event threads."""
+    return load_target(4)
 
 
 class ApproximateRouter:
@@ -468,37 +373,24 @@ class ApproximateRouter:
     """
 
     def __init__(self, *, block_size: int = BLOCK_SIZE, event_threads: int = 1) -> None:
-        for key, value in LOOPBACK_ENV.items():
-            os.environ[key] = value
-        from kvspec.adapters.dynamo import import_core  # noqa: PLC0415
-
         self.core = import_core()
         self.block_size = block_size
         self.event_threads = event_threads
         self.closed = False
-        self.runtime, self.router = _run(self._start())
-        _HARNESSES.add(self)
+        self.worker, self.router = run(self._start())
+        track(self)
 
     async def _start(self) -> tuple[Any, Any]:
         core = self.core
-        runtime = core.DistributedRuntime(asyncio.get_running_loop(), "mem", "tcp", event_plane="zmq")
-        endpoint = runtime.endpoint(f"kvspec{os.getpid()}x{next(_COUNTER)}.worker.generate")
-
-        async def handler(request: Any, context: Any = None) -> Any:  # never called: routing only
-            yield {}
-
-        self._serving = asyncio.ensure_future(endpoint.serve_endpoint(handler))
-        await core.register_model(core.ModelInput.Tokens, core.ModelType.Completions, endpoint, "kvspec", "kvspec",
-                                  worker_type=core.WorkerType.Aggregated, kv_cache_block_size=self.block_size,
-                                  skip_model_assets=True)
-        router = core.KvRouter(endpoint, self.block_size,
+        worker = await start_worker(core, block_size=self.block_size)
+        router = core.KvRouter(worker.endpoint, self.block_size,
                                core.KvRouterConfig(use_kv_events=False, router_event_threads=self.event_threads))
-        deadline = time.monotonic() + TIMEOUT
-        while not (await router.get_overlap_scores([SENTINEL_TOKEN] * self.block_size))["workers"]:
-            if time.monotonic() > deadline:
-                raise TargetError(f"KvRouter did not discover its worker within {TIMEOUT}s")
-            await asyncio.sleep(0.005)
-        return runtime, router
+
+        async def worker_listed() -> bool:
+            return bool((await router.get_overlap_scores([SENTINEL_TOKEN] * self.block_size))["workers"])
+
+        await wait_until(worker_listed, "KvRouter did not discover its worker")
+        return worker, router
 
     def route(self, tokens: Sequence[int], *, lora_name: str | None = None, cache_namespace: str | None = None,
               block_mm_infos: Any = None) -> tuple[int, int, int]:
@@ -507,103 +399,16 @@ class ApproximateRouter:
             return await self.router.best_worker(list(tokens), update_indexer=True, lora_name=lora_name,
                                                  cache_namespace=cache_namespace, block_mm_infos=block_mm_infos)
 
-        return tuple(_run(ask()))
+        return tuple(run(ask()))
 
     def dump(self) -> list[RouterEvent]:
         async def ask() -> Any:
             return await self.router.dump_events()
 
-        return [RouterEvent.from_dict(item) for item in json.loads(_run(ask()))]
+        return [RouterEvent.from_dict(item) for item in json.loads(run(ask()))]
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.runtime.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
-            pass
-
-
-def _i64(value: int) -> int:
-    """The publisher API takes hashes as i64; Dynamo reinterprets the bits as u64 (kv_router.md §1)."""
-    return value - 2**64 if value >= 2**63 else value
-
-
-def multi_worker_scores(events: Sequence[tuple[int, KvCacheEvent]], query: Sequence[int], *,
-                        workers: int = 2, event_threads: int = 4) -> dict[tuple[int, int], int]:
-    """Device scores of ``query`` after ``events`` published by ``workers`` distinct workers.
-
-    One process cannot register two workers with in-memory discovery, so this stands up
-    ``workers`` runtimes sharing a file-backed discovery store (``DYN_FILE_KV``, a temporary
-    directory) and a router on the first.  Events use the publisher API directly (no ZMQ relay);
-    worker ``i`` (1-based) of ``events`` is the ``i``-th runtime; rank 0 only.  Used by the
-    finding reproducers; the state machines use :class:`RouterHarness` (one worker, several ranks).
-    """
-    import tempfile  # noqa: PLC0415
-
-    from kvspec.adapters.dynamo import import_core  # noqa: PLC0415
-
-    for key, value in LOOPBACK_ENV.items():
-        os.environ[key] = value
-    core = import_core()
-
-    async def run(directory: str) -> dict[tuple[int, int], int]:
-        os.environ["DYN_FILE_KV"] = directory
-        loop = asyncio.get_running_loop()
-        runtimes, endpoints = [], []
-        name = f"kvspecmw{os.getpid()}x{next(_COUNTER)}.worker.generate"
-
-        async def handler(request: Any, context: Any = None) -> Any:
-            yield {}
-
-        try:
-            for _ in range(workers):
-                runtime = core.DistributedRuntime(loop, "file", "tcp", event_plane="zmq")
-                runtimes.append(runtime)
-                endpoint = runtime.endpoint(name)
-                endpoints.append(endpoint)
-                asyncio.ensure_future(endpoint.serve_endpoint(handler))
-                await core.register_model(core.ModelInput.Tokens, core.ModelType.Completions, endpoint, "kvspec",
-                                          "kvspec", worker_type=core.WorkerType.Aggregated,
-                                          kv_cache_block_size=BLOCK_SIZE, skip_model_assets=True)
-            publishers = [core.KvEventPublisher(ep, kv_block_size=BLOCK_SIZE) for ep in endpoints]
-            router = core.KvRouter(endpoints[0], BLOCK_SIZE,
-                                   core.KvRouterConfig(use_kv_events=True, router_event_threads=event_threads))
-            ids = {ep.connection_id(): i + 1 for i, ep in enumerate(endpoints)}
-            deadline = time.monotonic() + TIMEOUT
-            while len((await router.get_overlap_scores(VOCABULARY.tokens(query[:1])))["workers"]) < workers:
-                if time.monotonic() > deadline:
-                    raise TargetError("KvRouter did not discover every worker")
-                await asyncio.sleep(0.01)
-            # warm up each publisher with a sentinel until the router shows it (see RouterHarness)
-            for i, publisher in enumerate(publishers):
-                tokens = [SENTINEL_TOKEN + 1 + i] * BLOCK_SIZE
-                while True:
-                    publisher.publish_stored(tokens, [BLOCK_SIZE], [_i64(SENTINEL_HASH_BASE + i)])
-                    await asyncio.sleep(0.05)
-                    rows = (await router.get_overlap_scores(tokens))["workers"]
-                    if any(ids.get(r["worker_id"]) == i + 1 and r["device_blocks"] for r in rows):
-                        break
-                    if time.monotonic() > deadline:
-                        raise TargetError("KvRouter never received a publisher's events")
-            for worker, event in events:
-                data, publisher = event.data, publishers[worker - 1]
-                if isinstance(data, Stored):
-                    parent = None if data.parent_hash is None else _i64(data.parent_hash)
-                    publisher.publish_stored(VOCABULARY.tokens([b.tokens_hash for b in data.blocks]),
-                                             [BLOCK_SIZE] * len(data.blocks), [_i64(b.block_hash) for b in data.blocks],
-                                             parent_hash=parent)
-                elif isinstance(data, Removed):
-                    publisher.publish_removed([_i64(h) for h in data.block_hashes])
-                await asyncio.sleep(0.1)  # events of different publishers: keep the global order
-            await asyncio.sleep(0.3)
-            rows = (await router.get_overlap_scores(VOCABULARY.tokens(query)))["workers"]
-            return {(ids.get(r["worker_id"], r["worker_id"]), r["dp_rank"]): r["device_blocks"]
-                    for r in rows if r["device_blocks"] > 0}
-        finally:
-            for runtime in runtimes:
-                runtime.shutdown()
-
-    with tempfile.TemporaryDirectory(prefix="kvspec-discovery-") as directory:
-        return _run(run(directory), timeout=4 * TIMEOUT)
+        self.worker.shutdown()

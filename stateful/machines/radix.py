@@ -1,7 +1,7 @@
 """The ``radix`` machine: a device-tier prefix index (``RadixIndex``) against the reference model.
 
 Rules live in :class:`IndexRules` and draw their events from the shared generator
-(:mod:`kvspec.stateful.index_events`); the comparison is pluggable through the class attributes
+(:mod:`kvspec.stateful.machines.index_events`); the comparison is pluggable through the class attributes
 ``compare`` (exact by default, dumps compared as multisets of blocks), ``observers`` and ``mix``
 (which adversarial events to draw), so that a contract-mode machine for a third-party index (e.g.
 Dynamo's ``RadixTree``, held to the tolerance of ``shared/spec/README.md`` decision 3) subclasses
@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.events import RouterEvent, StorageTier, Stored
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
-from kvspec.stateful.differential import Outcome, Step, exact_compare
-from kvspec.stateful.index_events import Draw, EventMix, IndexEvents, pick, tapes
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.differential import Outcome, Step, exact_compare
+from kvspec.stateful.machines.index_events import Draw, EventMix, IndexEvents, pick, tapes
 
 
 def canonical_dump(events: Any) -> Any:

@@ -22,15 +22,17 @@ Not exposed by the Python binding, hence not provided: ``match_details`` (Dynamo
 from __future__ import annotations
 
 import json
-import os
 import types
 from collections.abc import Sequence
 from typing import Any
 
+from kvspec.adapters.dynamo.runtime import DIST_NAME, engine_version, import_core, unavailable_reason, unavailable_target
 from kvspec.errors import BlockNotFound, InvalidArgument, InvalidBlockSequence, KvSpecError, ParentBlockNotFound
 from kvspec.events import Cleared, EventDecodeError, KvCacheEvent, RouterEvent
 from kvspec.scores import OverlapScores
-from kvspec.targets import Target, register_target
+from kvspec.targets import Target
+
+__all__ = ["ERROR_MAP", "RadixIndex", "block_hashes", "load_target", "map_error"]
 
 #: Dynamo's ``KvCacheEventError`` messages (``Failed to apply event: <msg>``) -> kvspec error class
 ERROR_MAP = {
@@ -38,40 +40,6 @@ ERROR_MAP = {
     "Failed to find block": BlockNotFound,
     "Invalid block sequence": InvalidBlockSequence,
 }
-
-DIST_NAME = "ai-dynamo-runtime"
-
-
-#: Dynamo logs every rejected event at WARN and harness shutdown at ERROR; kvspec reports outcomes
-#: itself, so the engine's log is quiet unless the user sets ``DYN_LOG``
-QUIET_LOG = "error,dynamo_llm::kv_router::indexer::recovery=off,dynamo_runtime::storage::kv=off"
-
-
-def import_core() -> Any:
-    """``dynamo._core``, or :class:`ImportError` with the reason."""
-    os.environ.setdefault("DYN_LOG", QUIET_LOG)
-    import dynamo._core as core  # noqa: PLC0415 - optional engine, imported on demand
-
-    return core
-
-
-def unavailable_reason() -> str | None:
-    """``None`` when the wheel imports, else a one-line reason (used for skip messages)."""
-    try:
-        import_core()
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return f"{DIST_NAME} not importable ({type(exc).__name__}: {exc}); pip install 'kvspec[dynamo]'"
-    return None
-
-
-def engine_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(DIST_NAME)
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
 
 def map_error(exc: BaseException) -> KvSpecError | None:
     """The kvspec error for an exception raised by ``RadixTree.apply_event``, or ``None``.
@@ -164,9 +132,7 @@ def load_target() -> Target:
     """The ``dynamo`` target; with no wheel, an empty namespace (every machine reports skipped)."""
     reason = unavailable_reason()
     if reason is not None:
-        return Target("dynamo", types.SimpleNamespace(), f"unavailable: {reason}", mode="contract")
+        return unavailable_target("dynamo", reason)
     namespace = types.SimpleNamespace(RadixIndex=RadixIndex, block_hashes=block_hashes)
     return Target("dynamo", namespace, f"{DIST_NAME} {engine_version()}", mode="contract")
 
-
-register_target("dynamo", load_target)

@@ -54,8 +54,8 @@ from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTi
 from kvspec.hashing import sequence_hashes
 from kvspec.model.radix import longest_chains
 from kvspec.scores import LOWER_TIERS, Continuation
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
-from kvspec.stateful.differential import Outcome, Step
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.differential import Outcome, Step
 
 Worker = tuple[int, int]
 Blocks = dict[int, tuple[int | None, int]]
@@ -342,7 +342,7 @@ class ContractComparison:
         self._mirrored = max(self._mirrored, upto)
 
     def replay_step(self, step: Step) -> None:
-        """Hook of :mod:`kvspec.stateful.replay` (the comparator mirrors by itself; kept for clarity)."""
+        """Hook of :mod:`kvspec.stateful.traces.replay` (the comparator mirrors by itself; kept for clarity)."""
         self.mirror_applied()
 
     # -- comparison --------------------------------------------------------------------------
@@ -507,7 +507,7 @@ class RadixContractMachine(ContractComparison, DifferentialMachine):
 
 
 def events_contract_machine() -> type | None:
-    """The shared radix machine (``kvspec.stateful.radix``) with the contract comparison mixed in.
+    """The shared radix machine (``kvspec.stateful.machines.radix``) with the contract comparison mixed in.
 
     Its event generator runs with the adversarial kinds that break the contract's preconditions
     switched off: worker-specific ``E``, re-filing a held ``E`` under another parent, a hash twice
@@ -515,8 +515,8 @@ def events_contract_machine() -> type | None:
     ``early_exit`` queries stay on.
     """
     try:
-        from kvspec.stateful.index_events import EventMix
-        from kvspec.stateful.radix import RadixMachine
+        from kvspec.stateful.machines.index_events import EventMix
+        from kvspec.stateful.machines.radix import RadixMachine
     except ImportError:  # pragma: no cover - the shared machine is part of kvspec
         return None
     try:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.hashing import Plh
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
-from kvspec.stateful.differential import Divergence, Outcome
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.differential import Divergence, Outcome
 
 ALPHABET = 3
 MAX_DEPTH = 5

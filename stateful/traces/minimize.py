@@ -18,10 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.differential import Step
-from kvspec.stateful.replay import flagged_fields, outcome_diff, prepare, replay_trace
-from kvspec.stateful.trace import Trace, trace_from_divergence, validate_trace
+from kvspec.stateful.engine.differential import Step
+from kvspec.stateful.traces.replay import flagged_fields, outcome_diff, prepare, replay_trace
+from kvspec.stateful.traces.schema import Trace, trace_from_divergence, validate_trace
 from kvspec.targets import Target
+
+__all__ = ["minimize_trace"]
 
 
 def _signature(steps: list[Step], divergence: Any) -> tuple:

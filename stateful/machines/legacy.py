@@ -25,7 +25,7 @@ from kvspec.events import Removed, Stored
 from kvspec.hashing import Plh
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 
 tokens = st.integers(0, 2)
 picks = st.integers(0, 10_000)

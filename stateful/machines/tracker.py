@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.events import StorageTier
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 from kvspec.tracker_events import (
     ConsolidatedClearAll,
     ConsolidatedRemove,

@@ -1,6 +1,6 @@
 """The ``tiered`` machine: the tiered index (``TieredIndex``) against the reference model.
 
-Same rules as the ``radix`` machine (:class:`~kvspec.stateful.radix.IndexRules`), with events
+Same rules as the ``radix`` machine (:class:`~kvspec.stateful.machines.radix.IndexRules`), with events
 spread over the four storage tiers (device twice as often): lower-tier stores chain off device
 blocks (offloaded suffixes), copy device chains with the same external hashes (the case where a
 block must not be counted twice), or start at the root (host-only workers).  Queries call
@@ -13,9 +13,9 @@ from __future__ import annotations
 from hypothesis.stateful import precondition, rule
 
 from kvspec.events import StorageTier
-from kvspec.stateful.base import MachineSpec
-from kvspec.stateful.index_events import Draw, tapes
-from kvspec.stateful.radix import IndexRules, _holds_blocks
+from kvspec.stateful.engine.machine import MachineSpec
+from kvspec.stateful.machines.index_events import Draw, tapes
+from kvspec.stateful.machines.radix import IndexRules, _holds_blocks
 
 
 class TieredMachine(IndexRules):

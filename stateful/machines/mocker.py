@@ -32,8 +32,8 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.errors import KvSpecError
 from kvspec.replay import SequentialReplay, TraceRow
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
-from kvspec.stateful.differential import Divergence, Outcome
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.differential import Divergence, Outcome
 
 BLOCK_SIZE = 16
 
@@ -335,7 +335,7 @@ def sweep(run: Callable[[TraceSpec], list[tuple[str, int, int]]], *, backend: st
 
 def real_mocker(spec: TraceSpec) -> list[tuple[str, int, int]]:
     """Run ``spec`` through Dynamo's mocker (needs the ``ai-dynamo-runtime`` wheel)."""
-    from kvspec.adapters.dynamo_mocker import run_trace
+    from kvspec.adapters.dynamo.mocker import run_trace
 
     return run_trace(list(spec.rows), spec.num_gpu_blocks, block_size=BLOCK_SIZE, backend=spec.backend,
                      enable_prefix_caching=spec.prefix_caching)

@@ -1,12 +1,12 @@
 """``contract-router``: Dynamo's ``KvRouter``, fed over ZMQ, held to the tiered index contract.
 
 The target (``--target dynamo-router``, ``router_event_threads=1``; ``dynamo-router-threads4`` for
-the concurrent tree) is :class:`kvspec.adapters.dynamo_router.TieredIndex`: one worker with three
+the concurrent tree) is :class:`kvspec.adapters.dynamo.router.TieredIndex`: one worker with three
 data-parallel ranks publishing device, host-pinned, disk and external KV events exactly as an
 engine does, and the router's ``get_overlap_scores`` as the query.  The reference is
 ``kvspec.model.TieredIndex``.
 
-The contract is the device contract of :mod:`kvspec.stateful.radix_contract`, carried through the
+The contract is the device contract of :mod:`kvspec.stateful.machines.radix_contract`, carried through the
 tiers.  Lower tiers are exact held sets (no compression, no cascade) that continue the device chain
 (``kv_router.md`` §7.4), so for every rank and query the router's *cumulative* counts — device,
 device + host, device + host + disk + external (the router reports disk and external together) —
@@ -42,9 +42,9 @@ from hypothesis.stateful import initialize, rule
 from kvspec.events import Cleared, Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import block_hashes
 from kvspec.scores import LOWER_TIERS
-from kvspec.stateful.base import MachineSpec
-from kvspec.stateful.differential import Outcome, Step
-from kvspec.stateful.radix_contract import ContractModel, RadixContractMachine, Worker, event_error_differences
+from kvspec.stateful.engine.machine import MachineSpec
+from kvspec.stateful.engine.differential import Outcome, Step
+from kvspec.stateful.machines.radix_contract import ContractModel, RadixContractMachine, Worker, event_error_differences
 
 ROUTER_WORKERS: tuple[Worker, ...] = ((1, 0), (1, 1), (1, 2))
 #: local hashes of block contents the router adapter can turn back into tokens (its vocabulary)

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import TextIO
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.base import find_machines
-from kvspec.stateful.check import check_machine
-from kvspec.stateful.replay import replay_trace
-from kvspec.stateful.trace import Trace, load_trace, write_trace
+from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.traces.replay import replay_trace
+from kvspec.stateful.traces.schema import Trace, load_trace, write_trace
 from kvspec.targets import registered_targets
+
+__all__ = ["corpus_files", "describe", "expectations", "regenerate", "verify"]
 
 
 def corpus_files(directory: str | Path) -> list[Path]:

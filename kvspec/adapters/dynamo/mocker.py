@@ -18,26 +18,25 @@ Importing this module never imports Dynamo; resolving the target does.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import tempfile
 import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kvspec.adapters.dynamo.runtime import DIST_NAME, engine_version, import_core
 from kvspec.errors import InvalidArgument, ReplayStalled, TargetError, TraceError
 from kvspec.replay import TraceRow, dump_mooncake, validate_row
-from kvspec.targets import Target, register_target
+from kvspec.targets import Target
 
 TARGET_NAME = "dynamo-mocker"
-WHEEL = "ai-dynamo-runtime"
+WHEEL = DIST_NAME
 MOCKER_BACKENDS = ("vllm", "sglang", "trtllm")
 
 
 def _core() -> Any:
     try:
-        return importlib.import_module("dynamo._core")
+        return import_core()
     except ImportError as exc:
         raise TargetError(
             f"target {TARGET_NAME!r} needs the {WHEEL} wheel (pip install '{WHEEL}==1.6.1'): {exc}"
@@ -45,10 +44,8 @@ def _core() -> Any:
 
 
 def wheel_version() -> str | None:
-    try:
-        return importlib.metadata.version(WHEEL)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    found = engine_version()
+    return None if found == "unknown" else found
 
 
 def available() -> bool:
@@ -157,5 +154,3 @@ def load_target() -> Target:
     namespace = types.SimpleNamespace(MockerReplay=MockerReplay)
     return Target(TARGET_NAME, namespace, f"{WHEEL} {wheel_version()}", "exact")
 
-
-register_target(TARGET_NAME, load_target)

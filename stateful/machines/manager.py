@@ -38,7 +38,7 @@ from kvspec.events import Removed, Stored
 from kvspec.hashing import Plh
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
-from kvspec.stateful.base import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 
 ALPHABET = 3
 IMPOSTOR_PARENT = 999

@@ -39,10 +39,12 @@ import attrs
 import kvspec.errors
 from kvspec import codec, escape
 from kvspec.errors import TraceError
-from kvspec.stateful.differential import Outcome, exact_compare
-from kvspec.stateful.replay import (ReplayResult, comparator_of, flagged_fields, outcome_diff, outcome_text,
+from kvspec.stateful.engine.differential import Outcome, exact_compare
+from kvspec.stateful.traces.replay import (ReplayResult, comparator_of, flagged_fields, outcome_diff, outcome_text,
                                     prepare, render_steps, replay_trace)
-from kvspec.stateful.trace import Trace, load_trace, recorded_outcome
+from kvspec.stateful.traces.schema import Trace, load_trace, recorded_outcome
+
+__all__ = ["Literals", "Report", "build_report", "pytest_source"]
 
 
 class _NoLiteral(Exception):
@@ -157,7 +159,7 @@ def _test_name(trace: Trace, target: str) -> str:
 def _code_name(name: str, what: str) -> str:
     """A class, method or keyword name from the trace, written into code only if it is a plain identifier.
 
-    :func:`~kvspec.stateful.replay.prepare` already proved each exists on the model's class; this
+    :func:`~kvspec.stateful.traces.replay.prepare` already proved each exists on the model's class; this
     is the last line of defence of the generated source (rule: trace text never becomes code).
     """
     if not escape.is_identifier(name) and name != "__init__":
@@ -460,4 +462,3 @@ def _md_escape(text: str) -> str:
     return escape.terminal(" ".join(str(text).split())).replace("|", "\\|")
 
 
-__all__ = ["Literals", "Report", "build_report", "pytest_source"]

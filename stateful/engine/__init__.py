@@ -1,0 +1,10 @@
+"""The conformance engine: run the model and a target side by side and compare every step.
+
+* :mod:`~kvspec.stateful.engine.differential` — steps, outcomes, the comparison, divergences;
+* :mod:`~kvspec.stateful.engine.machine` — the machine base class and :class:`MachineSpec`;
+* :mod:`~kvspec.stateful.engine.registry` — the catalogue of machine families;
+* :mod:`~kvspec.stateful.engine.runner` — running machines under a profile (``kvspec check``).
+
+Layer: imports the vocabulary (``kvspec.*``), the model and the target registry; never the
+machines, the mutants or the trace tooling above it (``tests/test_layering.py``).
+"""
