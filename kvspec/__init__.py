@@ -13,8 +13,9 @@ The layers, each importing only the ones before it (enforced by ``tests/unit/tes
    mutants (:mod:`kvspec.stateful.mutants`) are plugins found by entry point, imported only when
    one of their targets is resolved;
 4. **conformance** — :mod:`kvspec.stateful.engine` (the differential engine, the machine base and
-   registry, the runner) and :mod:`kvspec.stateful.machines` (one module per family);
-5. **trace tooling** — :mod:`kvspec.stateful.traces` (schema, replay, minimize, report, corpus);
+   catalogue), then :mod:`kvspec.stateful.machines` (one module per family);
+5. **trace tooling** — :mod:`kvspec.stateful.traces` (schema, replay, minimize, report, corpus),
+   then the runner :mod:`kvspec.stateful.runner` (``kvspec check`` writes failures as traces);
 6. **front ends** — :mod:`kvspec.cli` and the benchmarks :mod:`kvspec.bench`.
 
 This package re-exports the vocabulary a user's adapter or test needs; the names are pinned by

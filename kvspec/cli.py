@@ -42,7 +42,7 @@ def _profile_name(profile: str | None) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from kvspec.stateful.engine.runner import MachineResult, check, cpu_count, make_database
+    from kvspec.stateful.runner import MachineResult, check, cpu_count, make_database
     from kvspec.stateful.engine.differential import Step
     from kvspec.stateful.traces.schema import slug, write_trace
     from kvspec.targets import is_registered, resolve
@@ -179,7 +179,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from kvspec.stateful.traces.corpus import regenerate
+    from kvspec.stateful.corpus import regenerate
 
     return regenerate(args.out, args.mutant or None, profile=args.profile, missing_only=args.missing,
                       jobs=args.jobs, stream=sys.stdout)

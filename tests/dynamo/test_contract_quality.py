@@ -22,7 +22,7 @@ from kvspec.stateful.engine.differential import Divergence
 from kvspec.errors import ParentBlockNotFound
 from kvspec.events import Removed, StorageTier, Stored
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 from kvspec.stateful.machines.radix_contract import ContractModel
 from kvspec.targets import Target
 

@@ -10,11 +10,12 @@ import pytest
 
 from kvspec import cli, targets
 from kvspec.adapters.dynamo import radix as dynamo
+from kvspec.adapters.dynamo import runtime
 from kvspec.adapters.dynamo import router as dynamo_router
 from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
 from kvspec.events import Cleared, EventDecodeError, KvCacheEvent, Removed, RouterEvent, Stored, StoredBlock
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 
 REASON = dynamo_router.unavailable_reason()
 needs_wheel = pytest.mark.skipif(REASON is not None, reason=f"needs the Dynamo wheel: {REASON}")
@@ -38,7 +39,7 @@ def no_wheel(monkeypatch):
     def missing():
         raise ImportError("No module named 'dynamo'")
 
-    monkeypatch.setattr(dynamo, "import_core", missing)
+    monkeypatch.setattr(runtime, "import_core", missing)
 
 
 @pytest.mark.parametrize("name", ["dynamo", "dynamo-router", "dynamo-router-threads4"])

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.dynamo, pytest.mark.skipif(
 )]
 
 from kvspec.replay import TraceRow, predict  # noqa: E402
-from kvspec.stateful.engine.runner import check_machine  # noqa: E402
+from kvspec.stateful.runner import check_machine  # noqa: E402
 from kvspec.stateful.machines.mocker import MOCKER_CONFIGS, machines, real_mocker, sweep  # noqa: E402
 
 PAIRS = [[1, 2, 3, 4], [1, 2, 5, 6], [7, 8, 9, 10], [1, 2, 3, 4], [1, 2, 5, 6]]

@@ -12,7 +12,7 @@ edge of the budget can slip through in another process.  Family-wide detection k
 import pytest
 
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 from kvspec.stateful.mutants import MUTANTS, mutant_target
 
 pytestmark = pytest.mark.quality

@@ -2,7 +2,7 @@
 
 Drop a trace written by ``kvspec check`` here and it becomes a permanent test: ``impl`` and
 ``model`` must agree with the model on all its steps, and a ``mutant:<name>`` it was recorded
-against must still diverge (see :mod:`kvspec.stateful.traces.corpus`).  ``kvspec corpus --out
+against must still diverge (see :mod:`kvspec.stateful.corpus`).  ``kvspec corpus --out
 tests/regressions`` regenerates the ``mutant-*.json`` seeds, one per self-test mutant.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.traces.corpus import corpus_files, expectations
+from kvspec.stateful.corpus import corpus_files, expectations
 from kvspec.stateful.traces.replay import render_result, replay_trace
 from kvspec.stateful.traces.schema import load_trace
 

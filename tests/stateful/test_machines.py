@@ -10,7 +10,7 @@ import pytest
 
 from kvspec._exports import EXPORTS
 from kvspec.stateful.engine.registry import all_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 
 pytestmark = pytest.mark.stateful
 

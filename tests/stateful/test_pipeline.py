@@ -13,7 +13,7 @@ from kvspec.events import Removed, StorageTier, Stored
 from kvspec.hashing import block_hashes
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 from kvspec.stateful.machines.pipeline import held_hashes, held_prefix, router_discrepancies
 
 pytestmark = pytest.mark.stateful

@@ -3,7 +3,7 @@
 import attrs
 
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 
 
 def test_known_failure_is_reported_as_known_only_for_its_target():

@@ -8,7 +8,7 @@ from toy_machine import divergence_trace
 
 from kvspec.cli import main
 from kvspec.protocol import FullBlock
-from kvspec.stateful.engine.runner import check, check_machine
+from kvspec.stateful.runner import check, check_machine
 from kvspec.stateful.engine.differential import Step
 from kvspec.stateful.traces.schema import SCHEMA_VERSION, load_trace, parse_trace, write_trace
 

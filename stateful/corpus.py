@@ -27,7 +27,7 @@ from typing import TextIO
 
 from kvspec.errors import KvSpecError
 from kvspec.stateful.engine.registry import find_machines
-from kvspec.stateful.engine.runner import check_machine
+from kvspec.stateful.runner import check_machine
 from kvspec.stateful.traces.replay import replay_trace
 from kvspec.stateful.traces.schema import Trace, load_trace, write_trace
 from kvspec.targets import registered_targets
