@@ -84,7 +84,7 @@ class TargetError(KvSpecError):
     """A ``--target`` could not be resolved or imported."""
 
 
-# --- mocker replay (kvspec.replay, model/native_pool.py) -------------------------------------
+# --- mocker replay (kvspec.model.admission, model/native_pool.py) -------------------------------------
 
 
 class PoolExhausted(KvSpecError):

@@ -1,6 +1,6 @@
 """Untrusted text made safe for where kvspec writes it: generated Python, terminals, Markdown.
 
-A trace file is untrusted input (see ``docs/replay.md``).  Every string it carries — the summary,
+A trace file is untrusted input (see ``docs/mocker.md``).  Every string it carries — the summary,
 version fields, subjects, error types, recorded messages — may contain quotes, newlines, triple
 quotes, terminal escape sequences or Unicode that reorders text.  The rule: trace-derived text
 reaches

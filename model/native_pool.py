@@ -5,7 +5,7 @@ The ``ai-dynamo-runtime`` 1.6.1 wheel does not run its mocker on kvbm-logical (`
 TRT-LLM backends keep G1 in ``VllmBlockPool`` (``engine/cache/vllm_block_pool.rs``, managed by
 ``engine/kv_manager/vllm_backend.rs``).  That pool is a different policy family, modelled here.
 
-Rules (each stated once; ``docs/replay.md`` derives them from upstream source and replays):
+Rules (each stated once; ``docs/mocker.md`` derives them from upstream source and replays):
 
 * **Copies, not blocks.**  The pool holds at most ``capacity`` physical *copies*.  A copy is
   *private* (no identity: a partial block, or a full block not yet computed) or *cached* under a

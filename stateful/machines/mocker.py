@@ -5,7 +5,7 @@ Three families, discovered by ``kvspec check``:
 * ``native-pool`` — :class:`NativeBlockPool` of the model against the target's (``impl``):
   acquire / cache / release with duplicates, pins and evictions; observers are the resident
   copies, the LRU order, free and active counts, and the removed hashes.
-* ``replay[...]`` — :class:`kvspec.replay.SequentialReplay` over the model pool against the same
+* ``replay[...]`` — :class:`kvspec.model.admission.SequentialReplay` over the model pool against the same
   over the target's pool: whole requests (the admission rule) instead of pool calls.
 * ``mocker[...]`` — the model's sequential replay against target ``dynamo-mocker``: the real
   Dynamo 1.6.1 mocker (``MockerReplay``).  Each step submits one request — a fresh prompt, a
@@ -13,10 +13,10 @@ Three families, discovered by ``kvspec check``:
   of the block size or not; outputs short or long; GPU block counts from 4 to 64, small enough to
   force evictions — and compares ``(status, reused_input_tokens)``.  A mismatch shrinks to a
   minimal list of requests.  The mocker hides its pool, so it has no observers: eviction order is
-  seen only through later hits (``docs/replay.md``).  Targets without ``MockerReplay`` skip it.
+  seen only through later hits (``docs/mocker.md``).  Targets without ``MockerReplay`` skip it.
 
 :func:`sweep` is the same comparison without Hypothesis, for large batches: random traces run
-once each through both sides, any mismatch shrunk by dropping requests (``docs/replay.md``).
+once each through both sides, any mismatch shrunk by dropping requests (``docs/mocker.md``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.errors import KvSpecError
-from kvspec.replay import SequentialReplay, TraceRow
+from kvspec.model.admission import SequentialReplay
+from kvspec.mooncake import MooncakeRow
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 from kvspec.stateful.engine.differential import Divergence, Outcome
 
@@ -193,10 +194,10 @@ def _bound_replay_machine() -> type[ReplayMachine]:
 
 
 def _replay_with_pool(pool_cls: type) -> type:
+    """``SequentialReplay`` as the machine builds it (same arguments), driving the target's pool."""
     class TargetReplay(SequentialReplay):
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-            self.pool = pool_cls(self.num_gpu_blocks)
+        def __init__(self, num_gpu_blocks: Any, *args: Any) -> None:
+            super().__init__(num_gpu_blocks, *args, pool=pool_cls(num_gpu_blocks))
 
     TargetReplay.__name__ = TargetReplay.__qualname__ = "SequentialReplay"
     return TargetReplay
@@ -247,7 +248,7 @@ class TraceSpec:
     """A generated trace and the engine it runs on."""
 
     num_gpu_blocks: int
-    rows: tuple[TraceRow, ...]
+    rows: tuple[MooncakeRow, ...]
     backend: str = "vllm"
     prefix_caching: bool = True
 
@@ -258,7 +259,7 @@ def random_trace(rng: random.Random, requests: int, num_gpu_blocks: int, backend
     block grid, short and long outputs.  Every request completes on its own (no stall): a stall
     aborts the real replay as a whole, so it is tested by the machine, not here."""
     groups = [[rng.randrange(1, 10**9) for _ in range(rng.randint(1, 3))] for _ in range(3)]
-    rows: list[TraceRow] = []
+    rows: list[MooncakeRow] = []
     guard = 0
     while len(rows) < requests and guard < requests * 50:
         guard += 1
@@ -275,12 +276,12 @@ def random_trace(rng: random.Random, requests: int, num_gpu_blocks: int, backend
             length = BLOCK_SIZE * blocks - (0 if exact else rng.randint(1, BLOCK_SIZE - 1))
         if backend != "trtllm" and -(-(length + output - 1) // BLOCK_SIZE) > num_gpu_blocks:
             continue  # would stall the whole replay
-        rows.append(TraceRow(length, output, hash_ids, float(len(rows))))
+        rows.append(MooncakeRow(length, output, hash_ids, float(len(rows))))
     return TraceSpec(num_gpu_blocks, tuple(rows), backend, prefix_caching)
 
 
-def predict_trace(spec: TraceSpec, namespace: str = "model") -> list[tuple[str, int, int]]:
-    replay = SequentialReplay(spec.num_gpu_blocks, BLOCK_SIZE, spec.backend, spec.prefix_caching, namespace)
+def predict_trace(spec: TraceSpec, pool: Any = None) -> list[tuple[str, int, int]]:
+    replay = SequentialReplay(spec.num_gpu_blocks, BLOCK_SIZE, spec.backend, spec.prefix_caching, pool=pool)
     return [replay.submit(r.input_length, r.output_length, r.hash_ids) for r in spec.rows]
 
 

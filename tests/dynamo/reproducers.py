@@ -85,4 +85,4 @@ def multi_worker_scores(events: Sequence[tuple[int, KvCacheEvent]], query: Seque
                 worker.shutdown()
 
     with tempfile.TemporaryDirectory(prefix="kvspec-discovery-") as directory:
-        return run(run(directory), timeout=4 * TIMEOUT)
+        return run(run_all(directory), timeout=4 * TIMEOUT)

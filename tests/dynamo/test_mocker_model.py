@@ -11,8 +11,12 @@ import random
 
 import pytest
 
-from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted, ReplayStalled, TraceError
-from kvspec.replay import SequentialReplay, TraceRow, dump_mooncake, parse_mooncake, predict
+import kvspec.impl
+import kvspec.model
+
+from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted, ReplayStalled
+from kvspec.model.admission import SequentialReplay, predict
+from kvspec.mooncake import MooncakeRow, dump_mooncake, parse_mooncake
 from kvspec.stateful.machines.mocker import MOCKER_CONFIGS, predict_trace, random_trace
 
 PAIRS = [[1, 2, 3, 4], [1, 2, 5, 6], [7, 8, 9, 10], [1, 2, 3, 4], [1, 2, 5, 6]]
@@ -22,15 +26,15 @@ def reuse(rows, cap, **kw):
     return [o.reused_input_tokens for o in predict(rows, cap, **kw)]
 
 
-@pytest.mark.parametrize("namespace", ["model", "impl"])
+@pytest.mark.parametrize("package", [kvspec.model, kvspec.impl], ids=["model", "impl"])
 @pytest.mark.parametrize(("cap", "observed"), [(64, [0, 32, 0, 48, 48]), (6, [0, 32, 0, 16, 32])])
-def test_five_requests_observed(namespace, cap, observed):
-    rows = [TraceRow(64, 2, h) for h in PAIRS]
-    assert reuse(rows, cap, namespace=namespace) == observed
+def test_five_requests_observed(package, cap, observed):
+    rows = [MooncakeRow(64, 2, h) for h in PAIRS]
+    assert reuse(rows, cap, pool=package.NativeBlockPool(cap)) == observed
 
 
 def test_trtllm_reuses_whole_prompt_observed():
-    rows = [TraceRow(32, 1, [1, 2]), TraceRow(32, 1, [1, 2]), TraceRow(33, 1, [1, 2, 3]), TraceRow(48, 1, [1, 2, 3])]
+    rows = [MooncakeRow(32, 1, [1, 2]), MooncakeRow(32, 1, [1, 2]), MooncakeRow(33, 1, [1, 2, 3]), MooncakeRow(48, 1, [1, 2, 3])]
     assert reuse(rows, 8, backend="trtllm") == [0, 32, 32, 32]
     assert reuse(rows, 8, backend="vllm") == [0, 16, 32, 32]
 
@@ -66,7 +70,7 @@ def test_bad_rows_are_refused_before_anything_changes():
     replay = SequentialReplay(8)
     replay.submit(32, 2, [1, 2])
     before = replay.pool_state()
-    with pytest.raises(TraceError):
+    with pytest.raises(InvalidArgument):
         replay.submit(40, 1, [1])  # 40 tokens but one 16-token hash id (the mocker refuses it too)
     for bad in [(0, 1, [1]), (16, 0, [1]), (16, 1, []), (16, 1, [-1]), (True, 1, [1])]:
         with pytest.raises(InvalidArgument):
@@ -77,9 +81,9 @@ def test_bad_rows_are_refused_before_anything_changes():
 
 
 def test_mooncake_round_trip():
-    rows = [TraceRow(64, 2, h, float(i)) for i, h in enumerate(PAIRS)]
+    rows = [MooncakeRow(64, 2, h, float(i)) for i, h in enumerate(PAIRS)]
     assert parse_mooncake(dump_mooncake(rows).splitlines()) == rows
-    with pytest.raises(TraceError):
+    with pytest.raises(InvalidArgument):
         parse_mooncake(['{"input_length": 3}'])
 
 
@@ -88,7 +92,7 @@ def test_model_and_impl_pools_predict_alike(name, backend, caching):
     rng = random.Random(name)
     for _ in range(30):
         spec = random_trace(rng, 40, rng.choice([4, 6, 8, 16, 64]), backend, caching)
-        assert predict_trace(spec, "model") == predict_trace(spec, "impl")
+        assert predict_trace(spec) == predict_trace(spec, kvspec.impl.NativeBlockPool(spec.num_gpu_blocks))
 
 
 # --- the pool's rules, one test each (mirroring aisimulate-core's own pool tests) ---------------

@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.dynamo, pytest.mark.skipif(
     "the dynamo-mocker comparison cannot run",
 )]
 
-from kvspec.replay import TraceRow, predict  # noqa: E402
+from kvspec.model.admission import predict
+from kvspec.mooncake import MooncakeRow  # noqa: E402
 from kvspec.stateful.runner import check_machine  # noqa: E402
 from kvspec.stateful.machines.mocker import MOCKER_CONFIGS, machines, real_mocker, sweep  # noqa: E402
 
@@ -22,13 +23,13 @@ PAIRS = [[1, 2, 3, 4], [1, 2, 5, 6], [7, 8, 9, 10], [1, 2, 3, 4], [1, 2, 5, 6]]
 
 @pytest.mark.parametrize("cap", [64, 6])
 def test_five_requests(cap):
-    rows = [TraceRow(64, 2, h) for h in PAIRS]
+    rows = [MooncakeRow(64, 2, h) for h in PAIRS]
     real = dynamo_mocker.run_trace(rows, cap)
     assert real == [(o.status, o.reused_input_tokens, o.output_length) for o in predict(rows, cap)]
 
 
 def test_stall_is_reported_alike():
-    rows = [TraceRow(32, 2, [1, 2]), TraceRow(64, 20, [1, 2, 3, 4])]
+    rows = [MooncakeRow(32, 2, [1, 2]), MooncakeRow(64, 20, [1, 2, 3, 4])]
     with pytest.raises(ReplayStalled):
         dynamo_mocker.run_trace(rows, 4)
     with pytest.raises(ReplayStalled):

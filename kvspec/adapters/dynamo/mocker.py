@@ -2,7 +2,7 @@
 
 The wheel ``ai-dynamo-runtime==1.6.1`` (extra ``dynamo``) exposes the mocker only as a whole-trace
 replay, ``dynamo._core.run_mocker_trace_replay``.  :class:`MockerReplay` gives it the interface of
-:class:`kvspec.replay.SequentialReplay`: it keeps the rows submitted so far and, on each
+:class:`kvspec.model.admission.SequentialReplay`: it keeps the rows submitted so far and, on each
 ``submit``, replays them all (``replay_concurrency=1``, one worker, ``trace_block_size`` equal to
 the engine block size) and returns the last row's ``(status, reused_input_tokens, output_length)``.  Re-running
 the prefix is sound because a sequential replay's answer for row ``k`` depends only on rows
@@ -10,7 +10,7 @@ the prefix is sound because a sequential replay's answer for row ``k`` depends o
 
 Failures are mapped to kvspec errors so the differential runner can compare them: the mocker's
 "effect-free zero-duration pass" abort becomes :class:`~kvspec.errors.ReplayStalled`, a rejected
-trace row (``input_length`` beyond its ``hash_ids``) :class:`~kvspec.errors.TraceError`; on either
+row (``input_length`` beyond its ``hash_ids``) :class:`~kvspec.errors.InvalidArgument`; on either
 the row is dropped, so the adapter's state is unchanged, like the model's.
 
 Importing this module never imports Dynamo; resolving the target does.
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from kvspec.adapters.dynamo.runtime import DIST_NAME, engine_version, import_core
-from kvspec.errors import InvalidArgument, ReplayStalled, TargetError, TraceError
-from kvspec.replay import TraceRow, dump_mooncake, validate_row
+from kvspec.errors import InvalidArgument, ReplayStalled, TargetError
+from kvspec.mooncake import MooncakeRow, dump_mooncake, validate_row
 from kvspec.targets import Target
 
 TARGET_NAME = "dynamo-mocker"
@@ -58,7 +58,7 @@ def available() -> bool:
 
 
 def run_trace(
-    rows: Sequence[TraceRow],
+    rows: Sequence[MooncakeRow],
     num_gpu_blocks: int,
     *,
     block_size: int = 16,
@@ -95,7 +95,7 @@ def run_trace(
             if "effect-free zero-duration pass" in message:
                 raise ReplayStalled(f"mocker aborted the replay: {message}") from None
             if "exceeds hash_ids capacity" in message:
-                raise TraceError(f"mocker refused the trace: {message}") from None
+                raise InvalidArgument(f"mocker refused the request log: {message}") from None
             raise TargetError(f"mocker replay failed: {type(exc).__name__}: {message}") from None
     by_session = {
         record["session_id"]: (
@@ -112,7 +112,7 @@ def run_trace(
 
 
 class MockerReplay:
-    """The real mocker behind :class:`kvspec.replay.SequentialReplay`'s interface."""
+    """The real mocker behind :class:`kvspec.model.admission.SequentialReplay`'s interface."""
 
     def __init__(
         self,
@@ -128,11 +128,11 @@ class MockerReplay:
         self.block_size = block_size
         self.backend = backend
         self.enable_prefix_caching = enable_prefix_caching
-        self.rows: list[TraceRow] = []
+        self.rows: list[MooncakeRow] = []
 
     def submit(self, input_length: int, output_length: int, hash_ids: Sequence[int]) -> tuple[str, int, int]:
         hash_ids = validate_row(input_length, output_length, hash_ids, self.block_size)
-        row = TraceRow(input_length, output_length, hash_ids, float(len(self.rows)))
+        row = MooncakeRow(input_length, output_length, hash_ids, float(len(self.rows)))
         outcomes = run_trace(
             [*self.rows, row],
             self.num_gpu_blocks,

@@ -1,4 +1,4 @@
-"""Sequential replay: predict, request by request, how much prompt Dynamo's mocker reuses.
+"""The mocker's sequential admission rule: predict, request by request, how much prompt it reuses.
 
 ``ai-dynamo-runtime`` 1.6.1 replays a mooncake trace through its mocker
 (``dynamo._core.run_mocker_trace_replay``).  With ``replay_concurrency=1`` the requests run one at
@@ -7,7 +7,7 @@ per-request report (``capture_per_request=True``) gives ``reused_input_tokens``:
 tokens the admission found in the prefix cache.  :class:`SequentialReplay` predicts those numbers
 by driving the reference model of the pool that mocker really uses,
 :class:`kvspec.model.NativeBlockPool` (vLLM's native block pool; *not* kvbm-logical — see
-``docs/replay.md`` for how that was established).
+``docs/mocker.md`` for how that was established).
 
 **The sequential admission rule** (one request of ``L`` prompt tokens, ``O`` output tokens,
 block size ``B``; derived from ``aisimulate-core`` 0.13 sources and checked on replays):
@@ -41,16 +41,17 @@ differential machine (``kvspec.stateful.machines.mocker``) compare one request p
 
 from __future__ import annotations
 
-import importlib
-import json
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from kvspec.errors import InvalidArgument, PoolExhausted, ReplayStalled, TraceError
+from kvspec.errors import InvalidArgument, PoolExhausted, ReplayStalled
 from kvspec.hashing import chain_hash, sequence_hashes
+from kvspec.model.native_pool import NativeBlockPool
+from kvspec.mooncake import MooncakeRow, validate_row
+
+__all__ = ["BACKENDS", "COMPLETED", "NOT_MODELLED", "REJECTED", "Outcome", "SequentialReplay", "predict"]
 
 #: Backends of the 1.6.1 mocker that kvspec models, with their reuse cap and rejection rule.
 BACKENDS = ("vllm", "trtllm")
@@ -66,86 +67,16 @@ NOT_MODELLED = {
 COMPLETED = "completed"
 REJECTED = "rejected"
 
-#: Seed of the synthetic hashes of output blocks (never equal to a prompt block's hash).
-_OUTPUT_ROOT = 0x6F75747075740000  # b"output\0\0"
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: Seed of the synthetic hashes of output blocks (never equal to a prompt block's hash).
+_OUTPUT_ROOT = 0x6F75747075740000  # b"output\0\0"
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-@attrs.frozen
-class TraceRow:
-    """One mooncake trace row: prompt length, output length, one hash id per trace block."""
-
-    input_length: int
-    output_length: int
-    hash_ids: tuple[int, ...] = attrs.field(converter=tuple)
-    timestamp: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "timestamp": self.timestamp,
-            "input_length": self.input_length,
-            "output_length": self.output_length,
-            "hash_ids": list(self.hash_ids),
-        }
-
-
-def validate_row(input_length: Any, output_length: Any, hash_ids: Any, block_size: int) -> tuple[int, ...]:
-    """Check one row the way the mocker's trace loader does; return ``hash_ids`` as a tuple."""
-    if not _is_int(input_length) or input_length < 1:
-        raise InvalidArgument(f"input_length must be a positive int, got {input_length!r}")
-    if not _is_int(output_length) or output_length < 1:
-        raise InvalidArgument(f"output_length must be a positive int, got {output_length!r}")
-    if not isinstance(hash_ids, (list, tuple)) or not hash_ids:
-        raise InvalidArgument(f"hash_ids must be a non-empty list, got {hash_ids!r}")
-    if not all(_is_int(h) and 0 <= h < 2**64 for h in hash_ids):
-        raise InvalidArgument(f"hash_ids must be u64 ints, got {hash_ids!r}")
-    if input_length > len(hash_ids) * block_size:
-        raise TraceError(
-            f"input_length {input_length} exceeds hash_ids capacity {len(hash_ids) * block_size}"
-        )
-    return tuple(hash_ids)
-
-
-def parse_mooncake(lines: Iterable[str]) -> list[TraceRow]:
-    """Rows of a mooncake JSONL trace (blank lines skipped); :class:`TraceError` on bad input."""
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            rows.append(
-                TraceRow(
-                    int(obj["input_length"]),
-                    int(obj["output_length"]),
-                    tuple(int(h) for h in obj["hash_ids"]),
-                    float(obj.get("timestamp", 0.0)),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TraceError(f"trace line {number}: {exc}") from None
-    return rows
-
-
-def load_mooncake(path: str | Path) -> list[TraceRow]:
-    return parse_mooncake(Path(path).read_text().splitlines())
-
-
-def dump_mooncake(rows: Sequence[TraceRow]) -> str:
-    return "".join(json.dumps(row.to_json()) + "\n" for row in rows)
-
-
-def _pool_class(namespace: str) -> type:
-    if namespace not in ("model", "impl"):
-        raise InvalidArgument(f"namespace must be 'model' or 'impl', got {namespace!r}")
-    return importlib.import_module(f"kvspec.{namespace}").NativeBlockPool
 
 
 class SequentialReplay:
@@ -153,9 +84,10 @@ class SequentialReplay:
 
     ``submit`` plays one request to completion and returns ``(status, reused_input_tokens,
     output_length)``: ``status`` is ``"completed"`` or ``"rejected"``, ``output_length`` the
-    tokens actually generated (TRT-LLM clips them; 0 when rejected).  The engine block size and the trace
-    block size are the same ``block_size``.  ``namespace`` picks the pool: ``"model"`` (the
-    reference) or ``"impl"``.
+    tokens actually generated (TRT-LLM clips them; 0 when rejected).  The engine block size and the log's
+    block size are the same ``block_size``.  ``pool`` is the block pool the rule drives: by default
+    the reference :class:`~kvspec.model.native_pool.NativeBlockPool` of ``num_gpu_blocks`` copies;
+    any object with its interface (``kvspec.impl``'s, an engine's) may be passed instead.
     """
 
     def __init__(
@@ -164,7 +96,8 @@ class SequentialReplay:
         block_size: int = 16,
         backend: str = "vllm",
         enable_prefix_caching: bool = True,
-        namespace: str = "model",
+        *,
+        pool: Any = None,
     ) -> None:
         if backend not in BACKENDS:
             reason = NOT_MODELLED.get(backend, "unknown backend")
@@ -176,7 +109,7 @@ class SequentialReplay:
         self.block_size = block_size
         self.backend = backend
         self.enable_prefix_caching = enable_prefix_caching
-        self.pool = _pool_class(namespace)(num_gpu_blocks)
+        self.pool = NativeBlockPool(num_gpu_blocks) if pool is None else pool
         self.num_gpu_blocks = num_gpu_blocks
         self.requests = 0
 
@@ -261,17 +194,17 @@ class Outcome:
 
 
 def predict(
-    rows: Sequence[TraceRow],
+    rows: Sequence[MooncakeRow],
     num_gpu_blocks: int,
     *,
     block_size: int = 16,
     backend: str = "vllm",
     enable_prefix_caching: bool = True,
-    namespace: str = "model",
+    pool: Any = None,
 ) -> list[Outcome]:
     """Predict every row of a sequential replay.  Raises :class:`ReplayStalled` naming the row
     at which the real mocker would abort the whole replay."""
-    replay = SequentialReplay(num_gpu_blocks, block_size, backend, enable_prefix_caching, namespace)
+    replay = SequentialReplay(num_gpu_blocks, block_size, backend, enable_prefix_caching, pool=pool)
     outcomes = []
     for index, row in enumerate(rows):
         try:
