@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import RuleBasedStateMachine, invariant
 
 import kvspec.model
 from kvspec.errors import KvSpecError
@@ -72,6 +72,23 @@ class DifferentialMachine(RuleBasedStateMachine):
             return self.run.call(subject, method, *args, **kwargs), None
         except KvSpecError as error:
             return None, error
+
+    @invariant()
+    def target_structures_hold(self) -> None:
+        """Every target object's own ``_check()`` holds after every step (O(size) each).
+
+        kvspec's structures state their invariants in ``_check()`` (both managers, the pools, the
+        indexes, the trackers); a target without one is not checked here.  A failure is reported
+        as an error trace, whose replay re-runs ``_check()`` after each step to find it again.
+        """
+        for subject, obj in self.run.target_objects.items():
+            check = getattr(obj, "_check", None)
+            if check is None:
+                continue
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - any failure of the target's own invariants
+                raise AssertionError(f"target {subject}._check() failed: {type(exc).__name__}: {exc}") from exc
 
     def teardown(self) -> None:
         cls = type(self)

@@ -38,7 +38,6 @@ class LegacyMachine(DifferentialMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ready = False
 
     @initialize(capacity=st.integers(1, 8), block_size=st.integers(2, 4), seed=st.integers(0, 255))
     def create(self, capacity, block_size, seed):
@@ -49,7 +48,6 @@ class LegacyMachine(DifferentialMachine):
         self.router: Counter = Counter()
         self.next_event_id = 0
         self.announced_all = True  # no capacity failure yet (upstream then loses Stored events)
-        self.ready = True
 
     def process(self, op):
         value, error = self.attempt("mgr", "process", op)
@@ -71,7 +69,7 @@ class LegacyMachine(DifferentialMachine):
 
     # -- requests ---------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready and len(self.requests) < 5)
+    @precondition(lambda self: len(self.requests) < 5)
     @rule(prompt=st.lists(tokens, min_size=1, max_size=7), planned=st.lists(tokens, min_size=1, max_size=3))
     def req_admit(self, prompt, planned):
         seq = ActiveSequence(prompt, self.block_size, len(planned), True, output_tokens=planned, rng=self.ids)
@@ -80,7 +78,7 @@ class LegacyMachine(DifferentialMachine):
         if ok:
             self.requests.append(seq)
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks)
     def req_decode(self, pick):
         seq = self.requests[pick % len(self.requests)]
@@ -105,30 +103,26 @@ class LegacyMachine(DifferentialMachine):
                 self.process(op)
         self.requests.remove(seq)
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks, legacy=st.booleans())
     def req_finish(self, pick, legacy):
         self._free(self.requests[pick % len(self.requests)], legacy)
 
     # -- raw operations ---------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready)
     @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3), partial=st.booleans())
     def raw_acquire(self, hashes, partial):
         blocks = [FullBlock(h) for h in hashes] + ([PartialBlock(self.ids.uuid())] if partial else [])
         self.process(Use(blocks, [h * 10 for h in hashes], []))
 
-    @precondition(lambda self: self.ready)
     @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=3))
     def raw_deref(self, hashes):
         self.process(Deref([FullBlock(h) for h in hashes]))
 
-    @precondition(lambda self: self.ready)
     @rule(hashes=st.lists(raw_hashes, min_size=1, max_size=2))
     def raw_destroy(self, hashes):
         self.process(Destroy([FullBlock(h) for h in hashes]))
 
-    @precondition(lambda self: self.ready)
     @rule(h=raw_hashes, parent=st.integers(0, 6))
     def raw_promote(self, h, parent):
         parent = parent or None
@@ -137,7 +131,6 @@ class LegacyMachine(DifferentialMachine):
         if ok:
             self.process(Promote(uuid, h, parent, h * 10, Plh(0, h, None)))
 
-    @precondition(lambda self: self.ready)
     @rule(which=st.sampled_from(["lengths", "parent", "promote_unknown", "destroy_twice"]), h=raw_hashes)
     def bad_input(self, which, h):
         if which == "lengths":
@@ -151,15 +144,13 @@ class LegacyMachine(DifferentialMachine):
         _, error = self.process(op)
         assert error is not None, f"{which}: bad input was accepted"
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks)
     def req_prefill_cost(self, pick):
         self.attempt("mgr", "prefill_cost", self.requests[pick % len(self.requests)].snapshot())
 
     @invariant()
     def legacy_invariants(self):
-        if not self.ready:
-            return
         seen = self.run.outcomes[-1][0].observed
         if "active_blocks" not in seen:
             return

@@ -33,7 +33,6 @@ from collections import Counter
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
-from kvspec.errors import KvSpecError
 from kvspec.events import Removed, Stored
 from kvspec.hashing import Plh
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
@@ -88,7 +87,6 @@ class ManagerMachine(DifferentialMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ready = False
 
     @initialize(capacity=st.integers(1, 12), block_size=st.integers(2, 4),
                 seed=st.integers(0, 255),
@@ -104,7 +102,6 @@ class ManagerMachine(DifferentialMachine):
         self.next_event_id = 0
         self.consistent = True  # identities keep the hash <-> Plh correspondence
         self.ledger_ok = True  # the driver's reference ledger is exact
-        self.ready = True
 
     # -- stepping ---------------------------------------------------------------------------------
 
@@ -148,7 +145,7 @@ class ManagerMachine(DifferentialMachine):
 
     # -- realistic requests -----------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready and len(self.requests) < 6)
+    @precondition(lambda self: len(self.requests) < 6)
     @rule(prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=6), prefix_caching=st.sampled_from([True, False, True]))
     def req_new(self, prompt, planned, prefix_caching):
         if not prompt:
@@ -161,7 +158,7 @@ class ManagerMachine(DifferentialMachine):
         chosen = [r for r in self.requests if predicate(r)]
         return chosen[pick % len(chosen)] if chosen else None
 
-    @precondition(lambda self: self.ready and any(not r.prefilled for r in self.requests))
+    @precondition(lambda self: any(not r.prefilled for r in self.requests))
     @rule(pick=picks, chunk=st.integers(0, 6))
     def req_prefill(self, pick, chunk):
         """Allocate the rest of the sequence (``chunk=0``) or one chunk of ``chunk`` tokens."""
@@ -181,7 +178,7 @@ class ManagerMachine(DifferentialMachine):
         else:  # partial failure: the first n blocks are pinned (upstream's scheduler commits them)
             seq.commit_allocation(min((prev_blocks + n) * seq.block_size, target))
 
-    @precondition(lambda self: self.ready and any(r.prefilled and not r.seq.is_finished for r in self.requests))
+    @precondition(lambda self: any(r.prefilled and not r.seq.is_finished for r in self.requests))
     @rule(pick=picks)
     def req_decode(self, pick):
         req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
@@ -204,14 +201,14 @@ class ManagerMachine(DifferentialMachine):
         else:
             seq.commit_allocation(len(seq))
 
-    @precondition(lambda self: self.ready and any(r.seq.num_allocated_tokens for r in self.requests))
+    @precondition(lambda self: any(r.seq.num_allocated_tokens for r in self.requests))
     @rule(pick=picks)
     def req_preempt(self, pick):
         req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
         for op in req.seq.reset_with_signal():
             self._process_realistic(op)
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks)
     def req_abort(self, pick):
         req = self._pick(pick, lambda r: True)
@@ -219,7 +216,7 @@ class ManagerMachine(DifferentialMachine):
             self._process_realistic(op)
         self.requests.remove(req)
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks)
     def req_prefill_cost(self, pick):
         req = self._pick(pick, lambda r: True)
@@ -234,7 +231,6 @@ class ManagerMachine(DifferentialMachine):
             else:
                 self.raw_partials.add(block.uuid)
 
-    @precondition(lambda self: self.ready)
     @rule(path=hot_paths, start=st.integers(0, 3), with_parent=st.booleans(), partial=st.booleans())
     def raw_acquire_chain(self, path, start, with_parent, partial):
         """Use blocks ``start..`` of a chain (``parent`` = the block before, when it is held)."""
@@ -253,7 +249,6 @@ class ManagerMachine(DifferentialMachine):
         if error is None:
             self._took(blocks, n)
 
-    @precondition(lambda self: self.ready)
     @rule(chosen=st.lists(hot_paths, min_size=1, max_size=4))
     def raw_acquire_scattered(self, chosen):
         """Use unrelated identities in one batch (duplicates included)."""
@@ -263,7 +258,7 @@ class ManagerMachine(DifferentialMachine):
         if error is None:
             self._took(blocks, n)
 
-    @precondition(lambda self: self.ready and (self.raw_full or self.raw_partials))
+    @precondition(lambda self: (self.raw_full or self.raw_partials))
     @rule(data=st.data())
     def raw_deref(self, data):
         """Release some raw references in any order (roots before leaves included)."""
@@ -285,7 +280,7 @@ class ManagerMachine(DifferentialMachine):
                 else:
                     self.raw_partials.discard(block.uuid)
 
-    @precondition(lambda self: self.ready and self.raw_partials)
+    @precondition(lambda self: self.raw_partials)
     @rule(pick=picks, path=hot_paths)
     def raw_promote(self, pick, path):
         uuid = sorted(self.raw_partials)[pick % len(self.raw_partials)]
@@ -299,7 +294,6 @@ class ManagerMachine(DifferentialMachine):
 
     # -- bad input: both sides must raise the same typed error and change nothing ----------------
 
-    @precondition(lambda self: self.ready)
     @rule(which=st.sampled_from(["deref_unheld", "deref_twice", "promote_unknown", "lengths", "partial_parent",
                                  "impostor", "impostor_in_batch", "tokens"]),
           path=hot_paths)
@@ -339,7 +333,6 @@ class ManagerMachine(DifferentialMachine):
         elif which != "impostor":
             assert error is not None, f"{which}: bad input was accepted"
 
-    @precondition(lambda self: self.ready)
     @rule(a=hot_paths, b=hot_paths)
     def raw_mismatched_identity(self, a, b):
         """A full block named with another identity's Plh (upstream accepts it)."""
@@ -354,8 +347,6 @@ class ManagerMachine(DifferentialMachine):
 
     @invariant()
     def manager_invariants(self):
-        if not self.ready:
-            return
         # the model's observations after the last step (the engine already compared them to the target)
         seen = self.run.outcomes[-1][0].observed
         if "active_refcounts" not in seen:

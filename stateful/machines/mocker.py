@@ -28,13 +28,12 @@ from typing import Any
 
 import attrs
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, precondition, rule
 
 from kvspec.errors import KvSpecError
 from kvspec.model.admission import SequentialReplay
 from kvspec.mooncake import MooncakeRow
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.engine.differential import Divergence, Outcome
 
 BLOCK_SIZE = 16
 
@@ -86,20 +85,6 @@ class NativePoolMachine(DifferentialMachine):
         """Any id (held, inactive, freed, unknown) and bad hashes: same error class, no change."""
         self.attempt("pool", "cache", copy_id, hash_)
         self.attempt("pool", "release", copy_id)
-
-    @invariant()
-    def target_structure(self) -> None:
-        if not self.run.classes:
-            return
-        check = getattr(self.run.target("pool"), "_check", None)
-        if check is None:
-            return
-        try:
-            check()
-        except AssertionError as exc:
-            raise Divergence(f"target _check() failed: {exc}", steps=self.run.steps,
-                             index=len(self.run.steps) - 1, expected=Outcome(), actual=Outcome(),
-                             differences=[f"target _check() failed: {exc!r}"]) from exc
 
 
 # --- requests: shared by the replay machines and the sweep ---------------------------------------

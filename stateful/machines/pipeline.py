@@ -95,7 +95,6 @@ class PipelineMachine(DifferentialMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ready = False
 
     @initialize(layout=layouts, capacities=st.lists(st.integers(1, 6), min_size=6, max_size=6),
                 block_size=st.integers(2, 3), eviction=st.sampled_from(EVICTIONS), seed=st.integers(0, 255))
@@ -113,7 +112,6 @@ class PipelineMachine(DifferentialMachine):
             self._start(subject)
         self.requests: list[Request] = []
         self.past: list[tuple[int, ...]] = []  # tokens of finished/aborted requests, newest last
-        self.ready = True
 
     def _start(self, subject: str) -> None:
         w, rank, capacity = self.ranks[subject]
@@ -143,7 +141,7 @@ class PipelineMachine(DifferentialMachine):
 
     # -- requests ---------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready and len(self.requests) < 6)
+    @precondition(lambda self: len(self.requests) < 6)
     @rule(where=wheres, prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=5),
           prefix_caching=st.sampled_from([True, True, True, False]), admit=st.booleans())
     def new_request(self, where, prompt, planned, prefix_caching, admit):
@@ -155,7 +153,7 @@ class PipelineMachine(DifferentialMachine):
         if admit:
             self._allocate(req, len(seq))
 
-    @precondition(lambda self: self.ready and any(not r.prefilled for r in self.requests))
+    @precondition(lambda self: any(not r.prefilled for r in self.requests))
     @rule(pick=picks, chunk=st.one_of(st.none(), st.integers(1, 5)))
     def prefill(self, pick, chunk):
         """Allocate the rest of the prompt (``chunk=None``) or one chunk of it."""
@@ -176,7 +174,7 @@ class PipelineMachine(DifferentialMachine):
         else:  # out of slots: the first n blocks stay pinned (upstream's scheduler commits them)
             seq.commit_allocation(min((before + n) * seq.block_size, target))
 
-    @precondition(lambda self: self.ready and any(r.prefilled and not r.seq.is_finished for r in self.requests))
+    @precondition(lambda self: any(r.prefilled and not r.seq.is_finished for r in self.requests))
     @rule(pick=picks, count=st.integers(1, 3))
     def decode(self, pick, count):
         """Generate ``count`` tokens of one running request (stops early when it finishes)."""
@@ -203,14 +201,14 @@ class PipelineMachine(DifferentialMachine):
         seq.commit_allocation(len(seq))
         return True
 
-    @precondition(lambda self: self.ready and any(r.seq.num_allocated_tokens for r in self.requests))
+    @precondition(lambda self: any(r.seq.num_allocated_tokens for r in self.requests))
     @rule(pick=picks)
     def preempt(self, pick):
         req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
         for op in req.seq.reset_with_signal():
             self.process(req.subject, op)
 
-    @precondition(lambda self: self.ready and self.requests)
+    @precondition(lambda self: self.requests)
     @rule(pick=picks)
     def abort(self, pick):
         req = self._pick(pick, lambda r: True)
@@ -218,7 +216,6 @@ class PipelineMachine(DifferentialMachine):
             self.process(req.subject, op)
         self._retire(req)
 
-    @precondition(lambda self: self.ready)
     @rule(which=wheres, whole_worker=st.booleans(), now=rarely)
     def restart(self, which, whole_worker, now):
         """A worker (or one rank) restarts: its requests vanish, its managers start empty, and the
@@ -238,7 +235,6 @@ class PipelineMachine(DifferentialMachine):
         else:
             self.run.call("index", "remove_worker_dp_rank", worker_id, rank)
 
-    @precondition(lambda self: self.ready)
     @rule(pick=picks, cut=st.integers(0, 6))
     def query(self, pick, cut):
         """A recorded query (model and target answers compared) on a prefix of a live or past request."""
@@ -261,14 +257,9 @@ class PipelineMachine(DifferentialMachine):
 
     @invariant()
     def router_matches_what_workers_hold(self):
-        if not self.ready:
-            return
         queries = self._queries()
         for side, objects in (("model", self.run.model_objects), ("target", self.run.target_objects)):
             index = objects["index"]
-            check = getattr(index, "_check", None)
-            if check is not None:
-                check()
             holders = {(w, r): held_hashes(objects[subject]) for subject, (w, r, _) in self.ranks.items()}
             problems = router_discrepancies(index, holders, queries, self.block_size)
             assert not problems, f"{side}: " + "; ".join(problems[:3])

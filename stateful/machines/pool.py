@@ -21,7 +21,6 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.hashing import Plh
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.engine.differential import Divergence, Outcome
 
 ALPHABET = 3
 MAX_DEPTH = 5
@@ -66,7 +65,6 @@ class PoolMachine(DifferentialMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ready = False
         self.mutable: list[int] = []  # ids the model allocated and nobody registered or dropped
         self.held: list[int] = []  # one entry per reference the model handed out
         self.identity: dict[int, Plh] = {}  # id of a held block -> its Plh
@@ -81,7 +79,6 @@ class PoolMachine(DifferentialMachine):
         extra = {"thresholds": thresholds} if thresholds and self.params["eviction"] == "multi_lru" else {}
         self.run.create("pool", "BlockPool", capacity, eviction=self.params["eviction"],
                         duplication=self.params["duplication"], frequency=frequency, **extra)
-        self.ready = True
 
     # -- ledger -----------------------------------------------------------------------------------
 
@@ -107,24 +104,21 @@ class PoolMachine(DifferentialMachine):
 
     # -- valid steps ------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready)
     @rule(n=st.integers(0, 4))
     def allocate(self, n):
         self._allocate("allocate", n)
 
-    @precondition(lambda self: self.ready)
     @rule(n=st.integers(0, 4))
     def allocate_with_evictions(self, n):
         self._allocate("allocate_with_evictions", n)
 
-    @precondition(lambda self: self.ready)
     @rule(extra=st.integers(0, 3))
     def allocate_too_many(self, extra):
         """Just past what is available: must return None and change nothing."""
         n = self.run.model("pool").available_blocks() + 1 + extra
         self._allocate("allocate_with_evictions", n)
 
-    @precondition(lambda self: self.ready and self.mutable)
+    @precondition(lambda self: self.mutable)
     @rule(pick=picks)
     def release_mutable(self, pick):
         block_id = self.mutable[pick % len(self.mutable)]
@@ -132,12 +126,12 @@ class PoolMachine(DifferentialMachine):
         if error is None:
             self.mutable.remove(block_id)
 
-    @precondition(lambda self: self.ready and self.mutable)
+    @precondition(lambda self: self.mutable)
     @rule(pick=picks, path=hot_paths)
     def register(self, pick, path):
         self._register(self.mutable[pick % len(self.mutable)], plh_of(path))
 
-    @precondition(lambda self: self.ready and self.mutable and (self.held or self.run.model("pool").inactive_len()))
+    @precondition(lambda self: self.mutable and (self.held or self.run.model("pool").inactive_len()))
     @rule(pick=picks, which=picks, from_inactive=st.booleans())
     def register_live(self, pick, which, from_inactive):
         """Register a mutable block under an identity that is live right now (held or cached):
@@ -151,7 +145,6 @@ class PoolMachine(DifferentialMachine):
             plh = cached[which % len(cached)]
         self._register(self.mutable[pick % len(self.mutable)], plh)
 
-    @precondition(lambda self: self.ready)
     @rule(path=hot_paths)
     def use(self, path):
         """The mocker's way to take a chain: match the cached prefix, allocate+register the rest."""
@@ -166,7 +159,6 @@ class PoolMachine(DifferentialMachine):
                 return
             self._register(got[0][0], plh)
 
-    @precondition(lambda self: self.ready)
     @rule(path=hot_paths, start=st.integers(0, 2), skip=st.integers(-1, 4))
     def match(self, path, start, skip):
         """A (partial) chain, maybe with a hole at ``skip``: the match stops at the first miss."""
@@ -177,7 +169,6 @@ class PoolMachine(DifferentialMachine):
         if error is None:
             self._took(hits, chain)
 
-    @precondition(lambda self: self.ready)
     @rule(path=hot_paths)
     def match_twice(self, path):
         """The same identity twice in one call gives two references on one primary."""
@@ -186,7 +177,7 @@ class PoolMachine(DifferentialMachine):
         if error is None:
             self._took(hits, [plh, plh])
 
-    @precondition(lambda self: self.ready and self.held)
+    @precondition(lambda self: self.held)
     @rule(pick=picks)
     def release(self, pick):
         block_id = self.held[pick % len(self.held)]
@@ -194,7 +185,7 @@ class PoolMachine(DifferentialMachine):
         if error is None:
             self.held.remove(block_id)
 
-    @precondition(lambda self: self.ready and self.held)
+    @precondition(lambda self: self.held)
     @rule(newest_first=st.booleans(), count=st.integers(1, 6))
     def release_run(self, newest_first, count):
         """Release several references in acquisition order (or its reverse): chains go inactive
@@ -205,7 +196,7 @@ class PoolMachine(DifferentialMachine):
             if error is None:
                 self.held.remove(block_id)
 
-    @precondition(lambda self: self.ready and self.held)
+    @precondition(lambda self: self.held)
     @rule(pick=picks, keep=st.integers(-1, 3), newest_first=st.booleans())
     def release_chain(self, pick, keep, newest_first):
         """Take a held block, and release one reference on each held block of its chain, root
@@ -229,7 +220,7 @@ class PoolMachine(DifferentialMachine):
             if error is None:
                 self.held.remove(block_id)
 
-    @precondition(lambda self: self.ready and self.held)
+    @precondition(lambda self: self.held)
     @rule(offsets=st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True))
     def release_recent(self, offsets):
         """Release some of the newest references in the given order (offset 1 = newest), e.g. the
@@ -240,21 +231,18 @@ class PoolMachine(DifferentialMachine):
             if error is None:
                 self.held.remove(block_id)
 
-    @precondition(lambda self: self.ready)
     @rule(chosen=st.lists(hot_paths, max_size=4))
     def check_presence(self, chosen):
         self.attempt("pool", "check_presence", [plh_of(p) for p in chosen] + [impostor_of((0,))])
 
     # -- invalid steps ----------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready)
     @rule(block_id=st.integers(-1, 14))
     def release_unheld(self, block_id):
         """Any id nobody holds a reference on (double release, mutable, free, out of range)."""
         if block_id not in self.held:
             self.attempt("pool", "release", block_id)
 
-    @precondition(lambda self: self.ready)
     @rule(block_id=st.integers(-1, 14), path=hot_paths)
     def misuse_slot(self, block_id, path):
         """register / release_mutable on a slot that is not mutable."""
@@ -262,7 +250,7 @@ class PoolMachine(DifferentialMachine):
             self.attempt("pool", "register", block_id, plh_of(path))
             self.attempt("pool", "release_mutable", block_id)
 
-    @precondition(lambda self: self.ready and self.mutable)
+    @precondition(lambda self: self.mutable)
     @rule(pick=picks, path=hot_paths, of_live=st.booleans())
     def register_impostor(self, pick, path, of_live):
         """An impostor of a hot path or, when ``of_live``, of an identity live right now (held or
@@ -274,7 +262,6 @@ class PoolMachine(DifferentialMachine):
                 path = path_of(live[pick % len(live)])
         self._register(self.mutable[pick % len(self.mutable)], impostor_of(path))
 
-    @precondition(lambda self: self.ready)
     @rule(which=st.sampled_from(["negative", "bool", "not_plh", "bad_list", "str_id"]))
     def bad_arguments(self, which):
         if which == "negative":
@@ -293,8 +280,6 @@ class PoolMachine(DifferentialMachine):
 
     @invariant()
     def ledger_agrees(self):
-        if not self.ready:
-            return
         model = self.run.model("pool")
         refcounts = model.refcounts()
         held = Counter(self.held)
@@ -305,21 +290,6 @@ class PoolMachine(DifferentialMachine):
         cached = model.eviction_order()
         assert len(cached) == model.inactive_len()
         assert not set(cached) & {self.identity[i] for i in held}
-
-    @invariant()
-    def target_structures(self):
-        """The target's own ``_check()`` (if it has one); a failure is reported as a divergence."""
-        if not self.ready:
-            return
-        check = getattr(self.run.target("pool"), "_check", None)
-        if check is None:
-            return
-        try:
-            check()
-        except AssertionError as exc:
-            raise Divergence(f"target _check() failed: {exc}", steps=self.run.steps,
-                             index=len(self.run.steps) - 1, expected=Outcome(), actual=Outcome(),
-                             differences=[f"target _check() failed: {exc!r}"]) from exc
 
 
 def machines() -> list[MachineSpec]:

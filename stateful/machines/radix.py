@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import attrs
-from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, precondition, rule
 
 from kvspec.events import RouterEvent, StorageTier, Stored
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
@@ -155,13 +154,6 @@ class IndexRules(DifferentialMachine):
     @rule()
     def dump_events(self) -> None:
         self.run.call(self.subject, "dump_events")
-
-    @invariant()
-    def target_structure_is_consistent(self) -> None:
-        if self.subject in self.run.target_objects:
-            check = getattr(self.run.target(self.subject), "_check", None)
-            if check is not None:
-                check()
 
 
 class RadixMachine(IndexRules):

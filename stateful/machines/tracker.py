@@ -204,11 +204,6 @@ class TrackerMachine(DifferentialMachine):
                     same = False
                 if not same:
                     run.call("tracker", "get_block_sources", name)
-        if "tracker" in run.model_objects:
-            for obj in run.both("tracker"):
-                check = getattr(obj, "_check", None)
-                if check is not None:
-                    check()
 
     @staticmethod
     def _check_dedup(step, value, events, outstanding: Counter, side: int) -> None:
