@@ -1,4 +1,4 @@
-"""Reference model of the mocker's G1 KV manager (``kvbm_backend.rs``; ``shared/spec/mocker.md`` §4, §6).
+"""Reference model of the mocker's G1 KV manager (``kvbm_backend.rs``; ``docs/upstream.md`` M4, M6).
 
 The manager translates the mocker's block protocol (:mod:`kvspec.protocol`) into a
 :class:`~kvspec.model.pool.BlockPool` of ``capacity`` slots and tells the router what it holds
@@ -32,7 +32,7 @@ Rules
     slot is freed), else register the slot and publish ``Stored(parent_hash, [block])``.
   * ``process`` returns the Use's processed count, and 1 for a Deref or a Promote (as upstream).
 
-kvspec decisions (``shared/spec/README.md``)
+kvspec decisions (``docs/decisions.md``)
   * **Parent anchoring** (decision 6): upstream merges all new blocks of a Use into one Stored
     anchored to the last *reused* block; when a reused block follows a new one
     (``[A hit, B new, C hit, D new]``) that files B under C.  kvspec anchors each run of new
@@ -266,7 +266,7 @@ class KvManager:
     # -- queries -----------------------------------------------------------------------------------
 
     def prefill_cost(self, sequence: ActiveSequence | SequenceSnapshot) -> PrefillCost:
-        """§4.5: the longest prefix of full blocks that is held (active) or registered (inactive).
+        """Upstream M4.5: the longest prefix of full blocks that is held (active) or registered (inactive).
 
         Only with prefix caching on (random identities never match).  A trailing partial counts as
         a new block.  Token counts are capped at the prompt length.

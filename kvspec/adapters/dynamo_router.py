@@ -61,7 +61,7 @@ SENTINEL_TOKEN = 3_000_000
 SENTINEL_HASH_BASE = 2**63 + 2**62
 TIMEOUT = 20.0
 
-#: kvspec tier -> the ``medium`` string an engine puts on the wire (kv_router.md §1 from_kv_medium)
+#: kvspec tier -> the ``medium`` string an engine puts on the wire (``docs/upstream.md`` R1, ``from_kv_medium``)
 MEDIUM = {
     StorageTier.DEVICE: "GPU",
     StorageTier.HOST_PINNED: "CPU_PINNED",
@@ -460,7 +460,7 @@ register_target("dynamo-router-threads4", lambda: load_target(4))
 
 
 class ApproximateRouter:
-    """A ``KvRouter`` with ``use_kv_events=False``: routing decisions write the index (``kv_router.md`` §9).
+    """A ``KvRouter`` with ``use_kv_events=False``: routing decisions write the index (``docs/upstream.md`` R9).
 
     :meth:`route` calls ``best_worker(tokens, update_indexer=True, ...)``; the router then stores the
     request's blocks under its own chained sequence hashes, which :meth:`dump` exposes — the only
@@ -526,7 +526,7 @@ class ApproximateRouter:
 
 
 def _i64(value: int) -> int:
-    """The publisher API takes hashes as i64; Dynamo reinterprets the bits as u64 (kv_router.md §1)."""
+    """The publisher API takes hashes as i64; Dynamo reinterprets the bits as u64 (``docs/upstream.md`` R1)."""
     return value - 2**64 if value >= 2**63 else value
 
 
