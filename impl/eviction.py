@@ -1,4 +1,4 @@
-"""Fast inactive-pool backends (same rules as :mod:`kvspec.model.eviction`, spec §10).
+"""Fast inactive-pool backends (same rules as :mod:`kvspec.model.eviction`, ``docs/upstream.md`` P10).
 
 Interface (shared with the model): ``insert(plh, block_id)``, ``remove(plh) -> block_id``,
 ``evict() -> (plh, block_id)``, ``order() -> list[Plh]`` (no mutation), ``len()``, plus ``_check()``.

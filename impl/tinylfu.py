@@ -1,4 +1,4 @@
-"""Count-min TinyLFU frequency sketch, shaped like kvbm-logical's ``TinyLFUTracker`` (spec §11).
+"""Count-min TinyLFU frequency sketch, shaped like kvbm-logical's ``TinyLFUTracker`` (``docs/upstream.md`` P11).
 
 * ``table``: ``max(1, capacity // 4)`` 64-bit words, each holding sixteen 4-bit counters.
 * Four hash rows.  Row ``i`` hashes the key's bytes with ``xxh3_64(seed=i)``; the word is

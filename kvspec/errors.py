@@ -2,7 +2,7 @@
 
 Rule: bad input raises one of these *before* anything mutates, so the object is left exactly as
 it was.  Upstream Dynamo panics half-way through a batch instead; kvspec does better on purpose
-(``shared/spec/README.md`` decision 4).  The state machines compare errors by class, so model and
+(``docs/decisions.md`` D4).  The state machines compare errors by class, so model and
 target must raise the same class for the same misuse; the message is for humans only.
 
 Every error derives from :class:`KvSpecError`.  Errors that upstream names (the radix index's

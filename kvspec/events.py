@@ -1,7 +1,7 @@
 """KV events as block managers publish them and routers consume them (Dynamo's wire types).
 
 Value types are frozen attrs classes with a Python-valid ``repr``.  ``to_json()`` / ``from_json()``
-speak Dynamo's serde JSON (``shared/spec/kv_router.md`` §1), so an event kvspec produces can be fed
+speak Dynamo's serde JSON (``docs/upstream.md`` R1), so an event kvspec produces can be fed
 to ``dynamo._core.RadixTree.apply_event(worker_id, event.to_json().encode())`` unchanged, and a
 dump from Dynamo parses back into :class:`RouterEvent`.
 

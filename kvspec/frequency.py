@@ -1,4 +1,4 @@
-"""Access-frequency trackers for the block pool (kvbm-logical's ``FrequencyTracker``, spec §11).
+"""Access-frequency trackers for the block pool (kvbm-logical's ``FrequencyTracker``, ``docs/upstream.md`` P11).
 
 The pool *touches* a tracker when a registration creates a new handle and on every
 ``match_blocks`` hit; the MultiLRU eviction backend *reads* ``count(plh)`` once, when a block
@@ -18,7 +18,7 @@ saturated counter does not count); when ``size`` reaches ``sample_size`` every c
 (rounding down) and ``size := size // 2 - odd`` where ``odd`` is the number of counters that were
 odd before halving.  The sketch computes ``odd_nibbles >> 2``; each key owns four nibbles holding
 the same value when nothing collides, so ``odd_nibbles >> 2`` equals the number of odd keys.
-Upstream's ``size`` is a u32 that may underflow; kvspec clamps at 0 (spec §16).
+Upstream's ``size`` is a u32 that may underflow; kvspec clamps at 0 (``docs/decisions.md`` D10).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def default_sample_size(capacity: int = DEFAULT_CAPACITY) -> int:
 class ExactFrequency:
     """One exact saturating counter per key, halved every ``sample_size`` counted increments.
 
-    Rules (spec §11, minus hashing):
+    Rules (``docs/upstream.md`` P11, minus hashing):
 
     * ``touch(k)``: if ``count(k) < 15`` add one and count the increment in ``size``; a saturated
       counter stays at 15 and does not count.  When ``size >= sample_size`` decay runs.

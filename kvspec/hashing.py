@@ -1,4 +1,4 @@
-"""Block hashing, byte-compatible with Dynamo's router (``shared/spec/kv_router.md`` §2).
+"""Block hashing, byte-compatible with Dynamo's router (``docs/upstream.md`` R2, ``docs/decisions.md`` D2).
 
 * **Local hash** (``LocalBlockHash``, ``tokens_hash`` on the wire): xxh3-64 over one block's tokens
   as little-endian u32, seeded with 1337.  A LoRA name adds ``xxh3(lora, 0)`` to the seed and a

@@ -15,7 +15,7 @@ class whose ``repr`` is valid Python, so a shrunk counterexample pastes into a t
 * ``Deref(blocks)`` — drop one reference per listed block.
 * ``Promote(uuid, seq_hash, parent_hash, local_hash, plh, token_ids=None)`` — the partial block
   ``uuid`` is now full with identity ``seq_hash``.
-* ``Destroy(blocks)`` — legacy (seed 003) only: drop blocks without retaining them as inactive.
+* ``Destroy(blocks)`` — legacy (mocker 1.0.2, ``docs/upstream.md`` M6.1) only: drop blocks without retaining them as inactive.
 
 Constructors only check *types*; whether an operation makes sense against a manager's state (a
 block not held, lengths that disagree, a partial parent) is the manager's job, and it answers with
@@ -114,7 +114,7 @@ class Promote:
 
 @attrs.frozen
 class Destroy:
-    """Legacy (seed 003): drop ``blocks`` from the active pool without keeping them inactive."""
+    """Legacy (``docs/upstream.md`` M6.1): drop ``blocks`` from the active pool without keeping them inactive."""
 
     blocks: tuple[UniqueBlock, ...] = attrs.field(converter=_blocks_convert, validator=_blocks_validate)
 

@@ -7,7 +7,7 @@ them by value and traces record them losslessly.  A worker is always named by th
 * :class:`OverlapScores` — device-tier match: ``scores[(worker_id, dp_rank)]`` is the number of
   leading query blocks the worker holds as one root-anchored chain; workers that match nothing are
   absent.  ``frequencies`` is kept for wire compatibility and is always empty (Dynamo 1.6.1 never
-  fills it, ``shared/spec/kv_router.md`` §4).
+  fills it, ``docs/upstream.md`` R4).
 * :class:`Continuation` — where a worker's match stopped: ``position`` blocks of the query are
   matched, and the chain ends at the blocks named by ``anchors`` (external hashes; several when a
   worker holds two chains with the same local hashes).  ``position == 0`` means "at the root" and
@@ -79,7 +79,7 @@ class TieredMatches:
     lower_tier: dict = attrs.field(converter=_scores, factory=dict)
 
 
-#: the order in which lower tiers continue a match (fastest first), ``kv_router.md`` §7.4
+#: the order in which lower tiers continue a match (fastest first), ``docs/upstream.md`` R7.4
 LOWER_TIERS = (StorageTier.HOST_PINNED, StorageTier.DISK, StorageTier.EXTERNAL)
 
 __all__ = ["LOWER_TIERS", "Continuation", "LowerTierMatches", "OverlapScores", "TieredMatches", "WorkerKey"]

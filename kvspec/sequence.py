@@ -1,6 +1,6 @@
 """The mocker's request driver: :class:`ActiveSequence` turns one request's life into block signals.
 
-Upstream: ``lib/mocker/src/common/sequence.rs`` (``shared/spec/mocker.md`` §3).  A sequence owns
+Upstream: ``lib/mocker/src/common/sequence.rs`` (``docs/upstream.md`` M3).  A sequence owns
 its tokens and the identity of every block it will ever pin:
 
 * ``unique_blocks`` (``U``) — one :class:`~kvspec.protocol.FullBlock` per complete block, plus a
@@ -8,7 +8,7 @@ its tokens and the identity of every block it will ever pin:
 * ``block_hashes`` (``H``) — the local hash of every known full block (empty with prefix caching off);
 * ``plhs`` (``P``) — one :class:`~kvspec.hashing.Plh` per known full block, computed once and cached.
 
-Hashing follows the router (``shared/spec/README.md`` decision 2): local hash = xxh3 of the tokens
+Hashing follows the router (``docs/decisions.md`` D2): local hash = xxh3 of the tokens
 with seed 1337, sequence hash = the seed-1337 chain, ``Plh(position, seq hash, previous seq hash)``.
 With prefix caching off every full block gets a random-but-stable identity (drawn once, cached), so a
 preempted request re-matches its own inactive blocks but never another request's.
@@ -363,7 +363,7 @@ __all__ = ["ActiveSequence", "IdSource", "SequenceSnapshot", "as_id_source"]
 
 @attrs.frozen
 class PrefillCost:
-    """What admitting a sequence would cost a manager (``shared/spec/mocker.md`` §4.5).
+    """What admitting a sequence would cost a manager (``docs/upstream.md`` M4.5).
 
     ``new_blocks`` counts every block of the sequence past the cached prefix (a trailing partial
     included); ``cached_tokens`` is the cached prefix in tokens, capped at the prompt length;

@@ -1,4 +1,4 @@
-"""Vocabulary of the KV-event cache-status tracker (``shared/spec/mocker.md`` §7, seed 000).
+"""Vocabulary of the KV-event cache-status tracker (``docs/upstream.md`` M7).
 
 The tracker (upstream ``kv_consolidator/tracker.rs``) merges the engine's G1 events (vLLM or
 TensorRT-LLM) with KVBM's G2/G3 events into one router stream.  This module holds what the model

@@ -1,4 +1,4 @@
-"""Reference inactive-pool backends: which cached (inactive) block is evicted next (spec §10).
+"""Reference inactive-pool backends: which cached (inactive) block is evicted next (``docs/upstream.md`` P10).
 
 A block enters its backend when its primary's last reference is released, leaves it when it is
 *resurrected* (a ``match_blocks`` hit or a registration of the same identity) or *evicted* (an
@@ -44,7 +44,7 @@ class _Backend:
 
 
 class LruIndex(_Backend):
-    """LRU by *release* time (spec §10.2).
+    """LRU by *release* time (``docs/upstream.md`` P10.2).
 
     The only "use" an inactive block ever sees is its insertion (matches remove it from the
     pool), so the least recently used entry is simply the one released longest ago.
@@ -90,7 +90,7 @@ def tier_for(count: int, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) 
 
 
 class MultiLruIndex(_Backend):
-    """Four LRU lists ("tiers"); the tier is chosen **once**, at insertion (spec §10.3).
+    """Four LRU lists ("tiers"); the tier is chosen **once**, at insertion (``docs/upstream.md`` P10.3).
 
     * tier = :func:`tier_for` of ``frequency.count(plh)`` read when the block is released;
       nothing re-tiers an entry while it sits in the pool (not even decay);
@@ -155,7 +155,7 @@ class Node:
 
 
 class LineageIndex(_Backend):
-    """The default backend: evict *leaves* of the lineage graph only (spec §10.1).
+    """The default backend: evict *leaves* of the lineage graph only (``docs/upstream.md`` P10.1).
 
     The graph's nodes are keyed by ``Plh.key = (position, current)``; a block's parent is the node
     at ``Plh.parent_key``.  A node is *Real* (an inactive block) or a *Ghost* (a placeholder kept

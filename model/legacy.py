@@ -1,7 +1,7 @@
-"""Reference model of the legacy mocker KV manager (HashCache + LRU, seed ``003_051de4597f2e7773``).
+"""Reference model of the legacy mocker KV manager (HashCache + LRU, dynamo-mocker 1.0.2).
 
-The older generation of the mocker's manager (``shared/spec/mocker.md`` §6.1), kept as a second
-protocol, not a mode of :class:`kvspec.model.KvManager` (``shared/spec/README.md`` decision 1).
+The older generation of the mocker's manager (``docs/upstream.md`` M6.1), kept as a second
+protocol, not a mode of :class:`kvspec.model.KvManager` (``docs/decisions.md`` D1).
 There are no physical slots: a block *is* its :class:`~kvspec.protocol.UniqueBlock` key.
 
 State

@@ -1,4 +1,4 @@
-"""Reference model of the mocker's G1 KV manager (``kvbm_backend.rs``; ``shared/spec/mocker.md`` §4, §6).
+"""Reference model of the mocker's G1 KV manager (``kvbm_backend.rs``; ``docs/upstream.md`` M4, M6).
 
 The manager translates the mocker's block protocol (:mod:`kvspec.protocol`) into a
 :class:`~kvspec.model.pool.BlockPool` of ``capacity`` slots and tells the router what it holds
@@ -32,8 +32,8 @@ Rules
     slot is freed), else register the slot and publish ``Stored(parent_hash, [block])``.
   * ``process`` returns the Use's processed count, and 1 for a Deref or a Promote (as upstream).
 
-kvspec decisions (``shared/spec/README.md``)
-  * **Parent anchoring** (decision 6): upstream merges all new blocks of a Use into one Stored
+kvspec decisions (``docs/decisions.md``)
+  * **Parent anchoring** (``docs/decisions.md`` D6): upstream merges all new blocks of a Use into one Stored
     anchored to the last *reused* block; when a reused block follows a new one
     (``[A hit, B new, C hit, D new]``) that files B under C.  kvspec anchors each run of new
     blocks to its real predecessor.  Both agree when the new blocks are a suffix.
@@ -42,7 +42,7 @@ kvspec decisions (``shared/spec/README.md``)
     neither in ``Stored`` nor in ``Removed``: the router keeps holding it.  Upstream publishes it
     in both, Stored first, so the router drops a block the worker holds, and its shadow registry
     loses the block (its later eviction is never announced).
-  * **Errors** (decision 4): mismatched lengths (:class:`LengthMismatch`), a partial ``parent``
+  * **Errors** (``docs/decisions.md`` D4): mismatched lengths (:class:`LengthMismatch`), a partial ``parent``
     (:class:`InvalidParent`), a Plh that shares its lineage key ``(position, current)`` with a
     different live identity or another Plh of the same Use (:class:`DuplicateLineage`; upstream's
     lineage graph would panic on it later), a Deref of a block not held or named more times than
@@ -266,7 +266,7 @@ class KvManager:
     # -- queries -----------------------------------------------------------------------------------
 
     def prefill_cost(self, sequence: ActiveSequence | SequenceSnapshot) -> PrefillCost:
-        """§4.5: the longest prefix of full blocks that is held (active) or registered (inactive).
+        """Upstream M4.5: the longest prefix of full blocks that is held (active) or registered (inactive).
 
         Only with prefix caching on (random identities never match).  A trailing partial counts as
         a new block.  Token counts are capped at the prompt length.

@@ -1,4 +1,4 @@
-"""Reference model of kvbm-logical's block pool (``BlockManager`` over a ``BlockStore``; spec §3-§9).
+"""Reference model of kvbm-logical's block pool (``BlockManager`` over a ``BlockStore``; ``docs/upstream.md`` P3-P9).
 
 A pool owns ``total_blocks`` slots, ids ``0..N-1``.  Each slot is in exactly one state:
 
@@ -15,7 +15,7 @@ The API is value based: a "handle" is one reference on a block id.  ``register``
 (:class:`InvalidArgument`), then slot states (:class:`BlockStateError` /
 :class:`BlockNotHeld`), then lineage conflicts (:class:`DuplicateLineage`).
 
-**Impostors** (a decision, spec §16): upstream's lineage graph is keyed by ``(position,
+**Impostors** (``docs/decisions.md`` D7): upstream's lineage graph is keyed by ``(position,
 current)`` and panics with "Hash collision" when a second Real node claims a key.  kvspec refuses
 such a block one step earlier: ``register(block, plh)`` raises :class:`DuplicateLineage` when
 another *live* identity (an active or inactive primary) has the same ``plh.key`` but a different
@@ -73,7 +73,7 @@ class BlockPool:
         self.inactive = make_backend(eviction, self.frequency, thresholds)
         self.duplication = duplication
         self.total = total_blocks
-        self.free: deque[int] = deque(range(total_blocks))  # §4: FIFO, fresh pool hands out 0,1,2,...
+        self.free: deque[int] = deque(range(total_blocks))  # upstream P4: FIFO, fresh pool hands out 0,1,2,...
         self.state: dict[int, str] = {i: FREE for i in range(total_blocks)}
         self.plh: dict[int, Plh] = {}  # registered slots (primary, duplicate, inactive) -> identity
         self.refs: dict[int, int] = {}  # primary/duplicate -> references held by callers
@@ -93,7 +93,7 @@ class BlockPool:
         return self.refs[primary] + sum(1 for p in self.keepalive.values() if p == primary)
 
     def _acquire(self, plh: Plh) -> int | None:
-        """§7 ``acquire_for_hash``: the primary of ``plh``, resurrected if inactive (no new reference)."""
+        """Upstream P7 ``acquire_for_hash``: the primary of ``plh``, resurrected if inactive (no new reference)."""
         block_id = self._primary_of(plh)
         if block_id is not None and self.state[block_id] == INACTIVE:
             self.inactive.remove(plh)
@@ -110,13 +110,13 @@ class BlockPool:
         self.plh.pop(block_id, None)
 
     def _to_free(self, block_id: int) -> None:
-        """Every return goes to the *tail* of the free FIFO (§4)."""
+        """Every return goes to the *tail* of the free FIFO (upstream P4)."""
         self.state[block_id] = FREE
         self.plh.pop(block_id, None)
         self.free.append(block_id)
 
     def _maybe_deactivate(self, primary: int) -> None:
-        """§8: a primary whose last strong reference went away becomes inactive (is cached)."""
+        """Upstream P8: a primary whose last strong reference went away becomes inactive (is cached)."""
         if self._holders(primary) == 0:
             del self.refs[primary]
             self.state[primary] = INACTIVE
@@ -134,7 +134,7 @@ class BlockPool:
         return None if result is None else result[0]
 
     def allocate_with_evictions(self, n: int) -> tuple[list[int], list[Plh]] | None:
-        """§5: all or nothing.  Free slots first (front of the FIFO), then inactive blocks in the
+        """Upstream P5: all or nothing.  Free slots first (front of the FIFO), then inactive blocks in the
         backend's eviction order.  Returns ``(ids, evicted plhs in eviction order)``, or ``None``
         (nothing changed) when ``free + inactive < n``.
         """
@@ -165,7 +165,7 @@ class BlockPool:
     # -- registration -----------------------------------------------------------------------------
 
     def register(self, block_id: int, plh: Plh) -> int:
-        """§6: give a mutable block its identity; returns the id the caller now holds one reference on.
+        """Upstream P6: give a mutable block its identity; returns the id the caller now holds one reference on.
 
         * ``plh`` not live -> the block becomes its primary (returns ``block_id``);
         * ``plh`` live (active, or inactive -> resurrected) and ``duplication="allow"`` -> the block
@@ -202,7 +202,7 @@ class BlockPool:
     # -- lookups ----------------------------------------------------------------------------------
 
     def match_blocks(self, plhs: list[Plh]) -> list[int]:
-        """§7: the primaries of the longest prefix of ``plhs`` that is live, one reference each.
+        """Upstream P7: the primaries of the longest prefix of ``plhs`` that is live, one reference each.
 
         Inactive hits are resurrected.  Every hit touches the frequency tracker once.
         """
@@ -219,7 +219,7 @@ class BlockPool:
         return out
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
-        """§9: per identity, is some primary, duplicate or inactive block holding it?  Read only."""
+        """Upstream P9: per identity, is some primary, duplicate or inactive block holding it?  Read only."""
         plhs = _plh_list(plhs)
         live = {self.plh[i] for i, s in self.state.items() if s in (PRIMARY, DUPLICATE, INACTIVE)}
         return [plh in live for plh in plhs]
@@ -227,7 +227,7 @@ class BlockPool:
     # -- release ----------------------------------------------------------------------------------
 
     def release(self, block_id: int) -> None:
-        """§8: drop one reference.  On the last one a primary becomes inactive (unless duplicates
+        """Upstream P8: drop one reference.  On the last one a primary becomes inactive (unless duplicates
         still pin it); a duplicate goes to the free tail, *then* its pin on the primary is dropped.
         """
         self._check_block_id(block_id)
@@ -250,7 +250,7 @@ class BlockPool:
         return self.total
 
     def available_blocks(self) -> int:
-        """§12: free slots plus inactive (cached, evictable) blocks."""
+        """Upstream P12: free slots plus inactive (cached, evictable) blocks."""
         return len(self.free) + len(self.inactive)
 
     def inactive_len(self) -> int:

@@ -3,7 +3,7 @@
 State: for every worker ``w = (worker_id, dp_rank)`` a map of the blocks it holds,
 ``held[w][E] = (parent E or None, L)`` — the block's external hash ``E``, the external hash of the
 block before it, and its local (token) hash ``L``.  That is all; there is no tree.  The rules
-(``shared/spec/README.md`` decision 3):
+(``docs/decisions.md`` D3):
 
 * **Score.**  A worker's score for a query ``[L0, L1, ...]`` is the length of the longest chain
   ``E0, E1, ..., Ek-1`` of blocks it holds with ``held[w][E0] == (None, L0)`` and
@@ -18,14 +18,14 @@ block before it, and its local (token) hash ``L``.  That is all; there is no tre
 * **Removed** drops the named blocks only — **no cascade**: descendants stay held, unreachable
   behind the hole, and count again as soon as the hole is stored again.  A name the worker does
   not hold raises :class:`BlockNotFound` *after* the rest of the event applied (Dynamo's
-  documented behaviour, decision 4).  An event names a set: a repeated name is not an error.
+  documented behaviour, ``docs/decisions.md`` D4).  An event names a set: a repeated name is not an error.
 * **Cleared** drops every block of that worker *and rank*; ``remove_worker`` and
   ``clear_all_blocks`` drop every rank of a worker id, ``remove_worker_dp_rank`` one rank.  None of
   these ever fails.
 * **early_exit.**  Once exactly one worker is still matching, the walk stops: that worker's score
   becomes the depth at which it became the only one (it is the best candidate anyway).  Dynamo's
   compressed tree only checks at node boundaries, so its early-exit scores lie between that depth
-  and the full score (``kv_router.md`` §4).
+  and the full score (``docs/upstream.md`` R4).
 
 Every error other than :class:`BlockNotFound` leaves the state exactly as it was: events are
 validated before anything changes.

@@ -2,7 +2,7 @@
 
 Workers offload blocks from GPU memory (``device``) to pinned host memory, local disk or an
 external store.  The router keeps one index per tier and answers "how many leading blocks of this
-request can each worker serve, from which tier" (``shared/spec/kv_router.md`` §7).  The rules:
+request can each worker serve, from which tier" (``docs/upstream.md`` R7).  The rules:
 
 * **Routing events.**  A device event goes to the device index (with its errors).  A Stored or
   Removed event for ``host_pinned``, ``disk`` or ``external`` goes to that tier's index, which is

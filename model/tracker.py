@@ -1,4 +1,4 @@
-"""Reference model of the KV-event cache-status tracker (``shared/spec/mocker.md`` §7, seed 000).
+"""Reference model of the KV-event cache-status tracker (``docs/upstream.md`` M7).
 
 The engine (vLLM or TensorRT-LLM) publishes events for the blocks it holds on the GPU; KVBM
 publishes events for the copies it holds in host memory or on disk.  The router must see *one*

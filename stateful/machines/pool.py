@@ -201,7 +201,7 @@ class PoolMachine(DifferentialMachine):
     def release_chain(self, pick, keep, newest_first):
         """Take a held block, and release one reference on each held block of its chain, root
         first (or leaf first), except one interior block: an active block inside an inactive
-        chain, the case where the ghost-parent quirk (§10.1 rule 4) decides the order."""
+        chain, the case where the ghost-parent quirk (``docs/upstream.md`` P10.1 rule 4) decides the order."""
         path = path_of(self.identity[self.held[pick % len(self.held)]])
         if path is None:
             return
@@ -224,7 +224,7 @@ class PoolMachine(DifferentialMachine):
     @rule(offsets=st.lists(st.integers(1, 4), min_size=1, max_size=3, unique=True))
     def release_recent(self, offsets):
         """Release some of the newest references in the given order (offset 1 = newest), e.g. the
-        first and last block of a chain but not the middle one: the ghost-parent quirk (§10.1)."""
+        first and last block of a chain but not the middle one: the ghost-parent quirk (``docs/upstream.md`` P10.1)."""
         chosen = [self.held[-o] for o in offsets if o <= len(self.held)]
         for block_id in chosen:
             _, error = self.attempt("pool", "release", block_id)

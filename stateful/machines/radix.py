@@ -4,7 +4,7 @@ Rules live in :class:`IndexRules` and draw their events from the shared generato
 (:mod:`kvspec.stateful.machines.index_events`); the comparison is pluggable through the class attributes
 ``compare`` (exact by default, dumps compared as multisets of blocks), ``observers`` and ``mix``
 (which adversarial events to draw), so that a contract-mode machine for a third-party index (e.g.
-Dynamo's ``RadixTree``, held to the tolerance of ``shared/spec/README.md`` decision 3) subclasses
+Dynamo's ``RadixTree``, held to the tolerance of ``docs/decisions.md`` D3) subclasses
 :class:`RadixMachine` and changes only those.
 
 What is compared after every step: the return value or error class of the step (scores of

@@ -1,7 +1,7 @@
 """Hold an external radix index (Dynamo's ``RadixTree``) to the documented contract, not to equality.
 
 Dynamo's compressed tree legitimately differs from the reference model in ways the model does not
-copy (``shared/spec/README.md`` decision 3, ``kv_router.md`` §3-§4): a mid-node removal scrubs the
+copy (``docs/decisions.md`` D3, ``docs/upstream.md`` R3-R4): a mid-node removal scrubs the
 rest of that node for the worker, a node that loses its last full worker detaches its subtree, and
 the first writer's ``E`` labels a shared edge.  All of these can only make Dynamo *forget* blocks a
 worker still holds behind a hole; none can make it invent one.  So the contract is a pair of
@@ -34,7 +34,7 @@ function of the local-hash path, identical for every worker (here ``E`` is the r
 sequence hash of the path, as an engine computes it); no hash twice in one ``Removed``.  Exact
 bounds need ``early_exit=False``; queries with ``early_exit=True`` are held only to "never above
 the full score, and at least 1 where the sticky chain matches the first block" (Dynamo checks for
-a lone worker only at its own node boundaries, ``kv_router.md`` §4 exp. D1/D7).
+a lone worker only at its own node boundaries, ``docs/upstream.md`` R4, exps. D1/D7).
 
 Machines: ``contract-radix`` (its own consistent-hash generator) and ``contract-radix-events`` (the
 shared radix machine's generator with the precondition-breaking kinds off), both only against
@@ -160,7 +160,7 @@ class ContractModel:
         """Cumulative ``(name, lower, upper)`` after device, host_pinned and disk+external.
 
         The lower tiers are exact (held sets, no compression) and continue the device chain, so
-        each cumulative bound is the device bound extended tier by tier (kv_router.md §7.4).
+        each cumulative bound is the device bound extended tier by tier (``docs/upstream.md`` R7.4).
         """
         out = []
         lo_c = longest_chains(self.sticky_blocks(worker), query, Continuation.root())
@@ -370,7 +370,7 @@ class ContractComparison:
 
 
 class RadixContractMachine(ContractComparison, DifferentialMachine):
-    """``contract-radix``: a device ``RadixIndex`` held to decision 3's bounds (module docstring).
+    """``contract-radix``: a device ``RadixIndex`` held to the bounds of ``docs/decisions.md`` D3 (module docstring).
 
     Tolerated deviations, and why: (1) a score below the model's but not below the sticky-reachable
     bound — Dynamo's compressed tree forgets blocks behind a hole (scrubbed node tails, detached

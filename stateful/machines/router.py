@@ -8,7 +8,7 @@ engine does, and the router's ``get_overlap_scores`` as the query.  The referenc
 
 The contract is the device contract of :mod:`kvspec.stateful.machines.radix_contract`, carried through the
 tiers.  Lower tiers are exact held sets (no compression, no cascade) that continue the device chain
-(``kv_router.md`` §7.4), so for every rank and query the router's *cumulative* counts — device,
+(``docs/upstream.md`` R7.4), so for every rank and query the router's *cumulative* counts — device,
 device + host, device + host + disk + external (the router reports disk and external together) —
 must lie between
 

@@ -19,7 +19,7 @@ return value and every drained event must equal the model's; after every rule th
 also reads ``get_block_sources`` for every name on both sides and records the query as a step
 only when they disagree (so a lost or stale mapping shows up at once, not at its next remove).
 
-Invariants, on the model *and* the target, from the observed event stream (``mocker.md`` §10.7):
+Invariants, on the model *and* the target, from the observed event stream (``docs/upstream.md`` M8, item 7):
 
 * dedup: a store/remove answers True exactly when it queued one event (Store/Remove), both
   tagged ``Device``; per wire hash, Removes never outnumber Stores since the last ClearAll; a
@@ -253,7 +253,7 @@ def machines() -> list[MachineSpec]:
             factory=TrackerMachine,
             requires=("DedupTracker",),
             params={"cls": "DedupTracker"},
-            description="DedupTracker: three sources over shared token chains, shared/remapped external hashes",
+            description="DedupTracker: three sources over shared token chains, shared or remapped external hashes",
         ),
         MachineSpec(
             name="tracker[passthrough]",

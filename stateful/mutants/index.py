@@ -14,7 +14,7 @@ def _cascade_removal():
     from kvspec.impl.radix import RadixIndex
 
     class CascadeRemoval(RadixIndex):
-        """Removing a block also drops the worker's blocks below it (decision 3 says: never cascade)."""
+        """Removing a block also drops the worker's blocks below it (``docs/decisions.md`` D3: never cascade)."""
 
         def _remove(self, worker, hashes):
             blocks = self._table.held.get(worker, {})

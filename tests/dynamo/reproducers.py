@@ -22,7 +22,7 @@ __all__ = ["multi_worker_scores"]
 
 
 def _i64(value: int) -> int:
-    """The publisher API takes hashes as i64; Dynamo reinterprets the bits as u64 (kv_router.md §1)."""
+    """The publisher API takes hashes as i64; Dynamo reinterprets the bits as u64 (``docs/upstream.md`` R1)."""
     return value - 2**64 if value >= 2**63 else value
 
 

@@ -156,7 +156,7 @@ def test_machines_skip_exact_targets():
     assert spec("contract-radix").applies_to(Target("impl", kvspec.model)) == "machine does not support exact mode"
 
 
-# -- the sticky-reachability model on the documented examples (kv_router.md §6/§8) ---------------
+# -- the sticky-reachability model on the documented examples (docs/upstream.md R6/R8) -------------
 
 
 def test_sticky_bounds_on_mid_chain_removal_and_restore():

@@ -78,7 +78,7 @@ def test_adapter_maps_errors_and_parses_dumps():
         index.apply_event(1, KvCacheEvent(2, Stored(999, [StoredBlock(200, 21)])))
     with pytest.raises(InvalidBlockSequence):
         index.apply_event(3, KvCacheEvent(3, Stored(301, [StoredBlock(300, 31), StoredBlock(301, 32)])))
-    with pytest.raises(BlockNotFound):  # the rest of the event still applies (kv_router.md exp. C)
+    with pytest.raises(BlockNotFound):  # the rest of the event still applies (docs/upstream.md R8 exp. C1)
         index.apply_event(1, KvCacheEvent(4, Removed([555, 101])))
     assert index.find_matches([11, 12]).scores == {(1, 0): 1}
     with pytest.raises(EventDecodeError):

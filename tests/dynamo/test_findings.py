@@ -83,7 +83,7 @@ CRTC_GENERATED = (
     [D, B, D, B],
     {(1, 0): 1},
 )
-#: the history of ``kv_router.md`` §10 S3 (rank 0 [A, B, C, D], rank 1 [A, B, X], rank 0 removes B)
+#: the history of ``docs/upstream.md`` R10 S3 (rank 0 [A, B, C, D], rank 1 [A, B, X], rank 0 removes B)
 CRTC_NOTES = (
     [
         (0, stored((), A, B, C, D)),
@@ -131,7 +131,7 @@ def test_reannounce_history_bounds():
 
 
 def test_reannounce_bare_radix_tree_conforms():
-    """``RadixTree`` itself treats the repeated Stored as idempotent (kv_router.md §6 b)."""
+    """``RadixTree`` itself treats the repeated Stored as idempotent (docs/upstream.md R6)."""
     tree = replay(dynamo.RadixIndex(), REANNOUNCE_HISTORY)
     assert tree.find_matches(REANNOUNCE_QUERY).scores == {}
 

@@ -4,7 +4,7 @@
   on generated tokens, block sizes, LoRA names, cache namespaces, Eagle mode and multimodal hashes;
 * the sequence-hash chain: the external hashes Dynamo's router writes in approximate mode
   (``use_kv_events=False``, ``best_worker(..., update_indexer=True)``, then ``dump_events``) equal
-  ``kvspec.hashing.sequence_hashes`` of the local hashes (``kv_router.md`` §2.3 exp. S).
+  ``kvspec.hashing.sequence_hashes`` of the local hashes (``docs/upstream.md`` R2.3 exp. S).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_invalid_input_rejected_by_both(tokens, block_size):
 
 
 def test_known_vector_from_the_notes():
-    """Anchors the property test: a vector recorded from the binary (kv_router.md exp. F)."""
+    """Anchors the property test: a vector recorded from the binary (docs/upstream.md R2.3 exp. F)."""
     assert dynamo.block_hashes([1, 2, 3, 4], 4) == [14643705804678351452]
     assert dynamo.block_hashes(list(range(8)), 4, lora_name="x") == [12110057235044308540, 13987628610425025070]
     assert dynamo.block_hashes(list(range(1, 9)), 4, lora_name="x")[0] == 5621237061398796446

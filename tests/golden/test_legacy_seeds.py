@@ -1,4 +1,4 @@
-"""Golden scenarios: the legacy HashCache mocker manager (seed ``003_051de4597f2e7773``, mocker 1.0.2
+"""Golden scenarios: the legacy HashCache mocker manager (``docs/upstream.md`` M6.1, mocker 1.0.2
 ``kv_manager.rs``), replayed on both ``kvspec.model`` and ``kvspec.impl``.
 
 Upstream's two tests (``test_failure_on_max_capacity``, ``test_block_lifecycle_stringent``) are

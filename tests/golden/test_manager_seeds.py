@@ -1,5 +1,5 @@
-"""Golden scenarios: every upstream test of the G1 mocker KvManager (seeds ``001_54605d7f9d88cef7`` and
-``004_fd3d9f9f4f5816d3``, ``lib/mocker/src/kv_manager/kvbm_backend.rs``; the ``kvbm-offload`` tests are
+"""Golden scenarios: every upstream test of the G1 mocker KvManager (dynamo-mocker
+1.2.0 and a later main revision, ``lib/mocker/src/kv_manager/kvbm_backend.rs``; the ``kvbm-offload`` tests are
 out of scope), replayed on both ``kvspec.model`` and ``kvspec.impl``.
 
 Each scenario is data: a list of steps, interpreted by :func:`replay`.  Steps:
@@ -12,7 +12,7 @@ Each scenario is data: a list of steps, interpreted by :func:`replay`.  Steps:
 * ``("sequence", name, seq_factory)`` / ``("seq", name, method, *args)`` — drive an
   :class:`~kvspec.sequence.ActiveSequence` and feed its signals to the manager (``"seq_process"``).
 
-Differences from upstream because of kvspec decision 6 (parent anchoring) cannot show here: every
+Differences from upstream because of kvspec decision D6 (parent anchoring, docs/decisions.md) cannot show here: every
 upstream scenario stores its new blocks as a suffix of the Use.  ``test_interior_hit_*`` below pin
 down where kvspec and upstream differ.
 """
@@ -361,12 +361,12 @@ def test_random_plh_stable_across_preempt_retry(ns):
     assert mgr.prefill_cost(other).cached_tokens == 0
 
 
-# --- mocker.md worked example and kvspec's deliberate differences ------------------------------
+# --- docs/upstream.md M3.4 worked example and kvspec's deliberate differences ---------------
 
 
 @NAMESPACES
 def test_worked_example_mocker_spec_3_4(ns):
-    """mocker.md §3.4 with the seed-1337 chain (decision 2)."""
+    """docs/upstream.md M3.4 with the seed-1337 chain (docs/decisions.md D2)."""
     mgr = ns.KvManager(8, 4)
     seq = ActiveSequence([0, 1, 2, 3, 4, 5], 4, 3, True, output_tokens=[6, 7, 8], rng=IdSource(0))
     seq0, seq1 = 9143094415614847814, 9510318385840434533

@@ -1,4 +1,4 @@
-"""Golden BlockPool scenarios from the spec (kvbm_logical.md §10.1, §13, §14), on model AND impl.
+"""Golden BlockPool scenarios from upstream (docs/upstream.md P10.1, P13, P14), on model AND impl.
 
 Each expectation below is derived in the spec from upstream's rules or copied from upstream's own
 tests (``lib/kvbm-logical/src/manager/tests.rs``, ``lineage/mod.rs``, the mocker's lifecycle
@@ -35,7 +35,7 @@ def take(pool, plh):
     return pool.register(block_id, plh), evicted
 
 
-# --- §14: the mocker lifecycle scenario ---------------------------------------------------------
+# --- P14: the mocker lifecycle scenario ---------------------------------------------------------
 
 PARENT = {0: None, 1: 0, 2: 1, 3: 2, 4: 3, 5: 1, 6: 5, 7: 2, 8: 7, 9: 8, 10: None, 11: 10, 12: 11, 13: None}
 
@@ -48,7 +48,7 @@ MOCKER_PLH = {i: Plh(_depth(i), i, PARENT[i]) for i in PARENT}
 
 
 class Mocker:
-    """The mocker's use of the pool (spec §14): clone if held, else match, else allocate+register."""
+    """The mocker's use of the pool (docs/upstream.md P14): clone if held, else match, else allocate+register."""
 
     def __init__(self, pool):
         self.pool, self.held, self.ids, self.evicted = pool, {}, {}, []
@@ -105,7 +105,7 @@ def test_mocker_lifecycle_scenario(ns, eviction, order_after_derefs, evicted):
 
 
 def test_mocker_scenario_single_allocate_call(ns):
-    """§14: ``allocate(3)`` in one call evicts 4, 3, 6 too (the victim is re-queried each time)."""
+    """P14: ``allocate(3)`` in one call evicts 4, 3, 6 too (the victim is re-queried each time)."""
     pool = ns.BlockPool(10)
     m = Mocker(pool)
     m.use([0, 1, 2, 3, 4])
@@ -118,7 +118,7 @@ def test_mocker_scenario_single_allocate_call(ns):
     assert ids == [4, 3, 6]  # the evicted slots themselves, in eviction order
 
 
-# --- §10.1 / §13.3: lineage orders ------------------------------------------------------------
+# --- P10.1 / P13: lineage orders ------------------------------------------------------------
 
 
 def _release_in_order(ns, eviction, plhs):
@@ -143,7 +143,7 @@ def test_interleaved_chains(ns, eviction, expected):
 @pytest.mark.parametrize("eviction, expected", [("lineage", ["X2", "X1", "X0", "Y0"]),
                                                 ("lineage_fifo", ["X2", "Y0", "X1", "X0"])])
 def test_worked_example(ns, eviction, expected):
-    """§10.1 worked example: X0->X1->X2 released forward, then root Y0."""
+    """P10.1 worked example: X0->X1->X2 released forward, then root Y0."""
     names = {100: "X0", 101: "X1", 102: "X2", 200: "Y0"}
     pool = _release_in_order(ns, eviction, chain(100, 101, 102) + chain(200))
     assert [names[p.current] for p in pool.eviction_order()] == expected
@@ -161,7 +161,7 @@ def test_two_chain_child_first_even_if_inserted_first(ns):
 
 
 def test_active_middle_block_does_not_protect_ancestors(ns):
-    """§10.1 rule 4 (upstream quirk): A->B->C, B active, A and C inactive: A is a leaf too, and
+    """P10.1 rule 4 (upstream quirk): A->B->C, B active, A and C inactive: A is a leaf too, and
     being older it goes first.  When B is released, its ghost is promoted and A is protected."""
     a, b, c = chain(1, 2, 3)
     pool = ns.BlockPool(4)
@@ -174,7 +174,7 @@ def test_active_middle_block_does_not_protect_ancestors(ns):
 
 
 def test_resurrected_interior_node_keeps_protecting(ns):
-    """§10.1 rule 5: matching an interior node leaves a ghost that keeps its links."""
+    """P10.1 rule 5: matching an interior node leaves a ghost that keeps its links."""
     a, b, c = chain(1, 2, 3)
     pool = _release_in_order(ns, "lineage", [a, b, c])
     (ib,) = pool.match_blocks([b])
@@ -183,7 +183,7 @@ def test_resurrected_interior_node_keeps_protecting(ns):
     assert pool.eviction_order() == [c, b, a]
 
 
-# --- §13.2: manager tests ------------------------------------------------------------------
+# --- P13: manager tests ------------------------------------------------------------------
 
 
 def test_allocate_and_drop_restores_available(ns):

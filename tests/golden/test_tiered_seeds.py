@@ -1,5 +1,5 @@
-"""Golden scenarios: the tiered index (seed ``002_99027090f3c0bd19``, ``lib/llm/src/kv_router/indexer``
-tests) and the tier experiments of ``shared/spec/kv_router.md`` §7.5, on ``kvspec.model`` and
+"""Golden scenarios: the tiered index (dynamo-llm 1.3.0-dev.1, ``lib/llm/src/kv_router/indexer``
+tests) and the tier experiments of ``docs/upstream.md`` R7.5, on ``kvspec.model`` and
 ``kvspec.impl``.
 
 Every upstream test of the seed is ported except those about the approximate side indexer
@@ -96,7 +96,7 @@ SEED_CASES = {
 
 B = [1, 2, 3, 4, 5, 6]  # local hashes of blocks b0..b5 in the router experiments
 
-# kv_router.md §7.5 (KvRouter over ZMQ, one worker, dp 0): (device, host hits, disk hits, external hits)
+# docs/upstream.md R7.5 (KvRouter over ZMQ, one worker, dp 0): (device, host hits, disk hits, external hits)
 ROUTER_CASES = {
     "T1 dev2 host4 (same chain, same E)": (
         [store_event(1, 0, 1, [], B[:2], DEVICE), store_event(1, 0, 2, [], B[:4], HOST)], B[:4], (2, 2, None, None)),

@@ -1,4 +1,4 @@
-"""Seed 000 (upstream ``kv_consolidator/tracker.rs``): every upstream test, ported one to one.
+"""Upstream ``kv_consolidator/tracker.rs`` (dynamo-llm 1.3.0-dev.1, ``docs/upstream.md`` M7): every upstream test, ported one to one.
 
 Each test runs against the reference model and the implementation.  Upstream's
 ``handle_store(hash, source, tokens, parent, block_size, lora, tier, dp_rank)`` keeps its argument

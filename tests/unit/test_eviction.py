@@ -1,4 +1,4 @@
-"""Inactive-pool backends on their own (spec §10, upstream's lineage/mod.rs and backend tests),
+"""Inactive-pool backends on their own (docs/upstream.md P10, upstream's lineage/mod.rs and backend tests),
 for both :mod:`kvspec.model.eviction` and :mod:`kvspec.impl.eviction`."""
 
 import random
@@ -48,7 +48,7 @@ def drain(backend):
     return out
 
 
-# --- common contract (§13.4) ------------------------------------------------------------------
+# --- common contract (P10.0, P13) ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["tick", "fifo", "lru", "multi_lru"])
@@ -67,7 +67,7 @@ def test_contract(ev, name):
     assert drain(backend) == [plhs[2], plhs[4]]
 
 
-# --- lineage graph (§13.3) ----------------------------------------------------------------------
+# --- lineage graph (P10.1, P13) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("policy", ["tick", "fifo"])

@@ -1,4 +1,4 @@
-"""Hashing is byte-compatible with Dynamo: the verified vectors of kv_router.md §2.3."""
+"""Hashing is byte-compatible with Dynamo: the verified vectors of docs/upstream.md R2.3."""
 
 import struct
 

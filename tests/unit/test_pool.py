@@ -1,4 +1,4 @@
-"""BlockPool rules, one per test, on the model and the implementation (spec §3-§9)."""
+"""BlockPool rules, one per test, on the model and the implementation (docs/upstream.md P3-P9)."""
 
 import pytest
 

@@ -1,6 +1,6 @@
-"""RadixIndex (model and impl): the device-index contract of ``shared/spec/README.md`` decision 3.
+"""RadixIndex (model and impl): the device-index contract of ``docs/decisions.md`` D3.
 
-The scenarios follow the experiments of ``shared/spec/kv_router.md`` §8 (named A1, B3, C4, ...).
+The scenarios follow the experiments of ``docs/upstream.md`` R8 (named A1, B3, C4, ...).
 Where Dynamo's compressed tree deviates from the intended contract, the test says so and asserts
 the contract; the ``contract-radix`` machine holds Dynamo to the documented tolerance instead.
 """

@@ -1,6 +1,6 @@
 """TieredIndex (model and impl): routing of events to tiers, lower-tier rules, tier continuation.
 
-Seed 002's scenarios live in ``tests/golden/test_tiered_seeds.py``; these tests pin the rules the
+Upstream's tiered-index scenarios live in ``tests/golden/test_tiered_seeds.py``; these tests pin the rules the
 golden cases do not reach (allocation, lower-tier tolerance, branching continuations, dumps).
 """
 
@@ -74,7 +74,7 @@ def test_device_errors_stay_lower_tiers_are_tolerant(ns):
 
 @NAMESPACES
 def test_lower_tier_removal_never_cascades(ns):
-    """Unlike Dynamo's device tree, Dynamo's lower tiers already behave like the contract (§7.2)."""
+    """Unlike Dynamo's device tree, Dynamo's lower tiers already behave like the contract (docs/upstream.md R7.2)."""
     t = ns.TieredIndex()
     t.apply_event(1, st_([(100, 11), (101, 12), (102, 13)]), HOST)
     t.apply_event(1, rm([101]), HOST)

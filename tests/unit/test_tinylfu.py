@@ -1,4 +1,4 @@
-"""The count-min TinyLFU sketch (impl) against :class:`ExactFrequency` (spec §11, tinylfu.rs tests)."""
+"""The count-min TinyLFU sketch (impl) against :class:`ExactFrequency` (docs/upstream.md P11, tinylfu.rs tests)."""
 
 import random
 

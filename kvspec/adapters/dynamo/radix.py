@@ -1,6 +1,6 @@
 """Target ``dynamo``: NVIDIA Dynamo's Rust router index (``ai-dynamo-runtime`` 1.6.x) as a kvspec target.
 
-What it provides, in ``contract`` mode (``shared/spec/README.md`` decision 3):
+What it provides, in ``contract`` mode (``docs/decisions.md`` D3):
 
 * ``RadixIndex`` over ``dynamo._core.RadixTree`` — the device-tier compressed radix tree, the one
   ``KvIndexer`` uses with ``router_event_threads=1``.  Events cross the boundary exactly as Dynamo
@@ -16,7 +16,7 @@ failing to start or silently passing.
 
 Not exposed by the Python binding, hence not provided: ``match_details`` (Dynamo keeps
 ``last_matched_hashes`` internal) and a per-rank ``remove_worker_dp_rank`` (emulated here with a
-``Cleared`` event of that rank, which is what Dynamo itself does for ``Cleared``, ``kv_router.md`` §3.2).
+``Cleared`` event of that rank, which is what Dynamo itself does for ``Cleared``, ``docs/upstream.md`` R3.2).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def map_error(exc: BaseException) -> KvSpecError | None:
     """The kvspec error for an exception raised by ``RadixTree.apply_event``, or ``None``.
 
     Dynamo raises ``RuntimeError("Failed to apply event: <msg>")`` for an index error and
-    ``ValueError("Failed to deserialize KvCacheEvent: ...")`` for bad JSON (``kv_router.md`` §1).
+    ``ValueError("Failed to deserialize KvCacheEvent: ...")`` for bad JSON (``docs/upstream.md`` R1).
     """
     text = str(exc)
     if isinstance(exc, RuntimeError):
@@ -84,7 +84,7 @@ class RadixIndex:
         self._tree.clear_all_blocks(worker_id)
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
-        """Not in the binding: Dynamo's ``Cleared`` of one rank runs exactly this (§3.2)."""
+        """Not in the binding: Dynamo's ``Cleared`` of one rank runs exactly this (``docs/upstream.md`` R3.2)."""
         self.apply_event(worker_id, KvCacheEvent(0, Cleared(), dp_rank))
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:

@@ -62,7 +62,7 @@ WORKER_ID = 1
 SENTINEL_TOKEN = 3_000_000
 SENTINEL_HASH_BASE = 2**63 + 2**62
 
-#: kvspec tier -> the ``medium`` string an engine puts on the wire (kv_router.md §1 from_kv_medium)
+#: kvspec tier -> the ``medium`` string an engine puts on the wire (``docs/upstream.md`` R1, ``from_kv_medium``)
 MEDIUM = {
     StorageTier.DEVICE: "GPU",
     StorageTier.HOST_PINNED: "CPU_PINNED",
@@ -365,7 +365,7 @@ def load_target_threads4() -> Target:
 
 
 class ApproximateRouter:
-    """A ``KvRouter`` with ``use_kv_events=False``: routing decisions write the index (``kv_router.md`` §9).
+    """A ``KvRouter`` with ``use_kv_events=False``: routing decisions write the index (``docs/upstream.md`` R9).
 
     :meth:`route` calls ``best_worker(tokens, update_indexer=True, ...)``; the router then stores the
     request's blocks under its own chained sequence hashes, which :meth:`dump` exposes — the only
