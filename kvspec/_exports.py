@@ -22,6 +22,8 @@ EXPORTS = {
     "DedupTracker": "tracker",
     "PassthroughTracker": "tracker",
     "NativeBlockPool": "native_pool",
+    "ApproxIndex": "approx",
+    "RouterIndexer": "approx",
 }
 
 

@@ -31,6 +31,8 @@ KNOWN_CLASSES = (
     "TieredIndex",
     "DedupTracker",
     "PassthroughTracker",
+    "ApproxIndex",
+    "RouterIndexer",
 )
 
 
