@@ -32,7 +32,7 @@ from kvspec.events import KvCacheEvent, RouterEvent, StorageTier, StoredBlock
 from kvspec.hashing import sequence_hashes
 from kvspec.impl.radix import BlockTable
 from kvspec.impl.tiered import TieredIndex
-from kvspec.scores import OverlapScores, TieredMatches
+from kvspec.scores import LowerTierMatches, OverlapScores, TieredMatches
 from kvspec.ttl import DEFAULT_MAX_TREE_SIZE, DEFAULT_PRUNE_TARGET_RATIO, PruneConfig, TtlEntry
 
 __all__ = ["ApproxIndex", "RouterIndexer", "TimerHeap"]
@@ -269,8 +269,26 @@ class RouterIndexer:
         return OverlapScores(scores, ())
 
     def find_matches_by_tier(self, local_hashes: Sequence[int]) -> TieredMatches:
+        """O(primary walk + side walk + workers matched): lower-tier hits beyond what was credited."""
         device = self.find_matches(local_hashes)
-        lower = self._primary.find_matches_by_tier(local_hashes).lower_tier if self._primary else {}
+        if self._primary is None:
+            return TieredMatches(device, {})
+        tiered = self._primary.find_matches_by_tier(local_hashes)
+        if self._approx is None:
+            return TieredMatches(device, tiered.lower_tier)
+        counted = dict(device.scores)
+        reached = dict(tiered.device.scores)
+        lower = {}
+        for tier, matches in tiered.lower_tier.items():  # allocated tiers, fastest first
+            hits = {}
+            for worker, found in matches.hits.items():
+                at = reached.get(worker, 0) + found
+                reached[worker] = at
+                before = counted.get(worker, 0)
+                hits[worker] = at - before if at > before else 0
+                if at > before:
+                    counted[worker] = at
+            lower[tier] = LowerTierMatches(hits, matches.next_continuations)
         return TieredMatches(device, lower)
 
     def dump_events(self) -> list[RouterEvent]:

@@ -31,7 +31,10 @@ blocks that have a timer.  The rules:
   :class:`~kvspec.errors.InvalidConfiguration`.
 * Queries: device scores are the per-worker **maximum** of the primary's and the side's scores.
   Lower tiers continue from the *primary's* device chains only: a worker known only to the side
-  index is scored on the device tier but never anchors a lower-tier walk.
+  index is scored on the device tier but never anchors a lower-tier walk.  A lower tier's hits
+  count only blocks beyond what the worker was already credited with (the merged device score,
+  then the faster tiers): a block counts once, even when the prediction is longer than the
+  event-driven chain that a host suffix continues.
 * ``remove_worker`` / ``remove_worker_dp_rank`` reach the primary, its lower tiers and the side.
 * ``dump_events`` dumps the primary only (the side index is never dumped).
 """
@@ -45,7 +48,7 @@ from kvspec.events import KvCacheEvent, Removed, RouterEvent, StorageTier, Store
 from kvspec.hashing import sequence_hashes
 from kvspec.model.radix import RadixIndex
 from kvspec.model.tiered import TieredIndex
-from kvspec.scores import OverlapScores, TieredMatches
+from kvspec.scores import LOWER_TIERS, LowerTierMatches, OverlapScores, TieredMatches
 from kvspec.ttl import (DEFAULT_MAX_TREE_SIZE, DEFAULT_PRUNE_TARGET_RATIO, PruneConfig, TtlEntry,
                         check_router_config, pop_order)
 
@@ -226,9 +229,30 @@ class RouterIndexer:
         return OverlapScores(scores, ())
 
     def find_matches_by_tier(self, local_hashes: Sequence[int]) -> TieredMatches:
-        """Merged device scores; lower tiers exactly as the primary's walk found them."""
+        """Merged device scores; lower tiers walk the primary's chains and count only new blocks.
+
+        A lower tier's hits for a worker are the blocks its walk reaches *beyond* what the worker
+        was already credited with (the merged device score, then the faster tiers): when the side
+        index's prediction is longer than the event-driven device chain, the primary's host
+        suffix of that chain is not counted again.  A block counts once.
+        """
         device = self.find_matches(local_hashes)
-        lower = self._primary.find_matches_by_tier(local_hashes).lower_tier if self._primary else {}
+        if self._primary is None:
+            return TieredMatches(device, {})
+        tiered = self._primary.find_matches_by_tier(local_hashes)
+        counted = dict(device.scores)  # blocks credited so far, per worker
+        reached = dict(tiered.device.scores)  # where the primary's walk is, per worker
+        lower = {}
+        for tier in LOWER_TIERS:
+            matches = tiered.lower_tier.get(tier)
+            if matches is None:
+                continue
+            hits = {}
+            for worker, found in matches.hits.items():
+                reached[worker] = reached.get(worker, 0) + found
+                hits[worker] = max(0, reached[worker] - counted.get(worker, 0))
+                counted[worker] = max(counted.get(worker, 0), reached[worker])
+            lower[tier] = LowerTierMatches(hits, matches.next_continuations)
         return TieredMatches(device, lower)
 
     def dump_events(self) -> list[RouterEvent]:

@@ -194,18 +194,24 @@ class ApproxSideMachine(RoutingRules, TieredMachine):
 
     @rule(data=tapes())
     def route_on_held_content(self, data) -> None:
-        """Route a prefix of a chain a worker announced by KV events to that worker (or another):
-        both indexes then know the worker, with different scores."""
-        worker = self.events.draw_worker(data, holding=StorageTier.DEVICE)
-        blocks = self.events.blocks(StorageTier.DEVICE, worker)
+        """Route (a prefix of) a chain a worker announced by KV events, device part and offloaded
+        suffix alike, to that worker or another, and query the whole chain: both indexes then know
+        the worker, with different scores."""
+        tier = self.events.draw_tier(data)
+        worker = self.events.draw_worker(data, holding=tier)
+        blocks = self.events.blocks(tier, worker)
         if not blocks:
             return
-        path = list(self.events._path(pick(data, sorted(blocks)), blocks))
-        path = path[: number(data, 1, len(path))]
-        if pick(data, [False, True]):
+        known = {}
+        for faster in self.events._faster_or_equal(tier):
+            known.update(self.events.blocks(faster, worker))
+        full = list(self.events._path(pick(data, sorted(blocks)), known))
+        path = full[: len(full) - number(data, 0, len(full) - 1)]
+        if pick(data, [False, False, True]):
             worker = pick(data, ROUTE_WORKERS)
         self.run.call(self.subject, "record_routing_decision", worker[0], worker[1], path)
         self.routed.append(tuple(path))
+        self.run.call(self.subject, "find_matches_by_tier", full)  # where event and prediction overlap
 
 
 def machines() -> list[MachineSpec]:

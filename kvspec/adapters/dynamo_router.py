@@ -165,7 +165,8 @@ def _close_all() -> None:
 class RouterHarness:
     """One worker (``dp_ranks`` ranks) publishing over ZMQ to one ``KvRouter`` (module docs)."""
 
-    def __init__(self, *, dp_ranks: int = 2, event_threads: int = 1, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, *, dp_ranks: int = 2, event_threads: int = 1, block_size: int = BLOCK_SIZE,
+                 router_config: dict[str, Any] | None = None) -> None:
         for key, value in LOOPBACK_ENV.items():
             os.environ[key] = value
         import zmq  # noqa: PLC0415 - optional dependency of the dynamo extra
@@ -176,6 +177,8 @@ class RouterHarness:
         self.block_size = block_size
         self.dp_ranks = dp_ranks
         self.event_threads = event_threads
+        #: extra ``KvRouterConfig`` settings (e.g. ``router_predicted_ttl_secs`` for a side index)
+        self.router_config = dict(router_config or {})
         self.closed = False
         self._zmq = zmq
         self._ctx = zmq.Context.instance()
@@ -221,7 +224,8 @@ class RouterHarness:
                 await asyncio.sleep(0.002)
             pub.recv()  # the subscription message
         router = core.KvRouter(endpoint, self.block_size,
-                               core.KvRouterConfig(use_kv_events=True, router_event_threads=self.event_threads))
+                               core.KvRouterConfig(use_kv_events=True, router_event_threads=self.event_threads,
+                                                   **self.router_config))
         self.router = router
         worker_id = endpoint.connection_id()
         deadline = time.monotonic() + TIMEOUT

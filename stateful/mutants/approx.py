@@ -81,6 +81,22 @@ def _side_overrides_primary():
     return SideOverridesPrimary
 
 
+def _side_double_counts():
+    from kvspec.impl.approx import RouterIndexer
+    from kvspec.scores import TieredMatches
+
+    class SideDoubleCounts(RouterIndexer):
+        """Lower tiers keep the primary walk's hits even where the prediction already counted them
+        (Dynamo 1.6.1's behaviour, finding F3): device + host can exceed the query."""
+
+        def find_matches_by_tier(self, local_hashes):
+            device = self.find_matches(local_hashes)
+            lower = self._primary.find_matches_by_tier(local_hashes).lower_tier if self._primary else {}
+            return TieredMatches(device, lower)
+
+    return SideDoubleCounts
+
+
 def _combined_configuration_accepted():
     from kvspec.impl.approx import RouterIndexer
 
@@ -104,6 +120,8 @@ MUTANTS = [
            {"ApproxIndex": _expiry_exclusive}, ("approx",)),
     Mutant("approx-side-overrides-primary", "merged device score is the side's, not the maximum",
            {"RouterIndexer": _side_overrides_primary}, ("approx-router-side",)),
+    Mutant("approx-side-double-counts", "lower-tier hits re-count blocks the prediction already counted (F3)",
+           {"RouterIndexer": _side_double_counts}, ("approx-router-side",)),
     Mutant("approx-combined-configuration-accepted", "no KV events plus a predicted TTL is accepted",
            {"RouterIndexer": _combined_configuration_accepted}, APPROX_MACHINES[1:]),
 ]
