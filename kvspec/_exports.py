@@ -24,6 +24,7 @@ EXPORTS = {
     "NativeBlockPool": "native_pool",
     "ApproxIndex": "approx",
     "RouterIndexer": "approx",
+    "OffloadKvManager": "offload",
 }
 
 
