@@ -25,6 +25,7 @@ EXPORTS = {
     "ApproxIndex": "approx",
     "RouterIndexer": "approx",
     "OffloadKvManager": "offload",
+    "LanedIndex": "lanes",
 }
 
 

@@ -34,6 +34,7 @@ KNOWN_CLASSES = (
     "ApproxIndex",
     "RouterIndexer",
     "OffloadKvManager",
+    "LanedIndex",
 )
 
 

@@ -454,7 +454,10 @@ def load_target(event_threads: int = 1) -> Target:
         return Target(name, types.SimpleNamespace(), f"unavailable: {reason}", mode="contract")
     from kvspec.adapters.dynamo import engine_version  # noqa: PLC0415
 
-    namespace = types.SimpleNamespace(TieredIndex=tiered_index_class(event_threads))
+    from kvspec.adapters.dynamo_lanes import laned_index_class  # noqa: PLC0415
+
+    namespace = types.SimpleNamespace(TieredIndex=tiered_index_class(event_threads),
+                                      LanedIndex=laned_index_class(event_threads))
     return Target(name, namespace, f"ai-dynamo-runtime {engine_version()} router_event_threads={event_threads}",
                   mode="contract")
 
