@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from hypothesis import settings as hypothesis_settings
-from hypothesis.stateful import initialize, rule
+from hypothesis.stateful import initialize, precondition, rule
 
 import kvspec.model
 from kvspec.errors import KvSpecError
@@ -56,7 +56,7 @@ __all__ = ["LanesMachine", "LanesSoakMachine", "Replayed", "machines", "racing_b
 
 TIERS = (StorageTier.DEVICE, *LOWER_TIERS)
 VALID_ONLY = EventMix(unknown_parent=False, parent_in_blocks=False, repeat_in_batch=False, refile=False,
-                      worker_specific_e=False, remove_unknown=False, remove_repeat=False, mid_chain_removal=False)
+                      worker_specific_e=False, remove_unknown=False, remove_repeat=False, mid_chain_removal=True)
 
 
 class Replayed:
@@ -225,24 +225,33 @@ class LanesMachine(DifferentialMachine):
 
 
 class RankScript:
-    """Valid events of one rank: extend a chain, or remove a leaf (no holes: exact reference)."""
+    """Valid events of one rank: extend a chain (never re-announcing a held block), or remove any
+    held block (a mid-chain removal leaves a hole; then the reference is an upper bound only)."""
 
     def __init__(self, rank: int, rng: random.Random, alphabet: Sequence[int]) -> None:
         self.rank, self.rng, self.alphabet = rank, rng, alphabet
         self.held: dict[tuple[int, ...], int] = {}  # L-path -> E (device tier)
         self.ever: dict[int, tuple[int | None, int]] = {}
         self.history: list[KvCacheEvent] = []
+        self.holes = False
 
     def next_event(self) -> KvCacheEvent:
-        leaves = [p for p in self.held if not any(q[:-1] == p for q in self.held)]
-        if leaves and self.rng.random() < 0.3:
-            path = self.rng.choice(sorted(leaves))
+        if self.held and self.rng.random() < 0.3:
+            path = self.rng.choice(sorted(self.held))
+            if any(q[:-1] == path for q in self.held):
+                self.holes = True  # its descendants stay held behind a hole: only "no overcount" is exact
             del self.held[path]
             data = Removed([sequence_hashes(path)[-1]])
         else:
             base = self.rng.choice([()] + sorted(self.held)) if self.held else ()
             path = base + tuple(self.rng.choice(self.alphabet) for _ in range(self.rng.randint(1, 2)))
             path = path[:6]
+            while len(base) < len(path) and path[: len(base) + 1] in self.held:
+                base = path[: len(base) + 1]  # announce once: an engine never re-announces a held block
+            end = len(base) + 1
+            while end < len(path) and path[: end + 1] not in self.held:
+                end += 1  # ... nor one behind a hole it is re-filling (Dynamo counts repeats: F2)
+            path = path[:end]
             hashes = sequence_hashes(path)
             new = [(hashes[i], path[i]) for i in range(len(base), len(path))]
             if not new:
@@ -276,22 +285,31 @@ class LanesSoakMachine(DifferentialMachine):
             close()
         super().teardown()
 
-    @rule(seed=tapes())
-    def soak(self, seed) -> None:
+    soaks: ClassVar[int] = 0
+    compare = staticmethod(lambda step, expected, actual: [] if actual.error is None or step.method != "__init__"
+                           else [f"construction failed: {actual.error} {actual.message}"])
+
+    @rule()
+    def idle(self) -> None:
+        """Nothing: the soak is one rule per example; this keeps the machine able to step."""
+
+    @precondition(lambda self: not getattr(self, "soaked", False))
+    @rule()
+    def soak(self) -> None:
+        """One bounded soak per example (the interleaving is the threads': nothing is drawn)."""
+        self.soaked = True
         seconds = 3.0 if hypothesis_settings.default.stateful_step_count >= 120 else 0.3
         target = self.run.target(self.subject)
-        rng = random.Random(repr(seed))
+        type(self).soaks += 1
+        rng = random.Random(type(self).soaks)
         ranks = self.params["ranks"]
         scripts = {r: RankScript(r, random.Random(rng.random()), self.params["alphabet"]) for r in ranks}
-        lock = threading.Lock()
         problems: list[str] = []
         stop = time.monotonic() + seconds
 
         def writer(script: RankScript) -> None:
             while time.monotonic() < stop and not problems:
                 event = script.next_event()
-                with lock:
-                    pass
                 target.apply_event(1, event, StorageTier.DEVICE)
 
         def reader(r: random.Random) -> None:
@@ -318,14 +336,14 @@ class LanesSoakMachine(DifferentialMachine):
             for event in scripts[r].history:
                 reference.apply_event(1, event, StorageTier.DEVICE)
         for r in ranks:
-            for path in sorted(scripts[r].held)[:8]:
+            for path in sorted(scripts[r].held)[:12]:
                 query = list(path)
                 want = reference.find_matches(query).scores
                 got = target.find_matches_by_tier(query).device.scores
                 for rk in ranks:
-                    if got.get((1, rk), 0) != want.get((1, rk), 0):
-                        problems.append(f"quiescent: rank {rk} scores {got.get((1, rk), 0)} on {query}, "
-                                        f"sequential reference {want.get((1, rk), 0)}")
+                    g, w = got.get((1, rk), 0), want.get((1, rk), 0)
+                    if g > w or (g != w and not scripts[rk].holes):
+                        problems.append(f"quiescent: rank {rk} scores {g} on {query}, sequential reference {w}")
         if problems:
             events = sum(len(s.history) for s in scripts.values())
             raise Divergence(f"{problems[0]} ({len(problems)} problems, {events} events, {seconds}s soak)",
