@@ -25,10 +25,23 @@ import heapq
 from collections import OrderedDict
 from typing import Any
 
+from kvspec import checks
+from kvspec.checks import DEFAULT_THRESHOLDS
 from kvspec.errors import DuplicateLineage, InvalidArgument
-from kvspec.frequency import DEFAULT_THRESHOLDS, check_thresholds
 from kvspec.hashing import Plh
 
+__all__ = ["BACKENDS", "LineageFifoIndex", "LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
+
+
+class _Built:
+    """``Backend.build(frequency, thresholds)``: how ``BlockPool(eviction=name)`` makes a backend."""
+
+    __slots__ = ()
+    needs_frequency = False
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> Any:
+        return cls()
 
 
 def tier_for(count: int, thresholds: tuple[int, int, int]) -> int:
@@ -39,7 +52,7 @@ def tier_for(count: int, thresholds: tuple[int, int, int]) -> int:
 # --- LRU -------------------------------------------------------------------------------------
 
 
-class LruIndex:
+class LruIndex(_Built):
     """OrderedDict ``plh -> block_id`` in release order (oldest first).  Invariant: nothing else."""
 
     __slots__ = ("_entries",)
@@ -69,7 +82,7 @@ class LruIndex:
 # --- MultiLRU --------------------------------------------------------------------------------
 
 
-class MultiLruIndex:
+class MultiLruIndex(_Built):
     """Four LRU OrderedDicts; ``_tier[plh]`` says which one holds ``plh``.
 
     Invariants: ``_tier`` has exactly the keys of the four tiers, each key in one tier; the tier
@@ -77,9 +90,14 @@ class MultiLruIndex:
     """
 
     __slots__ = ("_frequency", "_thresholds", "_tiers", "_tier")
+    needs_frequency = True
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> MultiLruIndex:
+        return cls(frequency, thresholds)
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        thresholds = check_thresholds(thresholds)
+        thresholds = checks.thresholds(thresholds)
         if frequency is None:
             raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
         self._frequency = frequency
@@ -133,7 +151,7 @@ class _Node:
         self.tick: int | None = None
 
 
-class LineageIndex:
+class LineageIndex(_Built):
     """Lineage graph with Tick (heap) or Fifo (OrderedDict) leaf queue.
 
     Structure:
@@ -321,16 +339,23 @@ class LineageIndex:
             assert all(self._nodes[k] is n for k, n in self._fifo.items())
 
 
+class LineageFifoIndex(LineageIndex):
+    """The lineage graph with the Fifo leaf queue (``eviction="lineage_fifo"``)."""
+
+    def __init__(self) -> None:
+        super().__init__("fifo")
+
+
+#: every eviction backend by its ``BlockPool(eviction=...)`` name: the same names as
+#: :data:`kvspec.model.eviction.BACKENDS` (they are trace schema)
+BACKENDS: dict[str, type] = {
+    "lineage": LineageIndex,
+    "lineage_fifo": LineageFifoIndex,
+    "lru": LruIndex,
+    "multi_lru": MultiLruIndex,
+}
+
+
 def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> Any:
-    if eviction == "lineage":
-        return LineageIndex("tick")
-    if eviction == "lineage_fifo":
-        return LineageIndex("fifo")
-    if eviction == "lru":
-        return LruIndex()
-    if eviction == "multi_lru":
-        return MultiLruIndex(frequency, thresholds)
-    raise InvalidArgument(f"unknown eviction backend {eviction!r}; use lineage, lineage_fifo, lru or multi_lru")
-
-
-__all__ = ["LineageIndex", "LruIndex", "MultiLruIndex", "check_thresholds", "make_backend", "tier_for"]
+    """The backend named ``eviction``, built from :data:`BACKENDS`."""
+    return BACKENDS[checks.choice("eviction backend", eviction, BACKENDS)].build(frequency, thresholds)

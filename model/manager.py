@@ -54,26 +54,19 @@ kvspec decisions (``shared/spec/README.md``)
 
 from __future__ import annotations
 
-from kvspec.errors import (
-    BlockNotHeld,
-    DuplicateLineage,
-    InvalidArgument,
-    InvalidParent,
-    LengthMismatch,
-    UnknownPartialBlock,
-)
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, DuplicateLineage, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import Plh
+from kvspec.model.eviction import BACKENDS
 from kvspec.model.pool import BlockPool
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, PrefillCost, SequenceSnapshot, as_snapshot
 
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+__all__ = ["KvManager", "stored_runs"]
 
-
-def _positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+#: what ``KvManager.process`` accepts (exactly these classes: a subclass is refused)
+OPERATIONS = (Use, Deref, Promote)
 
 
 def stored_runs(parent: int | None, blocks: list[tuple[int, int, bool]]) -> list[Stored]:
@@ -103,14 +96,10 @@ class KvManager:
 
     def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
                  frequency=None):
-        _positive_int("capacity", capacity)
-        _positive_int("block_size", block_size)
-        if not isinstance(dp_rank, int) or isinstance(dp_rank, bool) or not 0 <= dp_rank < 2**32:
-            raise InvalidArgument(f"dp_rank must be a u32, got {dp_rank!r}")
-        if eviction not in EVICTIONS:
-            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
-        if frequency is None and eviction == "multi_lru":
-            frequency = "exact"  # MultiLRU tiers by access frequency (upstream: a TinyLFU tracker)
+        checks.manager_options(capacity, block_size, dp_rank)
+        checks.choice("eviction", eviction, BACKENDS)
+        if frequency is None and BACKENDS[eviction].needs_frequency:
+            frequency = "exact"  # upstream's mocker: TinyLFUTracker::new(capacity) for MultiLRU
         self.capacity = capacity
         self.block_size = block_size
         self.dp_rank = dp_rank
@@ -138,15 +127,8 @@ class KvManager:
                 raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
 
     def _validate_use(self, op: Use) -> None:
-        fulls = len(op.full_blocks)
-        if len(op.plhs) != fulls:
-            raise LengthMismatch(f"Use: {len(op.plhs)} plhs for {fulls} full blocks")
-        if op.local_hashes and len(op.local_hashes) != fulls:
-            raise LengthMismatch(f"Use: {len(op.local_hashes)} local hashes for {fulls} full blocks")
-        if op.token_ids is not None and len(op.token_ids) != fulls:
-            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {fulls} full blocks")
-        if isinstance(op.parent, PartialBlock):
-            raise InvalidParent("Use.parent must be a full block")
+        checks.use_lengths("KvManager", op)
+        checks.use_parent("KvManager", op)
         self._check_lineage(op.plhs)
 
     def _validate_deref(self, op: Deref) -> None:
@@ -176,13 +158,12 @@ class KvManager:
     # -- protocol ----------------------------------------------------------------------------------
 
     def process(self, op) -> int:
-        if isinstance(op, Use):
+        kind = checks.operation("KvManager", op, OPERATIONS)
+        if kind is Use:
             return self._use(op)
-        if isinstance(op, Deref):
+        if kind is Deref:
             return self._deref(op)
-        if isinstance(op, Promote):
-            return self._promote(op)
-        raise InvalidArgument(f"KvManager does not process {type(op).__name__}")
+        return self._promote(op)
 
     def _use(self, op: Use) -> int:
         self._validate_use(op)
