@@ -13,6 +13,7 @@ LRU            O(1)               O(1)                 O(1)              O(n)
 MultiLRU       O(1) + count()     O(1)                 O(1) (4 tiers)    O(n)
 Lineage/Tick   O(log n) amort.    O(depth pruned)      O(log n) amort.   O(n log n)
 Lineage/Fifo   O(1)               O(depth pruned)      O(1)              O(n)
+HashMap/FIFO   O(1)               O(1)                 O(1) amortised    O(n log n)
 =============  =================  ===================  ================  ==============
 
 "depth pruned" is the number of childless ghosts removed upward, each created by one earlier
@@ -30,7 +31,7 @@ from kvspec.checks import DEFAULT_THRESHOLDS
 from kvspec.errors import DuplicateLineage, InvalidArgument
 from kvspec.hashing import Plh
 
-__all__ = ["BACKENDS", "LineageFifoIndex", "LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
+__all__ = ["BACKENDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
 
 
 class _Built:
@@ -346,6 +347,51 @@ class LineageFifoIndex(LineageIndex):
         super().__init__("fifo")
 
 
+class HashMapIndex(_Built):
+    """HashMap + FIFO reuse (rule: :class:`kvspec.model.eviction.HashMapIndex`), shaped like upstream.
+
+    ``_seq``: plh -> its insertion sequence number; ``_entry``: sequence number -> (plh, block id)
+    (upstream's ``BTreeMap<seq, (id, h)>``).  ``_head`` never exceeds the smallest live sequence
+    number, and only moves forward, so ``evict`` skipping the numbers of resurrected entries is
+    O(1) amortised.  Invariants (``_check``): the two maps mirror each other; every live number is
+    ``>= _head`` and ``< _next``.
+    """
+
+    __slots__ = ("_seq", "_entry", "_head", "_next")
+
+    def __init__(self) -> None:
+        self._seq: dict[Plh, int] = {}
+        self._entry: dict[int, tuple[Plh, int]] = {}
+        self._head = 0
+        self._next = 0
+
+    def insert(self, plh: Plh, block_id: int) -> None:
+        self._seq[plh] = self._next
+        self._entry[self._next] = (plh, block_id)
+        self._next += 1
+
+    def remove(self, plh: Plh) -> int:
+        return self._entry.pop(self._seq.pop(plh))[1]
+
+    def evict(self) -> tuple[Plh, int]:
+        while self._head not in self._entry:
+            self._head += 1
+        plh, block_id = self._entry.pop(self._head)
+        del self._seq[plh]
+        return plh, block_id
+
+    def order(self) -> list[Plh]:
+        return [self._entry[n][0] for n in sorted(self._entry)]
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def _check(self) -> None:
+        assert len(self._seq) == len(self._entry)
+        for plh, n in self._seq.items():
+            assert self._entry[n][0] == plh and self._head <= n < self._next
+
+
 #: every eviction backend by its ``BlockPool(eviction=...)`` name: the same names as
 #: :data:`kvspec.model.eviction.BACKENDS` (they are trace schema)
 BACKENDS: dict[str, type] = {
@@ -353,6 +399,7 @@ BACKENDS: dict[str, type] = {
     "lineage_fifo": LineageFifoIndex,
     "lru": LruIndex,
     "multi_lru": MultiLruIndex,
+    "hashmap": HashMapIndex,
 }
 
 

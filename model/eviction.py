@@ -32,7 +32,7 @@ from kvspec.checks import DEFAULT_THRESHOLDS
 from kvspec.errors import DuplicateLineage, InvalidArgument
 from kvspec.hashing import Plh
 
-__all__ = ["BACKENDS", "DEFAULT_THRESHOLDS", "LineageFifoIndex", "LineageIndex", "LruIndex",
+__all__ = ["BACKENDS", "DEFAULT_THRESHOLDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex",
            "MultiLruIndex", "Node", "make_backend", "tier_for"]
 
 Key = tuple[int, int]
@@ -323,12 +323,62 @@ class LineageFifoIndex(LineageIndex):
         super().__init__("fifo")
 
 
+# --- HashMap + FIFO reuse ---------------------------------------------------------------------
+
+
+class HashMapIndex(_Backend):
+    """kvbm-logical's HashMap backend with its FIFO reuse policy (``eviction="hashmap"``).
+
+    Rule: a map ``plh -> block id`` plus a FIFO of insertion sequence numbers.  Every insertion
+    (a release into the inactive pool) takes the next sequence number; the victim is the entry
+    with the *smallest* sequence number, i.e. the block released longest ago; a match
+    (resurrection) removes the entry from both.  Nothing else reorders entries, so the eviction
+    order is the release order — the same order as :class:`LruIndex`, reached by a different
+    structure upstream (a ``BTreeMap`` keyed by a monotonic counter instead of an LRU list).
+    Upstream drains the map in arbitrary hash order only in ``allocate_all``, which kvspec's pool
+    never calls.
+    """
+
+    def __init__(self) -> None:
+        self.block_of: dict[Plh, int] = {}
+        self.seq_of: dict[Plh, int] = {}  # insertion sequence number; dict order == seq order
+        self.next_seq = 0
+
+    def clone(self) -> HashMapIndex:
+        twin = HashMapIndex()
+        twin.block_of, twin.seq_of, twin.next_seq = dict(self.block_of), dict(self.seq_of), self.next_seq
+        return twin
+
+    def insert(self, plh: Plh, block_id: int) -> None:
+        self.block_of[plh] = block_id
+        self.seq_of[plh] = self.next_seq
+        self.next_seq += 1
+
+    def remove(self, plh: Plh) -> int:
+        del self.seq_of[plh]
+        return self.block_of.pop(plh)
+
+    def evict(self) -> tuple[Plh, int]:
+        plh = next(iter(self.seq_of))  # the smallest sequence number: seq_of is in insertion order
+        return plh, self.remove(plh)
+
+    def order(self) -> list[Plh]:
+        return sorted(self.seq_of, key=self.seq_of.__getitem__)
+
+    def __contains__(self, plh: Plh) -> bool:
+        return plh in self.block_of
+
+    def __len__(self) -> int:
+        return len(self.block_of)
+
+
 #: every eviction backend by its name in ``BlockPool(eviction=...)`` (the names are trace schema)
 BACKENDS: dict[str, type[_Backend]] = {
     "lineage": LineageIndex,
     "lineage_fifo": LineageFifoIndex,
     "lru": LruIndex,
     "multi_lru": MultiLruIndex,
+    "hashmap": HashMapIndex,
 }
 
 
