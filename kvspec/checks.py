@@ -137,6 +137,8 @@ def integer(name: str, value: Any, low: int = 0, high: int | None = None) -> int
     ...
     kvspec.errors.InvalidArgument: n must be an int >= 0, got -1
     """
+    if type(value) is int and low <= value and (high is None or value < high):
+        return value  # the common case, first: this runs for every hash of every operation
     if not is_int(value) or value < low or (high is not None and value >= high):
         wanted = f"an int in [{low}, {_spell(high)})" if high is not None else f"an int >= {low}"
         raise InvalidArgument(f"{name} must be {wanted}, got {_short(value)}")
@@ -267,7 +269,11 @@ def sequence(name: str, value: Any, rule: Rule) -> tuple:
     if not isinstance(value, (list, tuple)):
         raise InvalidArgument(f"{name} must be a list or a tuple, got {type(value).__name__}")
     for index, item in enumerate(value):
-        rule(f"{name}[{index}]", item)
+        try:
+            rule(name, item)
+        except InvalidArgument:
+            rule(f"{name}[{index}]", item)  # again, to name the element (only on the failure path)
+            raise
     return tuple(value)
 
 
