@@ -76,6 +76,7 @@ __all__ = [
     "frequency_spec",
     "index_event",
     "integer",
+    "kv_manager_options",
     "manager_options",
     "is_int",
     "one_of",
@@ -352,6 +353,19 @@ def manager_options(capacity_: Any, block_size_: Any, dp_rank_: Any) -> None:
     capacity("capacity", capacity_)
     block_size("block_size", block_size_)
     dp_rank("dp_rank", dp_rank_)
+
+
+def kv_manager_options(capacity_: Any, block_size_: Any, dp_rank_: Any, eviction: Any, frequency: Any,
+                       backends: dict[str, Any]) -> Any:
+    """``KvManager``'s constructor: :func:`manager_options`, ``eviction`` a name of ``backends``
+    (the side's ``BACKENDS`` table).  Returns the frequency argument to build the pool with: a
+    backend that reads frequencies (MultiLRU) gets ``"exact"`` by default, as the mocker builds a
+    TinyLFU tracker for it; the pool checks the argument itself."""
+    manager_options(capacity_, block_size_, dp_rank_)
+    choice("eviction", eviction, backends)
+    if frequency is None and backends[eviction].needs_frequency:
+        return "exact"
+    return frequency
 
 
 # --- composite rules of the block protocol -------------------------------------------------

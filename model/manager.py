@@ -96,10 +96,7 @@ class KvManager:
 
     def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
                  frequency=None):
-        checks.manager_options(capacity, block_size, dp_rank)
-        checks.choice("eviction", eviction, BACKENDS)
-        if frequency is None and BACKENDS[eviction].needs_frequency:
-            frequency = "exact"  # upstream's mocker: TinyLFUTracker::new(capacity) for MultiLRU
+        frequency = checks.kv_manager_options(capacity, block_size, dp_rank, eviction, frequency, BACKENDS)
         self.capacity = capacity
         self.block_size = block_size
         self.dp_rank = dp_rank
