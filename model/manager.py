@@ -104,6 +104,7 @@ class KvManager:
         self.partials: dict[int, int] = {}
         self.fulls: dict[int, list[int]] = {}
         self.registry: dict[Plh, int] = {}
+        self.lineage: dict[tuple[int, int], Plh] = {}  # lineage key -> the registered Plh holding it
         self.events: list[KvCacheEvent] = []
         self.next_event_id = 0
 
@@ -117,9 +118,9 @@ class KvManager:
 
     def _check_lineage(self, plhs) -> None:
         """At most one live identity per lineage key, counting the operation's own Plhs."""
-        seen = {plh.key: plh for plh in self.registry}
+        own: dict[tuple[int, int], Plh] = {}
         for plh in plhs:
-            other = seen.setdefault(plh.key, plh)
+            other = self.lineage.get(plh.key) or own.setdefault(plh.key, plh)
             if other != plh:
                 raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
 
@@ -142,14 +143,19 @@ class KvManager:
 
     # -- slots -----------------------------------------------------------------------------------
 
-    def _take_slot(self, evicted: list[tuple[Plh, int]]) -> int | None:
-        """One slot: free first, else evict one inactive block (recorded in ``evicted``)."""
+    def _register(self, plh: Plh, seq_hash: int) -> None:
+        self.registry[plh] = seq_hash
+        self.lineage[plh.key] = plh
+
+    def _take_slot(self, evicted: dict[Plh, int]) -> int | None:
+        """One slot: free first, else evict one inactive block (recorded in ``evicted``, in order)."""
         got = self.pool.allocate_with_evictions(1)
         if got is None:
             return None
         (slot,), victims = got
         for plh in victims:
-            evicted.append((plh, self.registry.pop(plh)))
+            evicted[plh] = self.registry.pop(plh)
+            del self.lineage[plh.key]
         return slot
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -164,8 +170,7 @@ class KvManager:
 
     def _use(self, op: Use) -> int:
         self._validate_use(op)
-        registered_before = set(self.registry.items())
-        evicted: list[tuple[Plh, int]] = []
+        evicted: dict[Plh, int] = {}  # Plh -> sequence hash, in eviction order
         done: list[tuple[int, int, bool]] = []  # per processed full block: hash, local hash, announce?
         local_hashes = iter(op.local_hashes or [0] * len(op.plhs))
         plhs = iter(op.plhs)
@@ -176,7 +181,9 @@ class KvManager:
                 outcome = self._use_full(block.hash, plh, evicted)
                 if outcome is None:
                     break
-                announce = outcome == "new store" and (plh, block.hash) not in registered_before
+                # a block registered when the Use began can be stored anew only after this very Use
+                # evicted it: then the router still holds it, and nothing is announced (net events)
+                announce = outcome == "new store" and evicted.get(plh) != block.hash
                 done.append((block.hash, local, announce))
             elif block.uuid not in self.partials:
                 slot = self._take_slot(evicted)
@@ -187,12 +194,12 @@ class KvManager:
         parent = op.parent.hash if op.parent is not None else None
         for stored in stored_runs(parent, done):
             self._publish(stored)
-        removed = [h for plh, h in evicted if self.registry.get(plh) != h]
+        removed = [h for plh, h in evicted.items() if self.registry.get(plh) != h]
         if removed:
             self._publish(Removed(removed))
         return processed
 
-    def _use_full(self, seq_hash: int, plh: Plh, evicted: list) -> str | None:
+    def _use_full(self, seq_hash: int, plh: Plh, evicted: dict[Plh, int]) -> str | None:
         """Pin one full block; returns the outcome, or ``None`` when no slot is left."""
         if seq_hash in self.fulls:
             self.fulls[seq_hash][1] += 1
@@ -205,7 +212,7 @@ class KvManager:
         if slot is None:
             return None
         self.fulls[seq_hash] = [self.pool.register(slot, plh), 1]
-        self.registry[plh] = seq_hash
+        self._register(plh, seq_hash)
         return "new store"
 
     def _deref(self, op: Deref) -> int:
@@ -236,7 +243,7 @@ class KvManager:
             self.fulls[op.seq_hash] = [hit[0], 1]
             return 1
         self.fulls[op.seq_hash] = [self.pool.register(slot, op.plh), 1]
-        self.registry[op.plh] = op.seq_hash
+        self._register(op.plh, op.seq_hash)
         local = op.local_hash if op.local_hash is not None else 0
         self._publish(Stored(op.parent_hash, [StoredBlock(op.seq_hash, local)]))
         return 1
