@@ -22,6 +22,8 @@ from typing import Any
 from kvspec import checks
 from kvspec.errors import BlockNotHeld, BlockStateError, PoolExhausted
 
+__all__ = ["NativeBlockPool"]
+
 
 def _hash_list(name: str, value: Any) -> tuple[int, ...]:
     return checks.sequence(name, value, checks.u64)

@@ -33,6 +33,8 @@ from kvspec.hashing import Plh
 from kvspec.impl import frequency as frequency_mod
 from kvspec.impl.eviction import BACKENDS, make_backend
 
+__all__ = ["BlockPool"]
+
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
 _plh = checks.exact(Plh)
 

@@ -38,6 +38,8 @@ import attrs
 from kvspec import checks
 from kvspec.errors import BlockNotHeld, BlockStateError, PoolExhausted
 
+__all__ = ["NativeBlockPool"]
+
 
 def _hash_list(name: str, value: Any) -> tuple[int, ...]:
     return checks.sequence(name, value, checks.u64)

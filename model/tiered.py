@@ -34,6 +34,8 @@ from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTi
 from kvspec.model.radix import Blocks, RadixIndex, anchored_events, chain_blocks, longest_chains
 from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
 
+__all__ = ["TieredIndex"]
+
 
 class TieredIndex:
     """Device index plus lazily allocated lower-tier indexes (see module docs)."""

@@ -33,6 +33,8 @@ from kvspec.tracker_events import (
     sequence_hash,
 )
 
+__all__ = ["DedupTracker", "PassthroughTracker"]
+
 _external_hash = checks.exact(str)  # external hashes are strings (the subscriber stringifies them)
 
 
