@@ -40,7 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BINS", "CASES", "Case", "classify", "main", "run_case"]
+__all__ = ["BINS", "CASES", "Case", "classify", "index_dump", "main", "observe_kv_manager", "observe_legacy_manager",
+           "observe_native_pool", "run_case"]
 
 BINS = ("typed + unchanged", "wrong error type", "state changed", "model != impl", "bad input accepted")
 OK = BINS[0]
@@ -229,12 +230,12 @@ def _legacy_prefix(mgr):
     mgr.drain_events()
 
 
-def _mgr_observe(mgr):
+def observe_kv_manager(mgr):
     return (mgr.num_active_blocks(), mgr.num_active_block_refs(), mgr.num_inactive_blocks(),
             mgr.active_refcounts(), mgr.eviction_order(), mgr.drain_events())
 
 
-def _legacy_observe(mgr):
+def observe_legacy_manager(mgr):
     return (mgr.current_capacity(), mgr.num_active_blocks(), mgr.num_active_block_refs(),
             mgr.num_inactive_blocks(), mgr.active_blocks(), mgr.eviction_order(), mgr.drain_events())
 
@@ -242,13 +243,13 @@ def _legacy_observe(mgr):
 def _mgr_follow(mgr):
     P = _v()[0]
     done = mgr.process(P.Use([P.FullBlock(900), P.FullBlock(901)], [1, 2], _chain(900, 901)))
-    return done, _mgr_observe(mgr)
+    return done, observe_kv_manager(mgr)
 
 
 def _legacy_follow(mgr):
     P = _v()[0]
     done = mgr.process(P.Use([P.FullBlock(900), P.FullBlock(901)], [1, 2], []))
-    return done, _legacy_observe(mgr)
+    return done, observe_legacy_manager(mgr)
 
 
 def _use_field_cases(legacy: bool) -> list[tuple[str, Callable]]:
@@ -378,8 +379,8 @@ def _manager_cases(cls: str, legacy: bool) -> list[Case]:
         for fam, v in [("none", lambda: None), ("int", lambda: 5), ("string", lambda: "ab"),
                        ("third-int", lambda: [FB(1), FB(2), 3]), ("third-none", lambda: [FB(1), PB(7), None])]:
             cases.append((f"probe_new_blocks.blocks:{fam}", lambda v=v: ("probe_new_blocks", (v(),), {})))
-    prefix, follow, observe = ((_legacy_prefix, _legacy_follow, _legacy_observe) if legacy
-                               else (_mgr_prefix, _mgr_follow, _mgr_observe))
+    prefix, follow, observe = ((_legacy_prefix, _legacy_follow, observe_legacy_manager) if legacy
+                               else (_mgr_prefix, _mgr_follow, observe_kv_manager))
     return [Case(f"{cls}.{cid}", cls, ctor, prefix, bad, follow, observe) for cid, bad in cases]
 
 
@@ -402,7 +403,7 @@ def _index_prefix(idx, tiered: bool):
         idx.apply_event(1, _event(_stored(3, [(4, 14)])), "host_pinned")
 
 
-def _dump(idx):
+def index_dump(idx):
     """The dump as a sorted list of held blocks ``(worker, tier, rank, parent, block, tokens)``:
     how a dump groups blocks into events is free (the machines compare dumps the same way)."""
     blocks = []
@@ -417,7 +418,7 @@ def _dump(idx):
 def _index_observe(idx, tiered: bool):
     probe = [11, 12, 13, 14]
     answer = idx.find_matches_by_tier(probe) if tiered else idx.find_matches(probe)
-    return _dump(idx), answer
+    return index_dump(idx), answer
 
 
 def _index_follow(idx, tiered: bool):
@@ -566,13 +567,13 @@ def _native_prefix(pool):
     pool.drain_removed()
 
 
-def _native_observe(pool):
+def observe_native_pool(pool):
     return pool.resident(), pool.inactive_order(), pool.copies(), pool.num_free(), pool.num_active(), pool.drain_removed()
 
 
 def _native_follow(pool):
     got = pool.acquire([11], 1)
-    return got, pool.longest_prefix([11, 12]), _native_observe(pool)
+    return got, pool.longest_prefix([11, 12]), observe_native_pool(pool)
 
 
 def _native_cases() -> list[Case]:
@@ -599,7 +600,7 @@ def _native_cases() -> list[Case]:
               ("release.copy_id:not-held", lambda: ("release", (99,), {})),
               ("release.copy_id:inactive", lambda: ("release", (1,), {}))]
     return [Case(f"NativeBlockPool.{cid}", "NativeBlockPool", ((4,), {}), _native_prefix, bad, _native_follow,
-                 _native_observe) for cid, bad in cases]
+                 observe_native_pool) for cid, bad in cases]
 
 
 def build_cases() -> list[Case]:

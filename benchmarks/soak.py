@@ -69,11 +69,13 @@ def pool_ops(side, eviction: str) -> Iterator[None]:
             yield
 
 
-def manager_ops(side, eviction: str) -> Iterator[None]:
+def manager_ops(side, eviction: str | None) -> Iterator[None]:
+    """``KvManager`` with ``eviction``, or the ``LegacyKvManager`` when ``eviction`` is ``None``."""
     from kvspec.hashing import lineage
     from kvspec.protocol import Deref, FullBlock, PartialBlock, Use
 
-    mgr = side.KvManager(CAPACITY, 16, eviction=eviction)
+    legacy = eviction is None
+    mgr = side.LegacyKvManager(CAPACITY, 16) if legacy else side.KvManager(CAPACITY, 16, eviction=eviction)
     n = 0
     live: list[tuple] = []
     while True:
@@ -82,26 +84,7 @@ def manager_ops(side, eviction: str) -> Iterator[None]:
         fresh = [10 * n + i for i in range(4)]
         chain = shared + fresh
         blocks = [FullBlock(h) for h in chain] + [PartialBlock(n)]
-        mgr.process(Use(blocks, [h + 1 for h in chain], lineage(chain)))
-        yield
-        live.append(tuple(blocks))
-        if len(live) > 8:
-            mgr.process(Deref(list(live.pop(0))))
-            yield
-        if n % 16 == 0:
-            mgr.drain_events()
-
-
-def legacy_ops(side) -> Iterator[None]:
-    from kvspec.protocol import Deref, FullBlock, PartialBlock, Use
-
-    mgr = side.LegacyKvManager(CAPACITY, 16)
-    n = 0
-    live: list[tuple] = []
-    while True:
-        n += 1
-        blocks = [FullBlock(1), FullBlock(2)] + [FullBlock(10 * n + i) for i in range(4)] + [PartialBlock(n)]
-        mgr.process(Use(blocks, [], []))
+        mgr.process(Use(blocks, [h + 1 for h in chain], [] if legacy else lineage(chain)))
         yield
         live.append(tuple(blocks))
         if len(live) > 8:
@@ -181,7 +164,7 @@ WORKLOADS: dict[str, Callable[[Any], Iterator[None]]] = {
     "BlockPool[multi_lru]": lambda side: pool_ops(side, "multi_lru"),
     "KvManager[lineage]": lambda side: manager_ops(side, "lineage"),
     "KvManager[multi_lru]": lambda side: manager_ops(side, "multi_lru"),
-    "LegacyKvManager": legacy_ops,
+    "LegacyKvManager": lambda side: manager_ops(side, None),
     "RadixIndex": lambda side: index_ops(side, tiered=False),
     "TieredIndex": lambda side: index_ops(side, tiered=True),
     "DedupTracker": lambda side: tracker_ops(side, dedup=True),

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import kvspec.impl
 import kvspec.model
+from kvspec.bench.bad_input_campaign import index_dump, observe_kv_manager, observe_legacy_manager, observe_native_pool
 from kvspec.errors import KvSpecError
 from kvspec.events import Cleared, KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
@@ -148,16 +149,6 @@ def _manager_step(legacy: bool):
     return step
 
 
-def _mgr_observe(mgr):
-    return (mgr.num_active_blocks(), mgr.num_active_block_refs(), mgr.num_inactive_blocks(),
-            mgr.active_refcounts(), mgr.eviction_order(), mgr.drain_events())
-
-
-def _legacy_observe(mgr):
-    return (mgr.current_capacity(), mgr.num_active_blocks(), mgr.num_active_block_refs(),
-            mgr.num_inactive_blocks(), mgr.active_blocks(), mgr.eviction_order(), mgr.drain_events())
-
-
 def _bad_use(legacy: bool) -> st.SearchStrategy[tuple[Callable[[], Any], str]]:
     """A ``process`` argument that is a bad Use (or not an operation at all), built lazily."""
     chain = [Plh(0, 500), Plh(1, 501, 500)]
@@ -227,7 +218,7 @@ def _manager_spec(cls_name: str, legacy: bool) -> Spec:
             lambda t: st.sampled_from([{}] if legacy else [{"eviction": e} for e in sorted(BACKENDS)]).map(
                 lambda kw: (t, kw))),
         step=_manager_step(legacy),
-        observe=_legacy_observe if legacy else _mgr_observe,
+        observe=observe_legacy_manager if legacy else observe_kv_manager,
         follow=("process", (_use_of([Plh(0, 900), Plh(1, 901, 900)], legacy),), {}),
         bad=bad,
     )
@@ -270,20 +261,10 @@ def _index_step(tiered: bool):
     return step
 
 
-def _dump(idx):
-    blocks = []
-    for e in idx.dump_events():
-        parent = e.event.data.parent_hash
-        for b in e.event.data.blocks:
-            blocks.append((e.worker_id, e.storage_tier.value, e.event.dp_rank, parent, b.block_hash, b.tokens_hash))
-            parent = b.block_hash
-    return sorted(blocks, key=repr)
-
-
 def _index_spec(tiered: bool) -> Spec:
     def observe(idx):
         probe = [h + 100 for h in range(1, 6)]
-        return _dump(idx), (idx.find_matches_by_tier(probe) if tiered else idx.find_matches(probe))
+        return index_dump(idx), (idx.find_matches_by_tier(probe) if tiered else idx.find_matches(probe))
 
     tier = ("device",) if tiered else ()
     ok = _stored(None, [40])
@@ -378,14 +359,10 @@ def _native_step(data, pool) -> Call:
     return "release", (data.draw(st.integers(0, 6)),), {}
 
 
-def _native_observe(pool):
-    return pool.resident(), pool.inactive_order(), pool.copies(), pool.num_free(), pool.num_active(), pool.drain_removed()
-
-
 NATIVE = Spec(
     ctor=st.integers(1, 6).map(lambda n: ((n,), {})),
     step=_native_step,
-    observe=_native_observe,
+    observe=observe_native_pool,
     follow=("acquire", ([], 1), {}),
     bad={
         "__init__": lambda d, _: (lambda b: (("__init__", (b.value,), {}), b.family))(d.draw(bad_int("size"))),
