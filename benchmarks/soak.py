@@ -24,6 +24,8 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from kvspec.model.eviction import BACKENDS
+
 __all__ = ["WORKLOADS", "main"]
 
 CAPACITY = 256
@@ -160,10 +162,8 @@ def native_ops(side) -> Iterator[None]:
 
 #: name -> workload factory taking the side's package
 WORKLOADS: dict[str, Callable[[Any], Iterator[None]]] = {
-    "BlockPool[lineage]": lambda side: pool_ops(side, "lineage"),
-    "BlockPool[multi_lru]": lambda side: pool_ops(side, "multi_lru"),
-    "KvManager[lineage]": lambda side: manager_ops(side, "lineage"),
-    "KvManager[multi_lru]": lambda side: manager_ops(side, "multi_lru"),
+    **{f"BlockPool[{name}]": (lambda side, name=name: pool_ops(side, name)) for name in BACKENDS},
+    **{f"KvManager[{name}]": (lambda side, name=name: manager_ops(side, name)) for name in BACKENDS},
     "LegacyKvManager": lambda side: manager_ops(side, None),
     "RadixIndex": lambda side: index_ops(side, tiered=False),
     "TieredIndex": lambda side: index_ops(side, tiered=True),
