@@ -54,6 +54,9 @@ from typing import Any, TypeVar
 from kvspec.errors import InvalidArgument, InvalidBlockSequence, InvalidParent, LengthMismatch
 
 __all__ = [
+    "DEFAULT_SKETCH_CAPACITY",
+    "DEFAULT_THRESHOLDS",
+    "DUPLICATIONS",
     "MAX_BLOCK_SIZE",
     "MAX_CAPACITY",
     "MAX_COUNT",
@@ -66,9 +69,6 @@ __all__ = [
     "capacity",
     "choice",
     "count",
-    "DEFAULT_SKETCH_CAPACITY",
-    "DEFAULT_THRESHOLDS",
-    "DUPLICATIONS",
     "dp_rank",
     "enum_member",
     "exact",
@@ -76,9 +76,9 @@ __all__ = [
     "frequency_spec",
     "index_event",
     "integer",
+    "is_int",
     "kv_manager_options",
     "manager_options",
-    "is_int",
     "one_of",
     "operation",
     "optional",
@@ -97,7 +97,6 @@ __all__ = [
     "worker_id",
 ]
 
-T = TypeVar("T")
 Rule = Callable[[str, Any], Any]
 
 U64 = 2**64
