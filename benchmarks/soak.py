@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=1_000_000)
     parser.add_argument("--checkpoints", type=int, default=10)
     parser.add_argument("--side", choices=["impl", "model"], default="impl")
-    parser.add_argument("--only", default="", help="run only workloads whose name contains this text")
+    parser.add_argument("--only", default="", help="run only workloads whose name contains one of these "
+                                                   "comma-separated texts")
     parser.add_argument("--no-tracemalloc", action="store_true", help="RSS only (faster)")
     args = parser.parse_args(list(argv or []))
     side = importlib.import_module(f"kvspec.{args.side}")
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| structure | seconds | traced MB at checkpoints | traced last/first* | RSS MB first -> last |")
     print("|---|---|---|---|---|")
     for name in WORKLOADS:
-        if args.only not in name:
+        if not any(part in name for part in args.only.split(",")):
             continue
         start = time.perf_counter()
         points = soak(name, side, args.ops, args.checkpoints, trace)
