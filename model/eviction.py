@@ -301,10 +301,11 @@ class LineageIndex(_Backend):
         self.leaf_keys[key] = None  # at the end: the newest leaf
         node.leaf_since = self.next_leaf_seq
         self.next_leaf_seq += 1
-        heapq.heappush(self.by_tick, (node.tick, key))
-        if len(self.by_tick) > 2 * len(self.leaf_keys) + 32:  # drop stale entries: memory O(leaves)
-            self.by_tick = [(self.nodes[k].tick, k) for k in self.leaf_keys]
-            heapq.heapify(self.by_tick)
+        if self.policy == "tick":
+            heapq.heappush(self.by_tick, (node.tick, key))
+            if len(self.by_tick) > 2 * len(self.leaf_keys) + 32:  # drop stale entries: memory O(leaves)
+                self.by_tick = [(self.nodes[k].tick, k) for k in self.leaf_keys]
+                heapq.heapify(self.by_tick)
 
     # -- queries ------------------------------------------------------------------------------
 
