@@ -28,7 +28,7 @@ from typing import Any
 
 from kvspec import checks
 from kvspec.checks import DEFAULT_THRESHOLDS
-from kvspec.errors import DuplicateLineage, InvalidArgument
+from kvspec.errors import DuplicateLineage
 from kvspec.hashing import Plh
 
 __all__ = ["BACKENDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
@@ -98,9 +98,7 @@ class MultiLruIndex(_Built):
         return cls(frequency, thresholds)
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        thresholds = checks.thresholds(thresholds)
-        if frequency is None:
-            raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
+        thresholds = checks.multi_lru_options(frequency, thresholds)
         self._frequency = frequency
         self._thresholds = tuple(thresholds)
         self._tiers: list[OrderedDict[Plh, int]] = [OrderedDict() for _ in range(4)]
@@ -173,8 +171,7 @@ class LineageIndex(_Built):
     """
 
     def __init__(self, policy: str = "tick") -> None:
-        if policy not in ("tick", "fifo"):
-            raise InvalidArgument(f"unknown lineage leaf policy {policy!r}")
+        checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self._tick_policy = policy == "tick"
         self._nodes: dict[tuple[int, int], _Node] = {}
         self._real = 0

@@ -57,6 +57,7 @@ __all__ = [
     "DEFAULT_SKETCH_CAPACITY",
     "DEFAULT_THRESHOLDS",
     "DUPLICATIONS",
+    "LEAF_POLICIES",
     "MAX_BLOCK_SIZE",
     "MAX_CAPACITY",
     "MAX_COUNT",
@@ -79,6 +80,7 @@ __all__ = [
     "is_int",
     "kv_manager_options",
     "manager_options",
+    "multi_lru_options",
     "one_of",
     "operation",
     "optional",
@@ -465,6 +467,18 @@ def thresholds(value: Any) -> tuple[int, int, int]:
         raise InvalidArgument(f"MultiLRU thresholds must be 3 ints 1 <= a < b < c <= 15, got {_short(value)}")
     return tuple(value)
 
+
+def multi_lru_options(frequency: Any, thresholds_: Any) -> tuple[int, int, int]:
+    """A MultiLRU backend: valid :func:`thresholds` and a frequency tracker (upstream's builder
+    fails without one).  Returns the thresholds as a tuple."""
+    checked = thresholds(thresholds_)
+    if frequency is None:
+        raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
+    return checked
+
+
+#: the lineage backend's leaf policies (upstream's ``LineageEviction::{Tick, Fifo}``)
+LEAF_POLICIES = ("tick", "fifo")
 
 #: ``BlockPool(duplication=...)``: upstream's ``BlockDuplicationPolicy``
 DUPLICATIONS = ("allow", "reject")

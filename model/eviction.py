@@ -29,7 +29,7 @@ import attrs
 
 from kvspec import checks
 from kvspec.checks import DEFAULT_THRESHOLDS
-from kvspec.errors import DuplicateLineage, InvalidArgument
+from kvspec.errors import DuplicateLineage
 from kvspec.hashing import Plh
 
 __all__ = ["BACKENDS", "DEFAULT_THRESHOLDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex",
@@ -118,9 +118,7 @@ class MultiLruIndex(_Backend):
     needs_frequency = True
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        thresholds = checks.thresholds(thresholds)
-        if frequency is None:
-            raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
+        thresholds = checks.multi_lru_options(frequency, thresholds)
         self.frequency = frequency
         self.thresholds = tuple(thresholds)
         self.tiers: list[dict[Plh, int]] = [{}, {}, {}, {}]  # each in release order
@@ -203,8 +201,7 @@ class LineageIndex(_Backend):
     """
 
     def __init__(self, policy: str = "tick") -> None:
-        if policy not in ("tick", "fifo"):
-            raise InvalidArgument(f"unknown lineage leaf policy {policy!r}")
+        checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self.policy = policy
         self.nodes: dict[Key, Node] = {}
         # the nodes without children (rule 1), in the order they became leaves (the Fifo order)
