@@ -140,7 +140,7 @@ class IndexRules(DifferentialMachine):
     # -- queries ---------------------------------------------------------------------------
 
     def query(self, data, early_exit: bool) -> None:
-        self.run.call(self.subject, "find_matches", self.events.draw_query(data), early_exit)
+        self.run.call(self.subject, "find_matches", self.events.draw_query(data), early_exit=early_exit)
 
     @precondition(_holds_blocks)
     @rule(data=tapes())
