@@ -247,7 +247,7 @@ class PipelineMachine(DifferentialMachine):
             return
         chosen = sources[pick % len(sources)]
         hashes = block_hashes(chosen, self.block_size)
-        self.run.call("index", "find_matches", hashes[: max(1, len(hashes) - cut)] if hashes else [], False)
+        self.run.call("index", "find_matches", hashes[: max(1, len(hashes) - cut)] if hashes else [], early_exit=False)
 
     # -- the end-to-end invariant ---------------------------------------------------------------
 
