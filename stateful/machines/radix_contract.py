@@ -486,7 +486,7 @@ class RadixContractMachine(ContractComparison, DifferentialMachine):
 
     @rule(data=st.data())
     def query(self, data: st.DataObject) -> None:
-        self.attempt("index", "find_matches", self.draw_query(data), False)
+        self.attempt("index", "find_matches", self.draw_query(data), early_exit=False)
 
     @rule(data=st.data())
     def query_early_exit(self, data: st.DataObject) -> None:
