@@ -42,10 +42,12 @@ def _with_steps(trace: Trace, steps: list[Step]) -> Trace:
 
 
 def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: int = 400,
-                   spec: Any = None) -> Trace:
+                   spec: Any = None, should_stop: Any = None) -> Trace:
     """A trace with as few steps as replay-checked deletion finds (``trace`` itself if none helps).
 
-    ``budget`` caps the number of candidate replays.  Only ``divergence`` traces are minimized.
+    ``budget`` caps the number of candidate replays; ``should_stop()`` returning true (Ctrl-C, a
+    time budget) ends the search with the smallest trace found so far.  Only ``divergence``
+    traces are minimized.
     """
     if trace.kind != "divergence":
         return trace
@@ -61,6 +63,8 @@ def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: 
     def still_fails(candidate: list[Step]) -> list[Step] | None:
         nonlocal replays
         replays += 1
+        if should_stop is not None and should_stop():
+            return None
         try:
             result = replay_trace(_with_steps(trace, candidate), prepared.target, spec=spec)
         except KvSpecError:
