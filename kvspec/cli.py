@@ -343,7 +343,48 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     result = replay_trace(load_trace(args.trace), args.target)
     print(render_result(result))
+    if args.draw or args.draw_to:
+        _draw(result, args)
     return 1 if result.reproduced else 0
+
+
+def _draw(result, args: argparse.Namespace) -> None:
+    """``--draw``: the state at the divergence as Mermaid; ``--draw-to FILE``: .mmd, .dot, or .png/.svg via Graphviz."""
+    import shutil
+    import subprocess
+
+    from kvspec.stateful.traces import draw
+
+    drawn = draw.pictures(result)
+    if not drawn:
+        print("kvspec replay: nothing to draw (no divergence, or the machine has no index dump)", file=sys.stderr)
+        return
+    if args.draw:
+        for caption, graph in drawn:
+            print(f"\nstate {caption} (Mermaid; GitHub and most Markdown viewers render it):")
+            print("```mermaid")
+            print(draw.mermaid(graph))
+            print("```")
+            print("\n".join(line.replace("**", "") for line in draw.legend(graph)))
+    if args.draw_to:
+        caption, graph = drawn[-1]
+        path = args.draw_to
+        suffix = path.rsplit(".", 1)[-1].lower()
+        if suffix == "mmd":
+            _write_output(_atomic, path, draw.mermaid(graph) + "\n")
+        elif suffix == "dot":
+            _write_output(_atomic, path, draw.dot(graph, f"state {caption}"))
+        elif suffix in ("png", "svg"):
+            if shutil.which("dot") is None:
+                raise InvalidArgument("--draw-to .png/.svg needs Graphviz's `dot` (apt-get install graphviz); "
+                                      "write .dot or .mmd instead")
+            done = subprocess.run(["dot", f"-T{suffix}", "-o", path], input=draw.dot(graph, f"state {caption}"),
+                                  text=True, capture_output=True)
+            if done.returncode:
+                raise InvalidArgument(f"dot failed: {done.stderr.strip()[:200]}")
+        else:
+            raise InvalidArgument("--draw-to FILE must end in .mmd, .dot, .png or .svg")
+        print(f"picture ({caption}) written to {path}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -353,7 +394,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from kvspec.stateful.traces.schema import atomic_write
 
-    report = build_report(args.trace, args.target)
+    report = build_report(args.trace, args.target, pytest_path=args.pytest)
     if args.output:
         _write_output(atomic_write, args.output, report.markdown + "\n")
         print(f"report written to {args.output}", file=sys.stderr)
@@ -500,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="re-run a trace on the model and a target; exit 1 while it diverges")
     p.add_argument("trace", help="trace file written by kvspec check")
     p.add_argument("--target", help="target to replay against (default: the recorded one)")
+    p.add_argument("--draw", action="store_true", help="print the state at the divergence as a Mermaid diagram")
+    p.add_argument("--draw-to", metavar="FILE", help="write that picture to FILE (.mmd, .dot, or .png/.svg with Graphviz)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("report", help="write a Markdown bug report with a standalone pytest file")
