@@ -454,6 +454,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docs_dir():
+    """Where the guides are: the installed ``kvspec.docs`` package data, else the source tree's ``docs/``."""
+    from importlib import resources
+    from pathlib import Path
+
+    try:
+        found = resources.files("kvspec.docs")
+        if any(p.name.endswith(".md") for p in found.iterdir()):
+            return found
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "docs"
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    docs = _docs_dir()
+    pages = sorted(p.name[:-3] for p in docs.iterdir() if p.name.endswith(".md"))
+    if not args.name:
+        print("guides shipped with kvspec (kvspec docs NAME prints one):")
+        for page in pages:
+            first = next((line.lstrip("# ").strip() for line in (docs / f"{page}.md").read_text().splitlines()
+                          if line.startswith("#")), "")
+            print(f"  {page:12} {first}")
+        return 0
+    name = args.name[:-3] if args.name.endswith(".md") else args.name
+    if name not in pages:
+        raise InvalidArgument(f"no guide {args.name!r}; one of: {', '.join(pages)}")
+    print((docs / f"{name}.md").read_text(), end="")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
@@ -569,6 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("docs", help="list the guides shipped with kvspec, or print one (e.g. adapters)")
+    p.add_argument("name", nargs="?", help="guide name, e.g. adapters")
+    p.set_defaults(func=cmd_docs)
 
     benchmarks = _benchmarks()
     p = sub.add_parser("bench", help=f"run a benchmark ({', '.join(benchmarks)})",

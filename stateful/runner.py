@@ -440,7 +440,7 @@ def check_machine(
         if stopped.why == "interrupted":
             status, reason = "interrupted", "stopped by Ctrl-C"
         elif best is None and not machine._kvspec_failing:
-            reason = f"{stopped.why}: {seconds:g}s" if seconds is not None else stopped.why
+            reason = f"{stopped.why} of {seconds:.1f}s used" if seconds is not None else stopped.why
         if best is not None:
             status = "failed" if status != "interrupted" else status
             reason = best.summary if status == "failed" else f"{reason}; shrinking was under way: {best.summary}"

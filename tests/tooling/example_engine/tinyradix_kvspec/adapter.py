@@ -22,15 +22,12 @@ __version__ = tinyradix.__version__
 #: tinyradix computes exactly what kvspec's model computes: hold it to exact equality.
 KVSPEC_MODE = "exact"
 
-#: the engine class this adapter wraps (``buggy.py`` swaps in the planted-bug variant)
-ENGINE = tinyradix.BlockIndex
-
 
 class RadixIndex:
     """kvspec's ``RadixIndex`` interface, delegating to a ``tinyradix.BlockIndex``."""
 
     def __init__(self):
-        self._index = ENGINE()
+        self._index = tinyradix.BlockIndex()
 
     def apply_event(self, worker_id, event):
         data, rank = event.data, event.dp_rank
