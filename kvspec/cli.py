@@ -254,7 +254,9 @@ def junit_xml(results, summary: dict) -> str:
 def _render_stats(r) -> str:
     s = r.stats
     total = max(1, s["generated_examples"])
-    lines = [f"\nstatistics of {r.machine}: model {s['model_seconds']:.2f}s, target {s['target_seconds']:.2f}s; "
+    other = max(0.0, r.seconds - s["model_seconds"] - s["target_seconds"])
+    lines = [f"\nstatistics of {r.machine}: model {s['model_seconds']:.2f}s, target {s['target_seconds']:.2f}s, "
+             f"generation and comparison {other:.2f}s; "
              f"{s['invalid_examples']} of {s['generated_examples']} generated examples invalid "
              f"({100 * s['invalid_examples'] / total:.0f}%), {s['examples_with_retried_draws']} "
              f"({100 * s['examples_with_retried_draws'] / total:.0f}%) retried a filtered draw"]

@@ -21,7 +21,8 @@ pytest collects ``TestRadix`` like any ``unittest.TestCase``.  What you get:
   missing (the same pre-flight check as ``kvspec check``), and a machine whose classes the target
   does not provide is skipped with the reason.
 
-Only the profile's budget is used (``max_examples``, ``stateful_step_count``); kvspec adds
+Shrinking stops after ``$KVSPEC_MAX_SHRINK_SECONDS`` (default 60; ``0``: unlimited) and the
+smallest failure seen is reported, as with ``kvspec check``.  Only the profile's budget is used (``max_examples``, ``stateful_step_count``); kvspec adds
 ``deadline=None`` (a step may be slow) and silences the ``too_slow`` health check, nothing else.
 Pass ``settings=`` to choose explicitly.
 
@@ -46,11 +47,21 @@ from kvspec.errors import TargetError
 from kvspec.stateful.engine.differential import Divergence
 from kvspec.stateful.engine.registry import lookup_machine
 from kvspec.stateful.machines.interface import preflight
-from kvspec.stateful.runner import _Budget, _instrument, _minimized
+from kvspec.stateful.runner import StopRun, _Budget, _instrument, _minimized
 from kvspec.stateful.traces.schema import trace_from_divergence, write_trace
 from kvspec.targets import Target, is_registered, resolve
 
 __all__ = ["machine_test_case"]
+
+
+def _shrink_budget() -> float | None:
+    """``KVSPEC_MAX_SHRINK_SECONDS`` (default 60, as ``kvspec check``; ``0``: unlimited)."""
+    raw = os.environ.get("KVSPEC_MAX_SHRINK_SECONDS", "60")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise TargetError(f"KVSPEC_MAX_SHRINK_SECONDS={raw!r} is not a number") from None
+    return seconds if seconds > 0 else None
 
 
 def _default_settings() -> Settings:
@@ -87,9 +98,19 @@ def machine_test_case(machine: str, target: str | Target, *, settings: Settings 
             if problems:
                 raise TargetError(f"the adapter {resolved.name} cannot run machine {spec.name} "
                                   f"(docs/adapters.md): " + "; ".join(problems))
-            built = _instrument(spec.build(resolved), _Budget(), Counter())
+            budget = _Budget(max_shrink_seconds=_shrink_budget())
+            built = _instrument(spec.build(resolved), budget, Counter())
             try:
                 run_state_machine_as_test(built, settings=chosen if chosen is not None else _default_settings())
+            except StopRun:  # the shrink budget ran out: report the smallest divergence seen
+                best = built._kvspec_best
+                if best is None:
+                    raise AssertionError(f"kvspec machine {spec.name} failed outside a step; shrinking stopped "
+                                         f"after {budget.max_shrink_seconds:g}s (KVSPEC_MAX_SHRINK_SECONDS)") from None
+                best.add_note(f"kvspec: shrinking stopped after {budget.max_shrink_seconds:g}s "
+                              "(KVSPEC_MAX_SHRINK_SECONDS); this is the smallest failure seen")
+                _note_trace(best, spec, resolved, directory)
+                raise best from None
             except Divergence as divergence:
                 _note_trace(divergence, spec, resolved, directory)
                 raise

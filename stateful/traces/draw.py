@@ -10,9 +10,15 @@ and its chains ``parent -> block`` — and marks every block by what the two sid
 * ``missing`` — reachable in the model, absent from the target's dump (the target lost it);
 * ``extra`` — in the target's dump but not in the model's (the target kept or invented it).
 
+:func:`eviction_graph` draws the other kind of state, a pool's or manager's *eviction forest*:
+every inactive block of either side (parent above child for lineage identities), each labelled
+with its eviction rank in the model and in the target, the model's next victims highlighted, and
+blocks at another rank, missing or extra marked.
+
 :func:`mermaid` renders the graph as a Mermaid flowchart (GitHub renders it inside Markdown) and
 :func:`dot` as Graphviz source (``dot -Tpng`` for a local picture).  Only index machines (those
-observing ``dump_events``) are drawn; :func:`draw_divergence` returns ``None`` for others.
+observing ``dump_events``) and eviction machines (``eviction_order``) are drawn; :func:`pictures`
+returns nothing for others.
 
 >>> from kvspec.events import KvCacheEvent, RouterEvent, Stored, StoredBlock, StorageTier
 >>> dump = [RouterEvent(1, KvCacheEvent(0, Stored(None, [StoredBlock(11, 11)]), 0), StorageTier.DEVICE)]
@@ -30,7 +36,7 @@ import networkx as nx
 
 from kvspec.events import RouterEvent, StorageTier, Stored
 
-__all__ = ["STATUSES", "dot", "index_graph", "legend", "mermaid", "model_blocks", "pictures", "state_graph"]
+__all__ = ["NEXT_VICTIMS", "STATUSES", "dot", "eviction_graph", "index_graph", "legend", "mermaid", "model_blocks", "pictures", "state_graph"]
 
 #: status -> (Mermaid style, Graphviz attributes, legend text)
 STATUSES = {
@@ -43,7 +49,21 @@ STATUSES = {
                 "reachable in the model, missing from the target's dump"),
     "extra": ("fill:#ffe2b3,stroke:#ef6c00,stroke-width:3px", 'style=filled fillcolor="#ffe2b3" color="#ef6c00" penwidth=3',
               "in the target's dump, not in the model's"),
+    "victim": ("fill:#fff3b0,stroke:#b28704,stroke-width:3px", 'style=filled fillcolor="#fff3b0" color="#b28704" penwidth=3',
+               "inactive, among the model's next victims, at the same rank in the target"),
+    "inactive": ("fill:#e3f2fd,stroke:#1565c0", 'style=filled fillcolor="#e3f2fd" color="#1565c0"',
+                 "inactive (evictable), at the same rank on both sides"),
+    "moved": ("fill:#ffd6d6,stroke:#c62828,stroke-width:3px", 'style=filled fillcolor="#ffd6d6" color="#c62828" penwidth=3',
+              "inactive on both sides, at another eviction rank in the target"),
+    "not-inactive": ("fill:#ffd6d6,stroke:#c62828,stroke-width:3px,stroke-dasharray:4 3",
+                     'style="filled,dashed" fillcolor="#ffd6d6" color="#c62828" penwidth=3',
+                     "evictable in the model, not in the target's eviction order"),
+    "wrongly-inactive": ("fill:#ffe2b3,stroke:#ef6c00,stroke-width:3px", 'style=filled fillcolor="#ffe2b3" color="#ef6c00" penwidth=3',
+                         "in the target's eviction order, not evictable in the model"),
 }
+
+#: how many of the model's next victims are highlighted
+NEXT_VICTIMS = 3
 
 Key = tuple[StorageTier, tuple[int, int]]
 
@@ -142,15 +162,21 @@ def mermaid(graph: nx.DiGraph, title: str = "") -> str:
             elif data["kind"] == "hole":
                 lines.append(f'    {ids[node]}["{data["label"]}"]:::hole')
             else:
-                lines.append(f'    {ids[node]}["{data["label"]}"]:::{data["status"]}')
+                lines.append(f'    {ids[node]}["{data["label"]}"]:::{_css(data["status"])}')
         lines.append("  end")
     for a, b in graph.edges:
         dashed = graph.nodes[b].get("status") in ("stale",) or graph.nodes[a]["kind"] == "hole"
         lines.append(f"  {ids[a]} {'-.->' if dashed else '-->'} {ids[b]}")
+    used = {data.get("status") for _, data in graph.nodes(data=True)}
     for status, (style, _, _) in STATUSES.items():
-        lines.append(f"  classDef {status} {style}")
+        if status in used:
+            lines.append(f"  classDef {_css(status)} {style}")
     lines.append("  classDef hole fill:#ffffff,stroke:#9e9e9e,stroke-dasharray:2 2,color:#9e9e9e")
     return "\n".join(lines)
+
+
+def _css(status: str) -> str:
+    return status.replace("-", "_")
 
 
 def dot(graph: nx.DiGraph, title: str = "") -> str:
@@ -191,6 +217,58 @@ def legend(graph: nx.DiGraph) -> list[str]:
     return [f"- **{status}**: {text}" for status, (_, _, text) in STATUSES.items() if status in used]
 
 
+def eviction_graph(model_order: Any, target_order: Any) -> nx.DiGraph:
+    """The eviction forest: every inactive block of either side, parent above child (when the
+    items are :class:`~kvspec.hashing.Plh` identities), labelled with its eviction rank on each
+    side (``#1`` is the next victim) and marked by status (see :data:`STATUSES`).
+
+    >>> from kvspec.hashing import Plh
+    >>> g = eviction_graph([Plh(0, 11), Plh(1, 12, 11)], [Plh(1, 12, 11), Plh(0, 11)])
+    >>> sorted(d["status"] for _, d in g.nodes(data=True) if d["kind"] == "block")
+    ['moved', 'moved']
+    """
+    from kvspec.hashing import Plh
+
+    model_order = list(model_order) if isinstance(model_order, (list, tuple)) else []
+    target_order = list(target_order) if isinstance(target_order, (list, tuple)) else []
+    graph = nx.DiGraph()
+    group = "eviction order (inactive blocks)"
+    rank_model = {item: i + 1 for i, item in enumerate(model_order)}
+    rank_target = {item: i + 1 for i, item in enumerate(target_order)}
+    items = list(dict.fromkeys([*model_order, *target_order]))
+    name = {item: (item.current if isinstance(item, Plh) else item) for item in items}
+    for item in items:
+        m, t = rank_model.get(item), rank_target.get(item)
+        if m is None:
+            status = "wrongly-inactive"
+        elif t is None:
+            status = "not-inactive"
+        elif m != t:
+            status = "moved"
+        else:
+            status = "victim" if m <= NEXT_VICTIMS else "inactive"
+        label = f"{name[item]} · evicted {_nth(m)} by the model, {_nth(t)} by the target"
+        graph.add_node(("block", item), kind="block", label=label, group=group, status=status)
+    by_name = {name[item]: item for item in items}
+    for item in items:
+        parent = getattr(item, "parent", None)
+        if parent is not None and parent in by_name:
+            graph.add_edge(("block", by_name[parent]), ("block", item))
+        elif isinstance(item, Plh) and parent is not None:
+            hole = ("hole", parent)
+            if hole not in graph:
+                graph.add_node(hole, kind="hole", label=f"{parent} (active or gone)", group=group)
+            graph.add_edge(hole, ("block", item))
+    return graph
+
+
+def _nth(rank: int | None) -> str:
+    if rank is None:
+        return "never"
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"{rank}{suffix}"
+
+
 def state_graph(prepared: Any, steps: list, upto: int, model_dump: Any, target_dump: Any) -> nx.DiGraph:
     """The graph after ``steps[: upto + 1]``: the model's blocks (the steps applied again to a fresh
     model; errors both sides agreed on are skipped, as in replay) against the two observed dumps."""
@@ -215,8 +293,22 @@ def pictures(result: Any) -> list[tuple[str, nx.DiGraph]]:
     failing step (what it acted on) and after it (where the sides disagree); empty for machines
     without a ``dump_events`` observer, or without a divergence."""
     d = getattr(result, "divergence", None)
-    if d is None or ("dump_events" not in d.expected.observed and "dump_events" not in d.actual.observed):
+    if d is None:
         return []
+    if "dump_events" not in d.expected.observed and "dump_events" not in d.actual.observed:
+        out = []
+        if d.index > 0 and d.index - 1 < len(result.records):
+            before = result.records[d.index - 1]
+            if "eviction_order" in before.expected.observed:
+                graph = eviction_graph(before.expected.observed.get("eviction_order"),
+                                       before.actual.observed.get("eviction_order"))
+                if graph.number_of_nodes():
+                    out.append((f"before step {d.index + 1}: the eviction forest", graph))
+        if "eviction_order" in d.expected.observed:
+            graph = eviction_graph(d.expected.observed.get("eviction_order"), d.actual.observed.get("eviction_order"))
+            if graph.number_of_nodes():
+                out.append((f"after step {d.index + 1} (the divergence): the eviction forest", graph))
+        return out
     steps = list(result.prepared.trace.steps)
     out = []
     records = result.records

@@ -113,6 +113,12 @@ def _builtin_pair(a: Any, b: Any) -> bool:
 
 def _diff_sequences(want: list, got: list, path: str, out: list[str]) -> None:
     a, b = [repr(_canon(x)) for x in want], [repr(_canon(x)) for x in got]
+    if sorted(a) == sorted(b):  # a reordering: say which elements moved, not "lacks" and "extra"
+        where = f"{path}: " if path else ""
+        moved = [f"{_short(want[i], 80)} at [{i}] in the model, [{b.index(x)}] in the target"
+                 for i, x in enumerate(a) if b[i] != x and a.count(x) == 1]
+        out.append(f"{where}same elements in another order" + (": " + "; ".join(moved) if moved else ""))
+        return
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":

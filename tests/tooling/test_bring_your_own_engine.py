@@ -104,17 +104,20 @@ def test_every_machine_skipped_is_its_own_status(project):
 
 def test_engine_from_its_own_pytest_file(project):
     (project / "test_engine.py").write_text(
+        "from hypothesis import settings\n"
         "import kvspec.testing\n\n"
         "TestRadix = kvspec.testing.machine_test_case('radix', 'tinyradix_kvspec.adapter')\n"
-        "TestRadixBuggy = kvspec.testing.machine_test_case('radix', 'tinyradix_kvspec.buggy')\n"
+        "# a planted bug needs a longer search than the profile's quick budget\n"
+        "TestRadixBuggy = kvspec.testing.machine_test_case('radix', 'tinyradix_kvspec.buggy',\n"
+        "                                                  settings=settings(max_examples=400, deadline=None))\n"
         "TestPool = kvspec.testing.machine_test_case('pool[lru,allow]', 'tinyradix_kvspec.adapter')\n")
     (project / "conftest.py").write_text(
         "from hypothesis import settings\n"
-        "settings.register_profile('quick', max_examples=300, stateful_step_count=40)\n")
+        "settings.register_profile('quick', max_examples=20, stateful_step_count=30)\n")
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile",
                            "quick", "--hypothesis-seed", "3", "--hypothesis-show-statistics", "--junitxml", "j.xml",
-                           "test_engine.py"], cwd=project, env=_env(project), capture_output=True, text=True,
-                          timeout=900)
+                           "test_engine.py"], cwd=project, env=_env(project, KVSPEC_MAX_SHRINK_SECONDS="20"),
+                          capture_output=True, text=True, timeout=900)
     out = done.stdout
     assert done.returncode == 1, out
     assert "1 failed, 1 passed, 1 skipped" in out
