@@ -74,6 +74,8 @@ class MachineResult:
     #: the target crashed (a non-kvspec exception) or its adapter is incomplete: exit status 3
     crashed: bool = False
     max_examples: int | None = None
+    #: examples run while shrinking a failure (not counted in ``examples``)
+    shrink_examples: int = 0
     #: ``stats=True``: rules, errors, model/target seconds, invalid draws (see ``check_machine``)
     stats: dict[str, Any] | None = None
 
@@ -83,7 +85,8 @@ class MachineResult:
             "machine": self.machine, "target": self.target, "result": self.status, "crashed": self.crashed,
             "examples": self.examples, "steps": self.steps, "seconds": round(self.seconds, 3),
             "seed": self.seed, "reason": self.reason, "trace": self.trace_path,
-            "failing_examples": self.failing_examples, **({"stats": self.stats} if self.stats else {}),
+            "failing_examples": self.failing_examples, "shrink_examples": self.shrink_examples,
+            **({"stats": self.stats} if self.stats else {}),
         }
 
     @property
@@ -255,11 +258,14 @@ def _instrument(machine: type[base.DifferentialMachine], budget: _Budget,
     class Instrumented(machine):  # type: ignore[misc, valid-type]
         _kvspec_last: Any = None
         _kvspec_failing = 0
+        _kvspec_generated = 0  # examples before the first failure (shrink attempts come after)
         _kvspec_best: Divergence | None = None
 
         def __init__(self) -> None:
             budget.check(type(self)._kvspec_failing)
             super().__init__()
+            if not type(self)._kvspec_failing:
+                type(self)._kvspec_generated += 1
             type(self)._kvspec_last = self
             self._kvspec_times: dict[str, float] = {}
             apply = self.run.apply
@@ -418,7 +424,7 @@ def check_machine(
     hypothesis_stats: dict[str, Any] = {}
 
     def snapshot() -> Progress:
-        return Progress(spec.name, target.name, machine.stats.examples, machine.stats.steps,
+        return Progress(spec.name, target.name, machine._kvspec_generated, machine.stats.steps,
                         time.perf_counter() - started, machine._kvspec_failing, settings.max_examples,
                         deadline)
 
@@ -467,9 +473,12 @@ def check_machine(
     finding = spec.known_failures.get(target.name)
     if finding is not None and status == "failed":
         status, reason = "known", f"known finding {finding} (docs/findings.md): {reason}"
-    result = MachineResult(spec.name, target.name, status, run_stats.examples, run_stats.steps, elapsed, reason,
+    # examples generated (never above the budget: Hypothesis also runs invalid and shrinking ones)
+    examples = min(machine._kvspec_generated, settings.max_examples)
+    result = MachineResult(spec.name, target.name, status, examples, run_stats.steps, elapsed, reason,
                            trace, failing_examples=machine._kvspec_failing, seed=seed, crashed=crashed,
-                           max_examples=settings.max_examples)
+                           max_examples=settings.max_examples,
+                           shrink_examples=max(0, run_stats.examples - machine._kvspec_generated))
     if stats:
         result.stats = _stats(counters or Counter(), run_stats, hypothesis_stats)
     return result
