@@ -282,6 +282,7 @@ ERRORS = {
     'BlockPool': {
         'allocate': ['InvalidArgument'],
         'allocate_with_evictions': ['InvalidArgument'],
+        'match_blocks': ['InvalidArgument'],
         'register': ['BlockStateError', 'DuplicateLineage', 'InvalidArgument'],
         'release': ['BlockNotHeld', 'InvalidArgument'],
         'release_mutable': ['BlockStateError'],
@@ -301,7 +302,7 @@ ERRORS = {
     },
     'NativeBlockPool': {
         'acquire': ['BlockNotHeld', 'PoolExhausted'],
-        'cache': ['BlockNotHeld', 'InvalidArgument'],
+        'cache': ['BlockNotHeld', 'BlockStateError', 'InvalidArgument'],
         'release': ['BlockNotHeld'],
     },
     'PassthroughTracker': {
