@@ -49,3 +49,18 @@ def test_steps_are_in_contract_unless_the_model_rejects_them():
     assert step_contract("ParentBlockNotFound") == (
         "adversarial", "the model rejects it with ParentBlockNotFound; nothing changes")
     assert step_contract("BlockNotFound", ("BlockNotFound",))[1].endswith("the rest of it applies")
+
+
+def test_a_divergence_between_look_alikes_says_so_in_its_summary():
+    from kvspec.stateful.engine.differential import Divergence, Outcome, Step
+    from kvspec.stateful.engine.registry import find_machines
+    from kvspec.stateful.traces.schema import trace_from_divergence
+    from kvspec.targets import resolve
+
+    step = Step("idx", "find_matches", ([11],))
+    divergence = Divergence("return value: differs", steps=[Step("idx", "__init__", (), {}, "RadixIndex"), step],
+                            index=1, expected=Outcome(OverlapScores({(1, 0): 1}, ())),
+                            actual=Outcome(OverlapScoresLookAlike({(1, 0): 1})), differences=["return value: x"])
+    trace = trace_from_divergence(divergence, spec=find_machines(["radix"])[0], target=resolve("impl"),
+                                  profile="ci", seed=None)
+    assert "print alike but their types differ: model kvspec.scores.OverlapScores" in trace["summary"]
