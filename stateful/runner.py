@@ -9,9 +9,19 @@ trace (:mod:`kvspec.stateful.traces.schema`): a *divergence* trace when model an
 (:class:`concurrent.futures.ProcessPoolExecutor`; each worker looks its machine up by name and
 resolves the target by name itself, so nothing unpicklable crosses a process boundary).
 
-Long runs report progress: every ``progress_every`` seconds a line per running machine with
-examples done, steps, steps per second and failing examples so far (a failing example is then
-being shrunk).  Hypothesis's example database is configurable (:func:`make_database`).
+Long runs report progress: every ``progress_every`` seconds a :class:`Progress` snapshot per
+running machine (examples done of the budget, steps per second, failing examples while
+shrinking, ETA), printed as a plain line or drawn live by the command line.  Hypothesis's example
+database is configurable (:func:`make_database`).
+
+Control, checked between two steps of a machine (a safe point: never inside Hypothesis's own
+bookkeeping): a time budget per machine (:func:`check` spreads ``duration`` over the machines), a
+shrink budget after the first failure (the smallest divergence seen is reported), and Ctrl-C
+(:func:`interrupt_handler` sets :data:`INTERRUPT`; the run stops at the next step with status
+``interrupted``).  Stopping raises :class:`StopRun`, which Hypothesis neither shrinks nor saves.
+Before a machine runs, its calls are checked against the target
+(:func:`kvspec.stateful.machines.interface.preflight`): an incomplete adapter is status
+``adapter``, not a divergence.
 """
 
 from __future__ import annotations
