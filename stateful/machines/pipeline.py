@@ -250,7 +250,7 @@ class PipelineMachine(DifferentialMachine):
         if by_tier:
             self.run.call("index", "find_matches_by_tier", prefix)
         else:
-            self.run.call("index", "find_matches", prefix, False)
+            self.run.call("index", "find_matches", prefix, early_exit=False)
 
     @precondition(lambda self: self.requests)
     @rule(data=st.data())

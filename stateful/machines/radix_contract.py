@@ -479,12 +479,12 @@ class RadixContractMachine(ContractComparison, DifferentialMachine):
 
     @rule(data=st.data())
     def query(self, data: st.DataObject) -> None:
-        self.attempt("index", "find_matches", self.draw_query(data), False)
+        self.attempt("index", "find_matches", self.draw_query(data), early_exit=False)
 
     @rule(data=st.data())
     def query_early_exit(self, data: st.DataObject) -> None:
         """``early_exit=True``: only the relaxed bounds of :func:`score_differences` apply."""
-        self.attempt("index", "find_matches", self.draw_query(data), True)
+        self.attempt("index", "find_matches", self.draw_query(data), early_exit=True)
 
     @rule()
     def dump(self) -> None:

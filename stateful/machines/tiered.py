@@ -10,12 +10,12 @@ block must not be counted twice), or start at the root (host-only workers).  Que
 
 from __future__ import annotations
 
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import rule
 
 from kvspec.events import StorageTier
 from kvspec.stateful.engine.machine import MachineSpec, weight
 from kvspec.stateful.machines.index_events import Draw, tapes
-from kvspec.stateful.machines.radix import IndexRules, _holds_blocks
+from kvspec.stateful.machines.radix import IndexRules
 
 
 class TieredMachine(IndexRules):
@@ -28,7 +28,6 @@ class TieredMachine(IndexRules):
         return (draw.worker_id, draw.event, draw.tier)
 
     @weight(2)
-    @precondition(_holds_blocks)
     @rule(data=tapes())
     def find_matches_by_tier(self, data) -> None:
         self.run.call(self.subject, "find_matches_by_tier", self.events.draw_query(data))

@@ -44,11 +44,12 @@ def _with_steps(trace: Trace, steps: list[Step]) -> Trace:
 
 
 def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: int = 400,
-                   seconds: float = 60.0, spec: Any = None) -> Trace:
+                   seconds: float = 60.0, spec: Any = None, should_stop: Any = None) -> Trace:
     """A trace with as few steps as replay-checked deletion finds (``trace`` itself if none helps).
 
-    ``budget`` caps the number of candidate replays and ``seconds`` the wall time; when either runs
-    out the smallest trace found so far is returned.  Only ``divergence`` traces are minimized.
+    ``budget`` caps the number of candidate replays and ``seconds`` the wall time;
+    ``should_stop()`` returning true (Ctrl-C, a time budget) also ends the search; the smallest
+    trace found so far is returned.  Only ``divergence`` traces are minimized.
     """
     deadline = time.monotonic() + seconds
     if trace.kind != "divergence":
@@ -65,6 +66,8 @@ def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: 
     def still_fails(candidate: list[Step]) -> list[Step] | None:
         nonlocal replays
         replays += 1
+        if should_stop is not None and should_stop():
+            return None
         try:
             result = replay_trace(_with_steps(trace, candidate), prepared.target, spec=spec)
         except KvSpecError:

@@ -21,7 +21,6 @@ file says so — pass ``--target`` to choose one explicitly.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import time
@@ -36,13 +35,14 @@ from kvspec.errors import KvSpecError, TargetError, TraceError
 from kvspec.stateful.engine import machine as base
 from kvspec.stateful.engine.registry import lookup_machine
 from kvspec.stateful.engine.differential import Differential, Divergence, Outcome, Step
+from kvspec.stateful.traces.render import step_contract, structural_diff
 from kvspec.stateful.traces.schema import (MAX_CONSTRUCTOR_SIZE, SIZE_PARAMETERS, Trace, load_trace, parse_trace,
                                            validate_trace)
 from kvspec.targets import Target, is_registered, resolve
 
 __all__ = [
     "REPLAY_SECONDS", "Prepared", "ReplayResult", "StepRecord", "assert_replays_clean", "comparator_of", "flagged_fields",
-    "outcome_diff", "outcome_text", "prepare", "render_result", "render_steps", "replay_trace",
+    "outcome_diff", "outcome_text", "prepare", "render_failure", "render_result", "render_steps", "replay_trace",
     "target_for"
 ]
 
@@ -303,25 +303,32 @@ def _error_text(outcome: Outcome) -> str:
 
 
 def _value_diff(want: Any, got: Any) -> list[str]:
-    a = want if isinstance(want, str) else pprint.pformat(want, width=90)
-    b = got if isinstance(got, str) else pprint.pformat(got, width=90)
-    if "\n" not in a and "\n" not in b:
-        return [f"    - model : {a}", f"    + target: {b}"]
-    out = ["    (- model, + target)"]
-    for line in difflib.ndiff(a.splitlines(), b.splitlines()):
-        if not line.startswith("?"):
-            out.append(f"    {line}")
-    return out
+    """Each side's value once, then where they differ (:func:`~kvspec.stateful.traces.render.structural_diff`)."""
+    a = want if isinstance(want, str) else pprint.pformat(want, width=100, compact=True)
+    b = got if isinstance(got, str) else pprint.pformat(got, width=100, compact=True)
+    lines = [f"    - model : {a}".replace("\n", "\n              "), f"    + target: {b}".replace("\n", "\n              ")]
+    if isinstance(want, str) and isinstance(got, str):
+        return lines
+    return lines + [f"    where : {line}" for line in structural_diff(want, got)]
 
 
-def render_steps(steps: Sequence[Step], records: Sequence[StepRecord], mark: int | None) -> list[str]:
-    """Numbered steps, the model's outcome of each, ``>>`` at ``mark``."""
+def render_steps(steps: Sequence[Step], records: Sequence[StepRecord], mark: int | None,
+                 partial_errors: Sequence[str] = ()) -> list[str]:
+    """Numbered steps, the model's outcome of each, ``>>`` at ``mark``, ``[adversarial]`` on the
+    steps the model rejects (:func:`~kvspec.stateful.traces.render.step_contract`)."""
     lines = []
     width = len(str(len(steps)))
+    adversarial = 0
     for i, step in enumerate(steps):
         marker = ">>" if i == mark else "  "
         result = outcome_text(records[i].expected) if i < len(records) else "(not run)"
-        lines.append(f"  {marker} {i + 1:>{width}}  {step.describe()}" + (f"  {result}" if result else ""))
+        kind = step_contract(records[i].expected.error, tuple(partial_errors))[0] if i < len(records) else ""
+        tag = "  [adversarial]" if kind == "adversarial" else ""
+        adversarial += bool(tag)
+        lines.append(f"  {marker} {i + 1:>{width}}  {step.describe()}" + (f"  {result}" if result else "") + tag)
+    if adversarial:
+        lines.append("     [adversarial]: the model rejects the step (a conforming caller never sends it; the target "
+                     "must raise the same error and change nothing); every other step is in-contract")
     return lines
 
 
@@ -339,8 +346,9 @@ def render_result(result: ReplayResult) -> str:
         lines.append(f"note: machine {trace.machine} now observes {current}; the trace recorded {recorded_observers}")
     if result.divergence is not None:
         d = result.divergence
-        lines += render_steps(trace.steps, result.records, d.index)
-        lines.append(f"DIVERGENCE at step {d.index + 1}: {d.steps[d.index].describe()}")
+        lines += render_steps(trace.steps, result.records, d.index, result.prepared.machine.partial_errors)
+        kind, why = step_contract(d.expected.error, tuple(result.prepared.machine.partial_errors))
+        lines.append(f"DIVERGENCE at step {d.index + 1}: {d.steps[d.index].describe()}  ({kind}: {why})")
         only, extra = flagged_fields(d.differences)
         diff = outcome_diff(d.expected, d.actual, only)
         lines += diff if diff else [f"  {d.summary}"]
@@ -370,3 +378,23 @@ def assert_replays_clean(trace: Trace | str | dict, target: str | Target | None 
     if result.reproduced:
         raise AssertionError(render_result(result))
     return result
+
+
+def render_failure(trace: dict, target: str | Target | None = None) -> str:
+    """What ``kvspec check`` prints under a failure: the minimized steps replayed (each marked
+    in-contract or adversarial) and the divergence as a structural diff, each value once.
+
+    Falls back to the recorded steps when the trace does not replay (a flaky target).
+    """
+    try:
+        checked = validate_trace(trace)
+        result = replay_trace(checked, target if target is not None else checked.target)
+        if result.reproduced:
+            return "\n".join(render_result(result).splitlines()[1:-1])
+    except KvSpecError:
+        pass
+    steps = [Step.from_json(s) for s in trace["steps"]]
+    mark = trace["divergence"]["index"] if "divergence" in trace else len(steps) - 1
+    lines = [f"  {'>>' if i == mark else '  '} {i + 1}  {step.describe()}" for i, step in enumerate(steps)]
+    lines += [f"  - {d}" for d in trace.get("divergence", {}).get("differences", [])]
+    return "\n".join(lines)

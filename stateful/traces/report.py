@@ -42,6 +42,7 @@ from kvspec.errors import TraceError
 from kvspec.stateful.engine.differential import Outcome, exact_compare
 from kvspec.stateful.traces.replay import (ReplayResult, comparator_of, flagged_fields, outcome_diff, outcome_text,
                                     prepare, render_steps, replay_trace)
+from kvspec.stateful.traces.render import step_contract
 from kvspec.stateful.traces.schema import Trace, load_trace, recorded_outcome
 
 __all__ = ["Literals", "Report", "build_report", "pytest_source"]
@@ -147,7 +148,7 @@ def _error_import(name: str) -> tuple[str, str] | None:
     return None
 
 
-_RESERVED = {"ns", "same", "raises_exactly", "recorded", "TARGET", "pytest", "os", "json", "contextlib",
+_RESERVED = {"ns", "same", "actual", "expected", "raises_exactly", "recorded", "TARGET", "pytest", "os", "json", "contextlib",
              "resolve", "canonical", "decode", "test", "frozenset", "float"}
 
 
@@ -208,7 +209,13 @@ def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors
         elif expected.value is None:
             body.append(f"assert {call} is None")
         else:
-            body.append(f"assert same({call}, {_render_or_skip(literals, expected.value)})")
+            want = _render_or_skip(literals, expected.value)
+            if want.startswith("#"):
+                body.append(f"{call}  {want}")
+            else:
+                body.append(f"actual = {call}")
+                body.append(f"expected = {want}")
+                body.append("assert canonical(actual) == canonical(expected)")
         cls = classes.get(step.subject)
         if cls is not None and not (step.is_create and expected.error is not None):
             for observer in observers.get(cls, ()):
@@ -218,7 +225,9 @@ def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors
                 if want.startswith("#"):
                     body.append(f"{var}.{observer}()  {want}")
                 else:
-                    body.append(f"assert same({var}.{observer}(), {want})")
+                    body.append(f"actual = {var}.{observer}()")
+                    body.append(f"expected = {want}")
+                    body.append("assert canonical(actual) == canonical(expected)")
         if trace.kind == "error" and i == last and result.failure is not None:
             body.append(f"# the target's own invariants failed here: {_comment(result.failure)}")
             body.append(f"if hasattr({var}, '_check'):  # kvspec's structures have one; other targets skip it")
@@ -307,9 +316,9 @@ def pytest_source(trace: Trace, result: ReplayResult) -> str:
         f"TARGET = os.environ.get('KVSPEC_TARGET', {target!r})",
         "",
         "",
-        "def same(actual, expected):",
-        '    """kvspec compares values canonically: a tuple equals a list, a set a sorted list."""',
-        "    return canonical(actual) == canonical(expected)",
+        "# kvspec compares values canonically (kvspec.codec.canonical): a tuple equals a list, a set a",
+        "# sorted list; each assert compares `actual` (the target) with `expected` (the reference model),",
+        "# so pytest shows which element or field differs.",
         "",
         "",
         "@contextlib.contextmanager",
@@ -361,7 +370,8 @@ def _title(trace: Trace, result: ReplayResult) -> str:
     return f"[kvspec] {trace.target}: `{call}` {', '.join(labels)} {verb} from the model (machine {trace.machine})"
 
 
-def build_report(trace: Trace | str, target: str | None = None, *, trace_path: str | None = None) -> Report:
+def build_report(trace: Trace | str, target: str | None = None, *, trace_path: str | None = None,
+                 pytest_path: str | None = None) -> Report:
     """Replay ``trace`` and build the Markdown report and the pytest file."""
     if not isinstance(trace, Trace):
         trace_path = trace_path or str(trace)
@@ -398,11 +408,23 @@ def build_report(trace: Trace | str, target: str | None = None, *, trace_path: s
         outcome = outcome_text(records[i].expected) if i < len(records) else ""
         arrow = f" → model: `{_cell(outcome)}`" if outcome else ""
         mark = " **← diverges here**" if i == trace.index and trace.kind == "divergence" else ""
-        md.append(f"{i + 1}. `{_cell(step.describe(), 2000)}`{arrow}{mark}")
-    md.append("")
+        kind = ""
+        if i < len(records):
+            contract, why = step_contract(records[i].expected.error, tuple(result.prepared.machine.partial_errors))
+            kind = f" — *{contract}*" + (f" ({_md_escape(why)})" if contract == "adversarial" else "")
+        md.append(f"{i + 1}. `{_cell(step.describe(), 2000)}`{arrow}{kind}{mark}")
+    md += ["", "*in-contract*: the reference model accepts the step, so a conforming engine or caller can produce it "
+           "and the target must agree exactly; *adversarial*: the model rejects it with a kvspec error — no "
+           "conforming caller sends it, and the target must raise the same error and change nothing.", ""]
     md += _expected_actual(trace, result)
+    md += _pictures(result)
+    if pytest_path:
+        file_name = pytest_path
+        where = f"Written to `{_cell(pytest_path)}` (`kvspec report --pytest`); it needs only `kvspec` and the target (no Hypothesis)."
+    else:
+        where = f"Save as `{file_name}`; it needs only `kvspec` and the target (no Hypothesis)."
     md += ["## Standalone test", "",
-           f"Save as `{file_name}`; it needs only `kvspec` and the target (no Hypothesis).",
+           where,
            f"`python -m pytest {file_name}` fails against `{_cell(result.target.name)}` while the bug is present; "
            f"`KVSPEC_TARGET=impl python -m pytest {file_name}` passes against kvspec's implementation.", "",
            *escape.fence(source.rstrip("\n"), "python"), ""]
@@ -438,11 +460,41 @@ def _expected_actual(trace: Trace, result: ReplayResult) -> list[str]:
         flagged = f"{name}()" in only if only is not None else codec.canonical(want) != codec.canonical(got)
         flag = " **differs**" if flagged else ""
         lines.append(f"| `{name}()`{flag} | `{_cell(repr(want))}` | `{_cell(repr(got))}` |")
-    diff = "\n".join([*outcome_diff(expected, actual, only), *[f"  - {x}" for x in extra]])
-    lines += ["", *escape.fence(escape.terminal(diff), "diff"), ""]
+    where = _where_they_differ(expected, actual, only) + [f"  - {x}" for x in extra]
+    lines += ["", "Where they differ (model = expected, target = actual):", "",
+              *escape.fence(escape.terminal("\n".join(where)), "text"), ""]
     if only is not None and any(line.strip() not in only for line in outcome_diff(expected, actual)
                                 if not line.startswith("    ")):
         lines += [f"Machine `{trace.machine}` tolerates the other differences in the table (see its docstring).", ""]
+    return lines
+
+
+def _where_they_differ(expected: Outcome, actual: Outcome, only: set[str] | None) -> list[str]:
+    """Per differing field, the structural differences only (the values are in the table above)."""
+    out = []
+    for line in outcome_diff(expected, actual, only):
+        if not line.startswith("    "):
+            out.append(line.strip())
+        elif line.lstrip().startswith("where :"):
+            out.append("  " + line.split("where :", 1)[1].strip())
+    if not any(line.startswith("  ") for line in out):  # plain values (errors): say them once
+        out = [line.strip() for line in outcome_diff(expected, actual, only)]
+    return out
+
+
+def _pictures(result: ReplayResult) -> list[str]:
+    """The state around the divergence as Mermaid diagrams (index machines; see :mod:`draw`)."""
+    from kvspec.stateful.traces import draw
+
+    drawn = draw.pictures(result)
+    if not drawn:
+        return []
+    lines = ["## State at the divergence", "",
+             "The prefix index per storage tier, worker and rank: the reference model's blocks, each marked by "
+             "what the target's `dump_events()` says (`kvspec replay TRACE --draw-to state.png` draws it locally).", ""]
+    for caption, graph in drawn:
+        lines += [f"**{caption.capitalize()}**", "", "```mermaid", draw.mermaid(graph), "```", ""]
+        lines += draw.legend(graph) + [""]
     return lines
 
 

@@ -137,8 +137,9 @@ def trace_from_divergence(divergence: Divergence, *, spec: Any, target: Target, 
     """The JSON-ready trace of a divergence raised by ``spec`` against ``target``."""
     steps = divergence.steps[: divergence.index + 1]
     step = steps[-1]
+    note = _look_alike_note(divergence)  # first: the summary is cut at 300 characters
     trace = _header(spec, target, profile, seed, max_examples, "divergence",
-                    f"{step.describe()}: {divergence.summary}")
+                    f"{note}{step.describe()}: {divergence.summary}")
     trace["steps"] = [s.to_json() for s in steps]
     trace["divergence"] = {
         "index": divergence.index,
@@ -148,6 +149,18 @@ def trace_from_divergence(divergence: Divergence, *, spec: Any, target: Target, 
         "differences": list(divergence.differences),
     }
     return trace
+
+
+def _look_alike_note(divergence: Divergence) -> str:
+    """``the two sides print alike but their types differ: ...; `` when a differing value prints
+    exactly like the model's (an adapter returning its own look-alike of a kvspec type)."""
+    pairs = [(divergence.expected.value, divergence.actual.value)]
+    pairs += [(v, divergence.actual.observed.get(k)) for k, v in divergence.expected.observed.items()]
+    for want, got in pairs:
+        if type(want) is not type(got) and repr(want) == repr(got) and want is not None:
+            return (f"the two sides print alike but their types differ: model {type(want).__module__}."
+                    f"{type(want).__qualname__}, target {type(got).__module__}.{type(got).__qualname__}; ")
+    return ""
 
 
 def trace_from_error(error: BaseException, steps: Sequence[Step], *, spec: Any, target: Target,

@@ -99,7 +99,9 @@ def test_progress_lines_while_running():
                            progress_every=0.05, on_progress=lambda p: lines.append(p.line()))
     assert result.status == "passed"
     assert lines, "no progress reported"
-    assert all("toy-shelf vs toy-good" in line and "steps/s" in line and "failing examples" in line for line in lines)
+    # issue 11 format: examples done / budget (never above it) and an ETA while generating
+    assert all("toy-shelf vs toy-good" in line and "steps/s" in line and "/40 examples" in line for line in lines)
+    assert all(int(line.split("/40 examples")[0].split()[-1]) <= 40 for line in lines)
 
 
 def test_seed_makes_runs_reproducible():

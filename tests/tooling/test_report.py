@@ -62,7 +62,8 @@ def test_markdown_has_every_section(tmp_path):
                     "## Standalone test", "## Replay"):
         assert heading in md
     assert "| `drain_events()` **differs** |" in md
-    assert "3. `shelf.take(FullBlock(hash=0))` → model: `-> 0` **← diverges here**" in md
+    # issue 11: every step says whether it is in-contract or adversarial
+    assert "3. `shelf.take(FullBlock(hash=0))` → model: `-> 0` — *in-contract* **← diverges here**" in md
     embedded = re.search(r"```python\n(.*?)```", md, re.S).group(1)
     assert embedded == report.test_source
     assert report.reproduced
@@ -73,7 +74,10 @@ def test_generated_file_is_literal_and_hypothesis_free(tmp_path):
     src = report.test_source
     assert "hypothesis" not in src and "kvspec.stateful" not in src
     assert "shelf = ns.Shelf(1)" in src
-    assert "assert same(shelf.drain_events(), [KvCacheEvent(event_id=1, data=Removed(block_hashes=(0,)))])" in src
+    # issue 11: values in variables and a plain `==`, so pytest's assertion rewriting shows the diff
+    assert ("actual = shelf.drain_events()\n"
+            "    expected = [KvCacheEvent(event_id=1, data=Removed(block_hashes=(0,)))]\n"
+            "    assert canonical(actual) == canonical(expected)") in src
     assert "from kvspec.events import" in src and "from kvspec.protocol import FullBlock" in src
     compile(src, "generated", "exec")
 
