@@ -27,13 +27,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from kvspec.errors import InvalidArgument, InvalidConfiguration
+from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, RouterEvent, StorageTier, StoredBlock
 from kvspec.hashing import sequence_hashes
 from kvspec.impl.radix import BlockTable
 from kvspec.impl.tiered import TieredIndex
 from kvspec.scores import LowerTierMatches, OverlapScores, TieredMatches
-from kvspec.ttl import DEFAULT_MAX_TREE_SIZE, DEFAULT_PRUNE_TARGET_RATIO, PruneConfig, TtlEntry
+from kvspec.ttl import DEFAULT_MAX_TREE_SIZE, DEFAULT_PRUNE_TARGET_RATIO, PruneConfig, TtlEntry, check_router_config
 
 __all__ = ["ApproxIndex", "RouterIndexer", "TimerHeap"]
 
@@ -216,8 +216,7 @@ class RouterIndexer:
                  prune_target_ratio: float = DEFAULT_PRUNE_TARGET_RATIO) -> None:
         if not isinstance(use_kv_events, bool):
             raise InvalidArgument(f"use_kv_events must be a bool, got {use_kv_events!r}")
-        if router_predicted_ttl is not None and not use_kv_events:
-            raise InvalidConfiguration("router_predicted_ttl requires use_kv_events=True")
+        check_router_config(use_kv_events, router_predicted_ttl)
         PruneConfig(router_ttl, max_tree_size, prune_target_ratio)
         self._primary = TieredIndex() if use_kv_events else None
         ttl = router_predicted_ttl if use_kv_events else router_ttl
