@@ -32,20 +32,22 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
-from kvspec.impl.trie import Blocks, Irregular, LaneTrie, split_chain
+from kvspec.impl.trie import Blocks, Irregular, LaneTrie, block_hash_of, tokens_hash_of
 from kvspec.scores import Continuation, OverlapScores
 
 Worker = tuple[int, int]
 _EVERY_WORKER = None  # frontier marker at the root when every worker may start there
 
 
-def check_acyclic_batch(stored: Stored) -> None:
-    """A parent among its own blocks, or a repeated block hash, would make a cycle."""
-    names = [b.block_hash for b in stored.blocks]
+def check_acyclic_batch(stored: Stored) -> list[int]:
+    """A parent among its own blocks, or a repeated block hash, would make a cycle.  Returns the
+    block hashes (the caller reuses them).  O(k)."""
+    names = list(map(block_hash_of, stored.blocks))
     if stored.parent_hash is not None and stored.parent_hash in names:
         raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
     if len(set(names)) != len(names):
         raise InvalidBlockSequence("a stored block list names the same block hash twice")
+    return names
 
 
 class BlockTable:
@@ -73,7 +75,8 @@ class BlockTable:
         blocks[e] = (parent, local)
         self.edges.setdefault((parent, local), {}).setdefault(e, set()).add(worker)
 
-    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock]) -> None:
+    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                    names: list[int] | None = None) -> None:
         """File ``blocks`` one under the other, the first under ``parent``: O(1) per block."""
         if not blocks:
             return
@@ -334,7 +337,8 @@ class DeviceTable:
 
     # -- mutation ----------------------------------------------------------------------------
 
-    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock]) -> None:
+    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                    names: list[int] | None = None) -> None:
         """File ``blocks`` one under the other, the first under ``parent``.
 
         Trie workers: O(k) in C + O(nodes walked) (:meth:`LaneTrie.store`); a chain that does not
@@ -343,7 +347,8 @@ class DeviceTable:
         if not blocks:
             return
         if worker not in self.irregular.held:
-            es, ls = split_chain(blocks)
+            es = names if names is not None else list(map(block_hash_of, blocks))
+            ls = list(map(tokens_hash_of, blocks))
             if parent is None or self.trie.holds(worker, parent):
                 try:
                     self.trie.store(worker, parent, es, ls)
@@ -467,11 +472,11 @@ class RadixIndex:
         worker = (worker_id, event.dp_rank)
         data = event.data
         if isinstance(data, Stored):
-            check_acyclic_batch(data)
+            names = check_acyclic_batch(data)
             parent = data.parent_hash
             if parent is not None and not self._table.holds(worker, parent):
                 raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-            self._table.store_chain(worker, parent, data.blocks)
+            self._table.store_chain(worker, parent, data.blocks, names)
         elif isinstance(data, Removed):
             self._remove(worker, data.block_hashes)
         elif isinstance(data, Cleared):

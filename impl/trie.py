@@ -40,6 +40,7 @@ created per block, so storing a chain allocates O(1) container objects, not O(bl
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 Worker = tuple[int, int]
 Blocks = dict[int, tuple[int | None, int]]
@@ -159,17 +160,18 @@ class LaneTrie:
                 continue
             child = node.kids.get(ls[i]) if node.kids else None
             if child is None:
-                rest = es[i:]
-                if not blocks.keys().isdisjoint(rest) or (holes and not holes.keys().isdisjoint(rest)):
+                rest, locals_ = (es, ls) if i == 0 else (es[i:], ls[i:])
+                keys = blocks.keys()
+                if not keys.isdisjoint(rest) or (holes and not holes.keys().isdisjoint(rest)):
                     raise Irregular
-                if node is not self.root and not node.kids and len(node.lanes) == 1:
-                    node.labels += ls[i:]  # the worker's own leaf run: extend it in place
+                if node.kids is None and len(node.lanes) == 1 and node is not self.root:
+                    node.labels += locals_  # the worker's own leaf run: extend it in place
                     node.lanes[worker] += rest
-                    node.ends[worker] = node.end
+                    node.ends[worker] = node.depth + len(node.labels)
                 else:
-                    child = Node(ls[i:], node.end, node)
+                    child = Node(locals_, node.depth + len(node.labels), node)
                     child.lanes[worker] = rest
-                    child.ends[worker] = child.end
+                    child.ends[worker] = child.depth + len(locals_)
                     if node.kids is None:
                         node.kids = {}
                     node.kids[ls[i]] = child
@@ -269,7 +271,18 @@ class LaneTrie:
                 holes = self.holes[worker]
                 for e in gaps.values():
                     holes[e] = moved
+        low = moved if below else kept
+        if low.gaps:
+            self._shed(low)
         return (kept, moved) if below else (moved, kept)
+
+    def _shed(self, low: Node) -> None:
+        """After a split: a lane that is holes only in the bottom part, with nothing below, leaves it
+        (the top part then still holds a block of that lane, so nothing above changes).  O(lanes)."""
+        kids = low.kids.values() if low.kids else ()
+        for worker, gaps in list(low.gaps.items()):
+            if len(gaps) == len(low.labels) and not any(worker in kid.lanes for kid in kids):
+                self._drop_lane(worker, low)
 
     # -- removing ----------------------------------------------------------------------------
 
@@ -501,6 +514,7 @@ class LaneTrie:
         assert {w: h for w, h in self.holes.items() if h} == seen_holes, "holes disagree with the gaps"
 
 
-def split_chain(blocks: Sequence) -> tuple[list[int], list[int]]:
-    """External and local hashes of a Stored event's blocks: O(k)."""
-    return [b.block_hash for b in blocks], [b.tokens_hash for b in blocks]
+block_hash_of = attrgetter("block_hash")
+tokens_hash_of = attrgetter("tokens_hash")
+
+

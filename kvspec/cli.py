@@ -260,8 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("bench", help="run a benchmark (lifecycle, indexing)")
-    p.add_argument("name")
+    from kvspec.bench import BENCHMARKS
+
+    listing = "benchmarks (each takes --help and --quick):\n" + "\n".join(
+        f"  {name:<10} {what}" for name, what in BENCHMARKS.items())
+    p = sub.add_parser("bench", help="run a benchmark (" + ", ".join(BENCHMARKS) + ")", epilog=listing,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="one of: " + ", ".join(BENCHMARKS))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
     return parser
