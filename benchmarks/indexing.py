@@ -3,7 +3,7 @@
 Workload (deterministic for a seed): ``workers`` workers (dp rank 0) each store whole request
 chains — one of 32 shared "system prompt" chains (4-64 blocks) followed by a private suffix (1-128
 blocks) — as ``Stored`` events of up to 32 blocks, each anchored to the previous one, until
-``blocks`` (worker, block) pairs are held in total.  External hashes are the chained sequence
+``blocks`` (worker, block) pairs are held in total (a prompt a worker already holds adds nothing).  External hashes are the chained sequence
 hashes of the local hashes (consistent across workers, as Dynamo's router assumes).  One chain in
 ten then loses a suffix (``Removed``, leaf first).  Three query sets of 64-block queries:
 
@@ -66,8 +66,9 @@ def build_workload(total_blocks: int, workers: int, *, seed: int = 0, queries: i
     events: list[tuple[int, KvCacheEvent]] = []
     ids = [0] * workers
     whole: list[list[int]] = []  # chains of >= 64 blocks still held whole by their worker
-    held = 0
-    while held < total_blocks:
+    held: list[set[int]] = [set() for _ in range(workers)]  # external hashes each worker holds
+    pairs = 0
+    while pairs < total_blocks:
         worker = rng.randrange(workers)
         local = rng.choice(prompts) + fresh(rng.randint(1, 128))
         seq = sequence_hashes(local)
@@ -77,13 +78,15 @@ def build_workload(total_blocks: int, workers: int, *, seed: int = 0, queries: i
             events.append((worker, KvCacheEvent(ids[worker], Stored(parent, blocks))))
             ids[worker] += 1
             parent = blocks[-1].block_hash
-        held += len(local)
         cut = len(local)
         if rng.random() < 0.1:
             cut = rng.randrange(1, len(local))
             events.append((worker, KvCacheEvent(ids[worker], Removed(seq[cut:][::-1]))))
             ids[worker] += 1
-            held -= len(local) - cut
+        pairs -= len(held[worker])
+        held[worker].update(seq[:cut])
+        held[worker].difference_update(seq[cut:])
+        pairs += len(held[worker])
         if cut >= QUERY_LENGTH:
             whole.append(local[:QUERY_LENGTH])
     sets = {
@@ -111,6 +114,7 @@ def _dynamo_tree_class():
 
 def _apply_batch(cls, events, keep: list):
     def batch() -> int:
+        keep.clear()  # free the previous build first
         index = cls()
         apply = index.apply_event
         for worker, event in events:
@@ -253,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per query set")
     parser.add_argument("--apply-rounds", type=int, default=3, help="fresh builds per side for the apply figure")
     parser.add_argument("--model-budget", type=float, default=3.0, help="seconds the model may spend per query set")
+    parser.add_argument("--model-max", type=int, default=100_000,
+                        help="largest size at which the model answers queries (its query is O(pairs held))")
     parser.add_argument("--min-ops", type=int, default=200, help="fewest operations a ratio may rest on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to when Dynamo is installed")
@@ -276,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Dynamo {dynamo_version} dynamo._core.RadixTree; process {pinned}: Dynamo's binding runs "
               "each call on a second thread, and pinned it stays in its fast mode, the comparison most "
               "favourable to Dynamo")
-    print("times: median [min-max] over rounds; ratio = quotient of medians, '-' when a side rests on "
+    print("times: process CPU time (all threads), median [min-max] over rounds (model: over single "
+          "queries, up to --model-max blocks); ratio = quotient of medians, '-' when a side rests on "
           f"fewer than {args.min_ops} operations (count in brackets)")
     apply_rows = []
     for total in (int(b) for b in args.blocks.split(",")):
@@ -308,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if dynamo_cls is not None:
                 sides["dynamo"] = (_dynamo_query_batch(kept["dynamo"][0], queries), len(queries))
             spreads = interleaved(sides, args.rounds)
-            model_spread = _model_spread(model, queries, args.model_budget)
+            model_spread = _model_spread(model, queries, args.model_budget) if total <= args.model_max else None
             d_i = ratio(spreads.get("dynamo"), spreads["impl"], args.min_ops)
             m_i = ratio(model_spread, spreads["impl"], args.min_ops)
             model_text = fmt_us(model_spread) if model_spread else "-"
@@ -337,19 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _model_spread(model, queries, budget: float) -> Spread | None:
-    """Time the model on the first queries that fit ``budget`` seconds (one pass after one warm-up)."""
+    """Time the model (CPU time) on the first queries that fit ``budget`` seconds, after a warm-up;
+    its spread is over single queries, not rounds."""
     import time
 
     find = model.find_matches
-    started = time.perf_counter()
+    started = time.process_time()
     find(queries[0])
-    first = time.perf_counter() - started
+    first = time.process_time() - started
     n = max(1, min(len(queries), int(budget / max(first, 1e-9))))
     times = []
     for query in queries[:n]:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         find(query)
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return Spread(tuple(times), n)
 
 

@@ -2,8 +2,9 @@
 
 * :func:`interleaved` times several *sides* (callables doing the same batch of work) in rounds:
   every round runs each side once, in an order that rotates from round to round, after one
-  untimed warm-up call per side.  Each timing is CPU-independent wall time (``perf_counter``) per
-  operation, so a side that hands work to another thread is charged for it.
+  untimed warm-up call per side.  Each timing is the *process's CPU time* (every thread, so a side
+  that hands work to another thread is charged for it) per operation: on a shared machine, wall
+  time mostly measures the scheduler.
 * :class:`Spread` keeps min / median / max of the per-operation times and how many operations
   they rest on; :func:`ratio` refuses (returns ``None``) when either side rests on fewer than
   ``min_ops`` operations, so no ratio is ever printed from a handful of calls.
@@ -52,9 +53,9 @@ def interleaved(sides: dict[str, tuple[Callable[[], int], int]], rounds: int,
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             batch, n = sides[name]
-            started = time.perf_counter()
+            started = time.process_time()
             batch()
-            times[name].append((time.perf_counter() - started) / n)
+            times[name].append((time.process_time() - started) / n)
     return {name: Spread(tuple(times[name]), rounds * sides[name][1]) for name in names}
 
 

@@ -75,8 +75,7 @@ class BlockTable:
         blocks[e] = (parent, local)
         self.edges.setdefault((parent, local), {}).setdefault(e, set()).add(worker)
 
-    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
-                    names: list[int] | None = None) -> None:
+    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock]) -> None:
         """File ``blocks`` one under the other, the first under ``parent``: O(1) per block."""
         if not blocks:
             return
@@ -348,15 +347,14 @@ class DeviceTable:
             return
         if worker not in self.irregular.held:
             es = names if names is not None else list(map(block_hash_of, blocks))
-            ls = list(map(tokens_hash_of, blocks))
             if parent is None or self.trie.holds(worker, parent):
+                if worker not in self.trie.where:
+                    self.ranks.setdefault(worker[0], set()).add(worker[1])
                 try:
-                    self.trie.store(worker, parent, es, ls)
+                    self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))
+                    return
                 except Irregular:
                     pass
-                else:
-                    self.ranks.setdefault(worker[0], set()).add(worker[1])
-                    return
             self._to_irregular(worker)
         self.ranks.setdefault(worker[0], set()).add(worker[1])
         self.irregular.store_chain(worker, parent, blocks)

@@ -142,7 +142,18 @@ class LaneTrie:
         if parent is None:
             node, offset = self.root, -1
         else:
-            node, offset = self.slot(worker, parent)
+            node = blocks[parent]
+            lane = node.lanes[worker]
+            if lane[-1] == parent and node.kids is None and len(lane) == len(node.labels) \
+                    and len(node.lanes) == 1 and blocks.keys().isdisjoint(es) \
+                    and (not holes or holes.keys().isdisjoint(es)):
+                # the common case, O(k) in C: a new chain continues the worker's own leaf run
+                node.labels += ls
+                lane += es
+                node.ends[worker] = node.depth + len(node.labels)
+                blocks.update(dict.fromkeys(es, node))
+                return
+            offset = len(lane) - 1 if lane[-1] == parent else lane.index(parent)
         i, k = 0, len(es)
         while i < k:
             size = len(node.labels)
