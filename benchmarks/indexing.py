@@ -148,6 +148,63 @@ def _pairs(model) -> int:
     return sum(len(blocks) for blocks in model._held.values())
 
 
+# -- holes ----------------------------------------------------------------------------------
+
+def hole_events(below: int, workers: int, seed: int = 1):
+    """Events building one chain of ``below + 2`` blocks held by ``workers`` workers, and the
+    Removed / Stored pair that opens and refills a hole at its second block (``below`` held
+    blocks under it)."""
+    rng = random.Random(seed)
+    local = [rng.getrandbits(64) for _ in range(below + 2)]
+    seq = sequence_hashes(local)
+    build = []
+    for worker in range(workers):
+        parent = None
+        for start in range(0, len(local), CHUNK):
+            blocks = [StoredBlock(e, h) for e, h in zip(seq[start:start + CHUNK], local[start:start + CHUNK])]
+            build.append((worker, KvCacheEvent(0, Stored(parent, blocks))))
+            parent = blocks[-1].block_hash
+    remove = KvCacheEvent(0, Removed([seq[1]]))
+    refill = KvCacheEvent(0, Stored(seq[0], [StoredBlock(seq[1], local[1])]))
+    return build, remove, refill
+
+
+def hole_table(sizes: Sequence[int], workers: Sequence[int], rounds: int, dynamo_cls) -> None:
+    """Cost of opening and refilling a hole above ``n`` held blocks (remove + re-store, per pair)."""
+    import kvspec.impl
+    import kvspec.model
+
+    print("\n  interior hole: remove one block with N held blocks below it, then store it again "
+          "(us per remove+refill pair, median [min-max])")
+    for n in sizes:
+        for w in workers:
+            build, remove, refill = hole_events(n, w)
+            sides = {}
+            for name, cls, payload in (("impl", kvspec.impl.RadixIndex, None), ("model", kvspec.model.RadixIndex, None),
+                                       ("Dynamo", dynamo_cls, "json")):
+                if cls is None:
+                    continue
+                index = cls()
+                if payload:
+                    for worker, event in build:
+                        index.apply_event(worker, event.to_json().encode())
+                    pair = (remove.to_json().encode(), refill.to_json().encode())
+                else:
+                    for worker, event in build:
+                        index.apply_event(worker, event)
+                    pair = (remove, refill)
+
+                def batch(index=index, pair=pair) -> int:
+                    for _ in range(50):
+                        index.apply_event(0, pair[0])
+                        index.apply_event(0, pair[1])
+                    return 50
+                sides[name] = (batch, 50)
+            spreads = interleaved(sides, rounds)
+            print(f"    N={n:>6,}, {w:>2} workers holding the chain: "
+                  + ", ".join(f"{name} {fmt_us(spread)}" for name, spread in spreads.items()), flush=True)
+
+
 # -- memory --------------------------------------------------------------------------------
 
 def retained_bytes(cls, total: int, workers: int, seed: int) -> tuple[int, int]:
@@ -336,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "hash ints included", flush=True)
         del events, sets, payloads
         gc.collect()
+    hole_table((100, 1000, 10000), (1, 64), 3 if args.quick else 5, dynamo_cls)
     if args.callgrind:
         callgrind_table(args.callgrind, args.workers, args.seed, 200,
                         ["impl"] + (["dynamo"] if dynamo_cls is not None else []))
