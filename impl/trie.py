@@ -9,6 +9,7 @@ worker has at most one block per path, and all of its blocks fit in one trie ove
     Node.lanes[w]        [E | None, ...] the worker's block at each position, None = a hole
     Node.gaps[w]         {offset: E}     which block each hole stood for (removed, not re-stored)
     Node.ends[w]         depth+len       the lane's score if a query passes the whole node
+    Node.first[w]        depth           where the lane's first hole is (a cache of ``gaps``)
     Node.kids[L]         child node      keyed by the child's first label
     LaneTrie.where[w][E] node            the node holding each held block of ``w`` (a lane entry)
     LaneTrie.holes[w][E] node            the node holding each hole of ``w`` (a gaps entry)
@@ -49,7 +50,7 @@ Blocks = dict[int, tuple[int | None, int]]
 class Node:
     """One run of path positions and the lanes of the workers that hold all of them (module docs)."""
 
-    __slots__ = ("labels", "depth", "kids", "parent", "lanes", "ends", "gaps")
+    __slots__ = ("labels", "depth", "kids", "parent", "lanes", "ends", "gaps", "first")
 
     def __init__(self, labels: list[int], depth: int, parent: Node | None) -> None:
         self.labels = labels
@@ -59,6 +60,8 @@ class Node:
         self.lanes: dict[Worker, list[int | None]] = {}
         self.ends: dict[Worker, int] = {}
         self.gaps: dict[Worker, dict[int, int]] | None = None
+        #: depth of each worker's first hole here; None when stale (rebuilt by the next query)
+        self.first: dict[Worker, int] | None = None
 
     @property
     def end(self) -> int:
@@ -216,6 +219,7 @@ class LaneTrie:
                 continue
             if current is not None or gaps is None or gaps.get(at + t) != e:
                 raise Irregular
+        node.first = None
         for t, e in enumerate(run):  # all checked: fill the holes
             if lane[at + t] is None:
                 lane[at + t] = e
@@ -278,6 +282,7 @@ class LaneTrie:
             top_node, low_node = (kept, moved) if below else (moved, kept)
             top_node.gaps = top_gaps or None
             low_node.gaps = low_gaps or None
+            top_node.first = low_node.first = None
             for worker, gaps in moved.gaps.items() if moved.gaps else ():
                 holes = self.holes[worker]
                 for e in gaps.values():
@@ -324,6 +329,7 @@ class LaneTrie:
             offsets = dict(zip(lane, range(len(lane)))) if len(names) > 2 else None
             if node.gaps is None:
                 node.gaps = {}
+            node.first = None
             gaps = node.gaps.setdefault(worker, {})
             for e in names:
                 offset = offsets[e] if offsets is not None else lane.index(e)
@@ -348,6 +354,7 @@ class LaneTrie:
             if node.kids and any(worker in kid.lanes for kid in node.kids.values()):
                 return
             gaps = node.gaps[worker]
+            node.first = None
             if len(gaps) == len(lane):  # holes only: the lane leaves the node
                 self._drop_lane(worker, node)
                 node = node.parent
@@ -371,6 +378,7 @@ class LaneTrie:
         del node.lanes[worker]
         del node.ends[worker]
         if node.gaps and worker in node.gaps:
+            node.first = None
             holes = self.holes[worker]
             for e in node.gaps.pop(worker).values():
                 del holes[e]
@@ -451,24 +459,25 @@ class LaneTrie:
         if last is not None:
             out.update(last.ends)
         if cuts:
-            for worker, depth in cuts.items():
-                if depth:
-                    out[worker] = depth
-                else:
+            out.update(cuts)  # a cut lies above the end of the lane it cuts: it is the new score
+            if 0 in cuts.values():
+                for worker in [w for w, depth in cuts.items() if depth == 0]:
                     del out[worker]
         return out
 
     @staticmethod
     def _cuts(node: Node, matched: int, cuts: dict | None) -> dict:
-        """Record each worker's first hole among the first ``matched`` slots (shallowest wins)."""
-        if cuts is None:
-            cuts = {}
-        for worker, gaps in node.gaps.items():
-            if worker not in cuts:
-                first = min(gaps)
-                if first < matched:
-                    cuts[worker] = node.depth + first
-        return cuts
+        """Merge the first holes among the first ``matched`` slots of ``node`` into ``cuts``
+        (shallower cuts, from nodes above, win).  O(workers with holes here), in C when the
+        node is passed whole; the per-node cache ``first`` is rebuilt only after a change."""
+        first = node.first
+        if first is None:
+            depth = node.depth
+            first = node.first = {worker: depth + min(gaps) for worker, gaps in node.gaps.items()}
+        if matched < len(node.labels):
+            limit = node.depth + matched
+            first = {worker: depth for worker, depth in first.items() if depth < limit}
+        return first.copy() if cuts is None else first | cuts
 
     def anchors(self, query: list[int]) -> dict[Worker, tuple[int, int]]:
         """``worker -> (score, E at its last matched slot)``: the walk plus O(workers x log path)."""
@@ -515,6 +524,9 @@ class LaneTrie:
                             "a lane of holes only with nothing below"
                 if node.gaps is not None:
                     assert node.gaps and all(node.gaps.values()) and set(node.gaps) <= set(node.lanes)
+                if node.first is not None:
+                    assert node.first == {w: node.depth + min(g) for w, g in (node.gaps or {}).items()}, \
+                        "stale first-hole cache"
             if node.kids is not None:
                 assert node.kids, "an empty child map is kept"
                 for label, kid in node.kids.items():
