@@ -144,6 +144,21 @@ def _dynamo_query_batch(tree, queries):
     return batch
 
 
+def _impl_class(path: str | None):
+    """``kvspec.impl.RadixIndex``, or ``RadixIndex`` from the module file ``path``."""
+    if path is None:
+        import kvspec.impl
+
+        return kvspec.impl.RadixIndex
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kvspec_bench_impl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    print(f"impl: RadixIndex from {path}")
+    return module.RadixIndex
+
+
 def _pairs(model) -> int:
     return sum(len(blocks) for blocks in model._held.values())
 
@@ -169,7 +184,7 @@ def hole_events(below: int, workers: int, seed: int = 1):
     return build, remove, refill
 
 
-def hole_table(sizes: Sequence[int], workers: Sequence[int], rounds: int, dynamo_cls) -> None:
+def hole_table(sizes: Sequence[int], workers: Sequence[int], rounds: int, dynamo_cls, impl_cls) -> None:
     """Cost of opening and refilling a hole above ``n`` held blocks (remove + re-store, per pair)."""
     import kvspec.impl
     import kvspec.model
@@ -180,7 +195,7 @@ def hole_table(sizes: Sequence[int], workers: Sequence[int], rounds: int, dynamo
         for w in workers:
             build, remove, refill = hole_events(n, w)
             sides = {}
-            for name, cls, payload in (("impl", kvspec.impl.RadixIndex, None), ("model", kvspec.model.RadixIndex, None),
+            for name, cls, payload in (("impl", impl_cls, None), ("model", kvspec.model.RadixIndex, None),
                                        ("Dynamo", dynamo_cls, "json")):
                 if cls is None:
                     continue
@@ -325,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k and 100k blocks, fewer queries and rounds")
     parser.add_argument("--callgrind", type=int, nargs="?", const=10000, default=None, metavar="BLOCKS",
                         help="also count instructions per query with valgrind at BLOCKS (default 10000)")
+    parser.add_argument("--impl-file", help=argparse.SUPPRESS)  # an older impl module, for before/after runs
     args = parser.parse_args(argv)
+    impl_cls = _impl_class(args.impl_file)
     if args.quick:
         args.blocks, args.queries, args.rounds, args.apply_rounds = "10000,100000", 200, 5, 2
     import kvspec.impl
@@ -348,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payloads = [(w, e.to_json().encode()) for w, e in events]
         kept = {"impl": [], "model": [], "dynamo": []}
         sides = {
-            "impl": (_apply_batch(kvspec.impl.RadixIndex, events, kept["impl"]), len(events)),
+            "impl": (_apply_batch(impl_cls, events, kept["impl"]), len(events)),
             "model": (_apply_batch(kvspec.model.RadixIndex, events, kept["model"]), len(events)),
         }
         if dynamo_cls is not None:
@@ -385,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_memory:
             gc.collect()
             model_bytes, held = retained_bytes(kvspec.model.RadixIndex, total, args.workers, args.seed)
-            impl_bytes, _ = retained_bytes(kvspec.impl.RadixIndex, total, args.workers, args.seed)
+            impl_bytes, _ = retained_bytes(impl_cls, total, args.workers, args.seed)
             dyn = dynamo_rss_bytes(dynamo_cls, payloads) if dynamo_cls is not None else None
             dyn_text = f", Dynamo ~{dyn / held:.0f} B (RSS growth)" if dyn is not None and held else ""
             print(f"  memory per pair: model {model_bytes / held:.0f} B, impl {impl_bytes / held:.0f} B "
@@ -393,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "hash ints included", flush=True)
         del events, sets, payloads
         gc.collect()
-    hole_table((100, 1000, 10000), (1, 64), 3 if args.quick else 5, dynamo_cls)
+    hole_table((100, 1000, 10000), (1, 64), 3 if args.quick else 5, dynamo_cls, impl_cls)
     if args.callgrind:
         callgrind_table(args.callgrind, args.workers, args.seed, 200,
                         ["impl"] + (["dynamo"] if dynamo_cls is not None else []))

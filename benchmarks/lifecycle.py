@@ -50,7 +50,7 @@ def record_workload(capacity: int, *, seed: int = 0, eviction: str = "lineage") 
     prefixes = [[rng.randrange(vocabulary) for _ in range(BLOCK_SIZE * rng.randint(2, 12))]
                 for _ in range(max(4, capacity // 200))]
     concurrency = max(2, capacity // 80)
-    requests = max(200, 3 * capacity // 20)
+    requests = max(200, capacity // 20)  # touches ~2x the capacity: fills the pool, then churns
     manager = KvManager(capacity, BLOCK_SIZE, eviction=eviction)
     ops: list = []
 

@@ -326,7 +326,10 @@ class DeviceTable:
 
     def holds(self, worker: Worker, e: int) -> bool:
         """O(1)."""
-        return self.trie.holds(worker, e) or e in self.irregular.held.get(worker, ())
+        blocks = self.trie.where.get(worker)
+        if blocks is not None:
+            return e in blocks
+        return e in self.irregular.held.get(worker, ())
 
     def blocks_of(self, worker: Worker) -> Blocks:
         """O(the worker's blocks)."""
@@ -347,8 +350,9 @@ class DeviceTable:
             return
         if worker not in self.irregular.held:
             es = names if names is not None else list(map(block_hash_of, blocks))
-            if parent is None or self.trie.holds(worker, parent):
-                if worker not in self.trie.where:
+            where = self.trie.where.get(worker)
+            if parent is None or (where is not None and parent in where):
+                if where is None:
                     self.ranks.setdefault(worker[0], set()).add(worker[1])
                 try:
                     self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))

@@ -147,8 +147,8 @@ class LaneTrie:
         else:
             node = blocks[parent]
             lane = node.lanes[worker]
-            if lane[-1] == parent and node.kids is None and len(lane) == len(node.labels) \
-                    and len(node.lanes) == 1 and blocks.keys().isdisjoint(es) \
+            if lane[-1] == parent and node.kids is None and len(node.lanes) == 1 \
+                    and blocks.keys().isdisjoint(es) \
                     and (not holes or holes.keys().isdisjoint(es)):
                 # the common case, O(k) in C: a new chain continues the worker's own leaf run
                 node.labels += ls
@@ -326,6 +326,14 @@ class LaneTrie:
         holes = self.holes.setdefault(worker, {})
         for node, names in touched.items():
             lane = node.lanes[worker]
+            cut = len(lane) - len(names)
+            if cut > 0 and node.kids is None and node.gaps is None and len(node.lanes) == 1 \
+                    and set(lane[cut:]) == set(names):
+                # the common case, O(k) in C: the tail of the worker's own leaf run goes
+                del lane[cut:]
+                del node.labels[cut:]
+                node.ends[worker] = node.depth + cut
+                continue
             offsets = dict(zip(lane, range(len(lane)))) if len(names) > 2 else None
             if node.gaps is None:
                 node.gaps = {}
