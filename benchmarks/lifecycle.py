@@ -109,6 +109,17 @@ def model_prefix(capacity: int, ops: Sequence, budget: float, eviction: str) -> 
     return done
 
 
+def without_gc(run):
+    """``run`` with the cyclic garbage collector paused (to separate its share of the time)."""
+    def paused() -> None:
+        gc.disable()
+        try:
+            run()
+        finally:
+            gc.enable()
+    return paused
+
+
 def timed_rounds(sides: dict, rounds: int) -> dict[str, list[float]]:
     """CPU seconds per round for each side (``name -> callable``), one warm-up each, rotating order."""
     names = list(sides)
@@ -200,18 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"kvspec bench lifecycle: KvManager, eviction={args.eviction}, block size {BLOCK_SIZE}, "
           f"{args.rounds} rounds, model budget {args.budget:.0f} CPU s per capacity")
-    print("impl us/block: process CPU time per block touched, median [min-max] over rounds")
-    header = (f"{'capacity':>9} {'ops':>9} {'blocks':>10} {'impl us/block':>22} "
+    print("impl us/block: process CPU time per block touched, median [min-max] over rounds; "
+          "GC paused: the same replay with the cyclic GC disabled (interleaved)")
+    header = (f"{'capacity':>9} {'ops':>9} {'blocks':>10} {'impl us/block':>22} {'GC paused':>22} "
               f"{'model ops':>9} {'model/impl':>10}" + ("  instr/block" if args.callgrind else ""))
     print(header)
     print("-" * len(header))
-    medians = {}
+    medians: dict[int, float] = {}
+    paused_medians: dict[int, float] = {}
     for capacity in (int(c) for c in args.capacities.split(",")):
         ops = record_workload(capacity, seed=args.seed, eviction=args.eviction)
         blocks = blocks_in(ops)
-        times = timed_rounds({"impl": lambda: replay(kvspec.impl, capacity, ops, args.eviction)}, args.rounds)
+        run_impl = lambda: replay(kvspec.impl, capacity, ops, args.eviction)  # noqa: E731
+        times = timed_rounds({"impl": run_impl, "no gc": without_gc(run_impl)}, args.rounds)
         per_block = Spread(tuple(t / blocks for t in times["impl"]), args.rounds * blocks)
+        no_gc = Spread(tuple(t / blocks for t in times["no gc"]), args.rounds * blocks)
         medians[capacity] = per_block.median
+        paused_medians[capacity] = no_gc.median
         done = model_prefix(capacity, ops, args.budget, args.eviction)
         prefix = ops[:done]
         prefix_blocks = blocks_in(prefix)
@@ -232,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             count = instructions_per_block(capacity, ops, args.eviction)
             instr = f"  {'n/a' if count is None else f'{count:,.0f}'}"
         spread = f"{per_block.median * 1e6:.2f} [{per_block.low * 1e6:.2f}-{per_block.high * 1e6:.2f}]"
-        print(f"{capacity:>9} {len(ops):>9,} {blocks:>10,} {spread:>22} {done:>9,} {fmt_ratio(value, 10)}"
+        paused = f"{no_gc.median * 1e6:.2f} [{no_gc.low * 1e6:.2f}-{no_gc.high * 1e6:.2f}]"
+        print(f"{capacity:>9} {len(ops):>9,} {blocks:>10,} {spread:>22} {paused:>22} {done:>9,} {fmt_ratio(value, 10)}"
               f"{instr} {why}", flush=True)
         if args.memory:
             model_bytes = retained_bytes(kvspec.model, capacity, prefix, args.eviction)
@@ -243,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(medians) > 1:
         low, high = min(medians, key=medians.get), max(medians, key=medians.get)
         print(f"impl per-block time spread: {medians[high] / medians[low]:.2f}x "
-              f"(slowest {high:,} blocks / fastest {low:,} blocks)")
+              f"(slowest {high:,} blocks / fastest {low:,} blocks); with the GC paused: "
+              f"{max(paused_medians.values()) / min(paused_medians.values()):.2f}x")
     print("model/impl: model CPU seconds / impl CPU seconds over the same prefix of operations "
           "(higher = impl faster)")
     return 0
