@@ -324,15 +324,20 @@ class LaneTrie:
         if not touched:
             return missing
         holes = self.holes.setdefault(worker, {})
+        above: list[Node] = []
         for node, names in touched.items():
             lane = node.lanes[worker]
             cut = len(lane) - len(names)
-            if cut > 0 and node.kids is None and node.gaps is None and len(node.lanes) == 1 \
+            if cut >= 0 and node.kids is None and node.gaps is None and len(node.lanes) == 1 \
                     and set(lane[cut:]) == set(names):
                 # the common case, O(k) in C: the tail of the worker's own leaf run goes
-                del lane[cut:]
-                del node.labels[cut:]
-                node.ends[worker] = node.depth + cut
+                if cut:
+                    del lane[cut:]
+                    del node.labels[cut:]
+                    node.ends[worker] = node.depth + cut
+                else:  # the whole run: the node goes, the lane above may now end in holes
+                    self._drop_lane(worker, node)
+                    above.append(node.parent)
                 continue
             offsets = dict(zip(lane, range(len(lane)))) if len(names) > 2 else None
             if node.gaps is None:
@@ -346,6 +351,10 @@ class LaneTrie:
                 holes[e] = node
         for node in touched:
             self._trim(worker, node)
+        for node in above:
+            self._trim(worker, node)
+        if not self.holes.get(worker, True):
+            del self.holes[worker]
         if not blocks:
             self._forget(worker)
         return missing
