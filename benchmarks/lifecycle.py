@@ -222,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for capacity in (int(c) for c in args.capacities.split(",")):
         ops = record_workload(capacity, seed=args.seed, eviction=args.eviction)
         blocks = blocks_in(ops)
-        run_impl = lambda: replay(kvspec.impl, capacity, ops, args.eviction)  # noqa: E731
+        def run_impl(ops=ops, capacity=capacity) -> None:
+            replay(kvspec.impl, capacity, ops, args.eviction)
+
         times = timed_rounds({"impl": run_impl, "no gc": without_gc(run_impl)}, args.rounds)
         per_block = Spread(tuple(t / blocks for t in times["impl"]), args.rounds * blocks)
         no_gc = Spread(tuple(t / blocks for t in times["no gc"]), args.rounds * blocks)
@@ -238,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif prefix_blocks < capacity:
             why = f"(model prefix touches {prefix_blocks:,} < {capacity:,} blocks: pool not yet full)"
         else:
-            pair = timed_rounds({"model": lambda: replay(kvspec.model, capacity, prefix, args.eviction),
-                                 "impl": lambda: replay(kvspec.impl, capacity, prefix, args.eviction)},
+            pair = timed_rounds({name: (lambda ns=ns, prefix=prefix: replay(ns, capacity, prefix, args.eviction))
+                                 for name, ns in (("model", kvspec.model), ("impl", kvspec.impl))},
                                 args.rounds)
             value = ratio(Spread(tuple(pair["model"]), args.rounds * done),
                           Spread(tuple(pair["impl"]), args.rounds * done), args.min_ops)

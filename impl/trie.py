@@ -40,7 +40,7 @@ created per block, so storing a chain allocates O(1) container objects, not O(bl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from operator import attrgetter
 
 Worker = tuple[int, int]
