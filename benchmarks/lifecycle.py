@@ -7,20 +7,33 @@ live at once, so the pinned set stays under half the capacity while the inactive
 evicts constantly.  The operation list is recorded once (driving the impl) and then replayed,
 identically, on a fresh model manager and a fresh impl manager.
 
-The model is deliberately slow (linear scans); a replay stops when its time budget runs out, and
-the impl is then timed over exactly the same prefix of operations, so the ratio always compares
-equal work.  Output: one row per capacity with operations, blocks touched, seconds per side and
-the model/impl speed ratio.  A benchmark, never a timed test.
+Method: the impl replays the whole list ``--rounds`` times (a fresh manager each round, after one
+untimed warm-up replay); its figure is *process CPU time per block touched*, median [min-max] over
+the rounds, so the per-block cost can be compared from 1k to 1M blocks (the last line gives the
+spread: largest / smallest median).  The model is deliberately slow (linear scans): it replays a
+prefix of the list until its time budget runs out, the impl is timed on exactly the same prefix
+(interleaved, same rounds), and the model/impl ratio is printed only when that prefix holds at
+least ``--min-ops`` operations *and* reaches the steady state (as many blocks touched as the pool
+holds, so eviction is running) — otherwise it says why.  ``--callgrind`` adds instructions per
+block (valgrind; the difference of a run that replays and one that only loads the operations).
+A benchmark, never a timed test.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import pickle
 import random
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Sequence
 
+from kvspec.bench.measure import Spread, fmt_ratio, ratio
 from kvspec.protocol import Deref, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.model.eviction import BACKENDS
@@ -38,7 +51,7 @@ def record_workload(capacity: int, *, seed: int = 0, eviction: str = "lineage") 
     prefixes = [[rng.randrange(vocabulary) for _ in range(BLOCK_SIZE * rng.randint(2, 12))]
                 for _ in range(max(4, capacity // 200))]
     concurrency = max(2, capacity // 80)
-    requests = max(200, 3 * capacity // 20)
+    requests = max(200, capacity // 20)  # touches ~2x the capacity: fills the pool, then churns
     manager = KvManager(capacity, BLOCK_SIZE, eviction=eviction)
     ops: list = []
 
@@ -70,19 +83,57 @@ def record_workload(capacity: int, *, seed: int = 0, eviction: str = "lineage") 
     return ops
 
 
-def replay(namespace, capacity: int, ops: Sequence, budget: float, eviction: str) -> tuple[int, float]:
-    """Apply ``ops`` to a fresh manager until done or ``budget`` seconds; return (ops done, seconds)."""
+def replay(namespace, capacity: int, ops: Sequence, eviction: str) -> None:
+    """Apply ``ops`` to a fresh manager (events drained every 64 operations)."""
     manager = namespace.KvManager(capacity, BLOCK_SIZE, eviction=eviction)
-    started = time.perf_counter()
+    process, drain = manager.process, manager.drain_events
+    for done, op in enumerate(ops, 1):
+        process(op)
+        if done % 64 == 0:
+            drain()
+    drain()
+
+
+def model_prefix(capacity: int, ops: Sequence, budget: float, eviction: str) -> int:
+    """How many operations the model replays within ``budget`` CPU seconds."""
+    import kvspec.model
+
+    manager = kvspec.model.KvManager(capacity, BLOCK_SIZE, eviction=eviction)
+    started = time.process_time()
     done = 0
     for done, op in enumerate(ops, 1):
         manager.process(op)
         if done % 64 == 0:
             manager.drain_events()
-        if time.perf_counter() - started > budget:
+        if time.process_time() - started > budget:
             break
-    manager.drain_events()
-    return done, time.perf_counter() - started
+    return done
+
+
+def without_gc(run):
+    """``run`` with the cyclic garbage collector paused (to separate its share of the time)."""
+    def paused() -> None:
+        gc.disable()
+        try:
+            run()
+        finally:
+            gc.enable()
+    return paused
+
+
+def timed_rounds(sides: dict, rounds: int) -> dict[str, list[float]]:
+    """CPU seconds per round for each side (``name -> callable``), one warm-up each, rotating order."""
+    names = list(sides)
+    for name in names:
+        sides[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            gc.collect()
+            started = time.process_time()
+            sides[name]()
+            out[name].append(time.process_time() - started)
+    return out
 
 
 def retained_bytes(namespace, capacity: int, ops: Sequence, eviction: str) -> int:
@@ -102,39 +153,120 @@ def blocks_in(ops: Sequence) -> int:
     return sum(len(op.blocks) if isinstance(op, (Use, Deref)) else 1 for op in ops if isinstance(op, (Use, Deref, Promote)))
 
 
+# -- callgrind -----------------------------------------------------------------------------
+
+def _callgrind_child(argv: Sequence[str]) -> int:
+    """``--callgrind-child FILE replay|load``: load pickled (capacity, eviction, ops); maybe replay."""
+    import kvspec.impl
+
+    path, mode = argv
+    with open(path, "rb") as f:
+        capacity, eviction, ops = pickle.load(f)
+    if mode == "replay":
+        replay(kvspec.impl, capacity, ops, eviction)
+    return 0
+
+
+def instructions_per_block(capacity: int, ops: Sequence, eviction: str) -> float | None:
+    """(instructions of a run that replays - of a run that only loads) / blocks touched."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ops.pickle")
+        with open(path, "wb") as f:
+            pickle.dump((capacity, eviction, list(ops)), f)
+        counts = []
+        for mode in ("replay", "load"):
+            cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                   "-m", "kvspec.bench.lifecycle", "--callgrind-child", path, mode]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            found = [int(line.split(":")[-1].strip()) for line in done.stderr.splitlines() if "Collected :" in line]
+            if not found:
+                return None
+            counts.append(found[0])
+    return (counts[0] - counts[1]) / blocks_in(ops)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if argv[:1] == ["--callgrind-child"]:
+        return _callgrind_child(argv[1:])
     parser = argparse.ArgumentParser(prog="kvspec bench lifecycle", description=__doc__.splitlines()[0])
-    parser.add_argument("--capacities", default="1000,10000,100000")
+    parser.add_argument("--capacities", default="1000,10000,100000,1000000")
     parser.add_argument("--eviction", default="lineage", choices=sorted(BACKENDS))
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds the model may spend per capacity")
+    parser.add_argument("--rounds", type=int, default=3, help="timed impl replays per capacity")
+    parser.add_argument("--budget", type=float, default=10.0, help="CPU seconds the model may spend per capacity")
+    parser.add_argument("--min-ops", type=int, default=200, help="fewest operations a ratio may rest on")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="1k, 10k and 100k blocks, 2 rounds")
     parser.add_argument("--memory", action="store_true",
                         help="also measure retained memory of both sides on the same operations (slower)")
-    args = parser.parse_args(list(argv or []))
+    parser.add_argument("--callgrind", action="store_true",
+                        help="also count instructions per block with valgrind (slow: minutes per capacity)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.capacities, args.rounds = "1000,10000,100000", 2
     import kvspec.impl
     import kvspec.model
 
     print(f"kvspec bench lifecycle: KvManager, eviction={args.eviction}, block size {BLOCK_SIZE}, "
-          f"model budget {args.budget:.0f}s per capacity")
-    header = f"{'capacity':>9} {'ops':>8} {'blocks':>9} {'model ops':>9} {'model s':>8} {'impl s':>8} " \
-             f"{'impl ops/s':>11} {'model/impl':>10}"
+          f"{args.rounds} rounds, model budget {args.budget:.0f} CPU s per capacity")
+    print("impl us/block: process CPU time per block touched, median [min-max] over rounds; "
+          "GC paused: the same replay with the cyclic GC disabled (interleaved)")
+    header = (f"{'capacity':>9} {'ops':>9} {'blocks':>10} {'impl us/block':>22} {'GC paused':>22} "
+              f"{'model ops':>9} {'model/impl':>10}" + ("  instr/block" if args.callgrind else ""))
     print(header)
     print("-" * len(header))
+    medians: dict[int, float] = {}
+    paused_medians: dict[int, float] = {}
     for capacity in (int(c) for c in args.capacities.split(",")):
         ops = record_workload(capacity, seed=args.seed, eviction=args.eviction)
-        model_done, model_seconds = replay(kvspec.model, capacity, ops, args.budget, args.eviction)
-        impl_done, impl_seconds = replay(kvspec.impl, capacity, ops[:model_done], float("inf"), args.eviction)
-        full_done, full_seconds = replay(kvspec.impl, capacity, ops, float("inf"), args.eviction)
-        ratio = model_seconds / impl_seconds if impl_seconds > 0 else float("inf")
-        memory = ""
+        blocks = blocks_in(ops)
+        def run_impl(ops=ops, capacity=capacity) -> None:
+            replay(kvspec.impl, capacity, ops, args.eviction)
+
+        times = timed_rounds({"impl": run_impl, "no gc": without_gc(run_impl)}, args.rounds)
+        per_block = Spread(tuple(t / blocks for t in times["impl"]), args.rounds * blocks)
+        no_gc = Spread(tuple(t / blocks for t in times["no gc"]), args.rounds * blocks)
+        medians[capacity] = per_block.median
+        paused_medians[capacity] = no_gc.median
+        done = model_prefix(capacity, ops, args.budget, args.eviction)
+        prefix = ops[:done]
+        prefix_blocks = blocks_in(prefix)
+        why = ""
+        value = None
+        if done < args.min_ops:
+            why = f"(model did {done} ops < {args.min_ops})"
+        elif prefix_blocks < capacity:
+            why = f"(model prefix touches {prefix_blocks:,} < {capacity:,} blocks: pool not yet full)"
+        else:
+            pair = timed_rounds({name: (lambda ns=ns, prefix=prefix: replay(ns, capacity, prefix, args.eviction))
+                                 for name, ns in (("model", kvspec.model), ("impl", kvspec.impl))},
+                                args.rounds)
+            value = ratio(Spread(tuple(pair["model"]), args.rounds * done),
+                          Spread(tuple(pair["impl"]), args.rounds * done), args.min_ops)
+        instr = ""
+        if args.callgrind:
+            count = instructions_per_block(capacity, ops, args.eviction)
+            instr = f"  {'n/a' if count is None else f'{count:,.0f}'}"
+        spread = f"{per_block.median * 1e6:.2f} [{per_block.low * 1e6:.2f}-{per_block.high * 1e6:.2f}]"
+        paused = f"{no_gc.median * 1e6:.2f} [{no_gc.low * 1e6:.2f}-{no_gc.high * 1e6:.2f}]"
+        print(f"{capacity:>9} {len(ops):>9,} {blocks:>10,} {spread:>22} {paused:>22} {done:>9,} {fmt_ratio(value, 10)}"
+              f"{instr} {why}", flush=True)
         if args.memory:
-            model_bytes = retained_bytes(kvspec.model, capacity, ops[:model_done], args.eviction)
-            impl_bytes = retained_bytes(kvspec.impl, capacity, ops[:model_done], args.eviction)
-            memory = f"  memory model {model_bytes / 2**20:.1f} MiB, impl {impl_bytes / 2**20:.1f} MiB " \
-                     f"({model_bytes / impl_bytes:.2f}x)"
-        print(f"{capacity:>9} {len(ops):>8} {blocks_in(ops):>9} {model_done:>9} {model_seconds:>8.2f} "
-              f"{impl_seconds:>8.2f} {full_done / full_seconds:>11,.0f} {ratio:>9.1f}x{memory}", flush=True)
-    print("model/impl: model seconds / impl seconds over the same prefix of operations (higher = impl faster)")
+            model_bytes = retained_bytes(kvspec.model, capacity, prefix, args.eviction)
+            impl_bytes = retained_bytes(kvspec.impl, capacity, prefix, args.eviction)
+            print(f"{'':>9} memory on the same {done} ops: model {model_bytes / 2**20:.1f} MiB, "
+                  f"impl {impl_bytes / 2**20:.1f} MiB ({model_bytes / impl_bytes:.2f}x)", flush=True)
+        del ops, prefix
+    if len(medians) > 1:
+        low, high = min(medians, key=medians.get), max(medians, key=medians.get)
+        print(f"impl per-block time spread: {medians[high] / medians[low]:.2f}x "
+              f"(slowest {high:,} blocks / fastest {low:,} blocks); with the GC paused: "
+              f"{max(paused_medians.values()) / min(paused_medians.values()):.2f}x")
+    print("model/impl: model CPU seconds / impl CPU seconds over the same prefix of operations "
+          "(higher = impl faster)")
     return 0
 
 

@@ -27,11 +27,13 @@ the deepest layer up): bounded by the answer's size and independent of workers t
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
 from kvspec import checks
 from kvspec.errors import BlockNotFound, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
+from kvspec.impl.trie import Blocks, Irregular, LaneTrie, block_hash_of, tokens_hash_of
 from kvspec.scores import Continuation, OverlapScores
 
 Worker = tuple[int, int]
@@ -232,38 +234,8 @@ class BlockTable:
     # -- dumps and checks ------------------------------------------------------------------
 
     def dump(self, tier: StorageTier, only_anchored: bool, first_id: int) -> list[RouterEvent]:
-        """Stored events, per worker: anchored chains root to leaf (unbranched runs merged into one
-        event), then (unless ``only_anchored``) every other block as its own event."""
-        events: list[RouterEvent] = []
-
-        def emit(worker: Worker, parent: int | None, run: list[int], blocks) -> None:
-            stored = Stored(parent, [StoredBlock(e, blocks[e][1]) for e in run])
-            event = KvCacheEvent(first_id + len(events), stored, worker[1])
-            events.append(RouterEvent(worker[0], event, tier))
-
-        for worker in sorted(self.held):
-            blocks = self.held[worker]
-            children: dict[int | None, list[int]] = {}
-            for e, (parent, _) in blocks.items():
-                children.setdefault(parent, []).append(e)
-            seen: set[int] = set()
-            stack: list[tuple[int | None, int]] = [(None, e) for e in sorted(children.get(None, []), reverse=True)]
-            while stack:
-                parent, first = stack.pop()
-                run = [first]
-                seen.add(first)
-                while True:
-                    below = [c for c in children.get(run[-1], []) if c not in seen]
-                    if len(below) != 1:
-                        break
-                    run.append(below[0])
-                    seen.add(below[0])
-                emit(worker, parent, run, blocks)
-                stack += [(run[-1], c) for c in sorted(below, reverse=True)]
-            if not only_anchored:
-                for e in sorted(e for e in blocks if e not in seen):
-                    emit(worker, blocks[e][0], [e], blocks)
-        return events
+        """Stored events of every worker (:func:`dump_blocks`): O(blocks log blocks)."""
+        return dump_blocks(self.held, tier, only_anchored, first_id)
 
     def _check(self) -> None:
         count = 0
@@ -288,21 +260,220 @@ class BlockTable:
                 assert (worker_id, rank) in self.held
 
 
-class RadixIndex:
-    """Device-tier prefix index over a shared :class:`BlockTable` (contract: ``kvspec.model.radix``)."""
+def dump_blocks(held: Mapping[Worker, Blocks], tier: StorageTier, only_anchored: bool,
+                first_id: int) -> list[RouterEvent]:
+    """Stored events, per worker: anchored chains root to leaf (unbranched runs merged into one
+    event), then (unless ``only_anchored``) every other block as its own event.  O(blocks log blocks)."""
+    events: list[RouterEvent] = []
+
+    def emit(worker: Worker, parent: int | None, run: list[int], blocks: Blocks) -> None:
+        stored = Stored(parent, [StoredBlock(e, blocks[e][1]) for e in run])
+        event = KvCacheEvent(first_id + len(events), stored, worker[1])
+        events.append(RouterEvent(worker[0], event, tier))
+
+    for worker in sorted(held):
+        blocks = held[worker]
+        children: dict[int | None, list[int]] = {}
+        for e, (parent, _) in blocks.items():
+            children.setdefault(parent, []).append(e)
+        seen: set[int] = set()
+        stack: list[tuple[int | None, int]] = [(None, e) for e in sorted(children.get(None, []), reverse=True)]
+        while stack:
+            parent, first = stack.pop()
+            run = [first]
+            seen.add(first)
+            while True:
+                below = [c for c in children.get(run[-1], []) if c not in seen]
+                if len(below) != 1:
+                    break
+                run.append(below[0])
+                seen.add(below[0])
+            emit(worker, parent, run, blocks)
+            stack += [(run[-1], c) for c in sorted(below, reverse=True)]
+        if not only_anchored:
+            for e in sorted(e for e in blocks if e not in seen):
+                emit(worker, blocks[e][0], [e], blocks)
+    return events
+
+
+class DeviceTable:
+    """The device tier's store: a :class:`LaneTrie` for the workers that fit it, a
+    :class:`BlockTable` for the rest (``irregular``), and the ranks of each worker id.
+
+    Invariants (``_check``, O(pairs held)): each worker is in exactly one of the two structures;
+    ``ranks`` lists exactly the ranks holding blocks; both structures pass their own checks.
+    """
+
+    __slots__ = ("trie", "irregular", "ranks")
 
     def __init__(self) -> None:
-        self._table = BlockTable()
+        self.trie = LaneTrie()
+        self.irregular = BlockTable()
+        self.ranks: dict[int, set[int]] = {}
+
+    @property
+    def held(self) -> dict[Worker, Blocks]:
+        """``worker -> {E: (parent E, L)}``, built on demand: O(pairs held) (for tests and mutants)."""
+        out = {worker: self.trie.blocks_of(worker) for worker in self.trie.where}
+        out.update(self.irregular.held)
+        return out
+
+    def holds(self, worker: Worker, e: int) -> bool:
+        """O(1)."""
+        blocks = self.trie.where.get(worker)
+        if blocks is not None:
+            return e in blocks
+        return e in self.irregular.held.get(worker, ())
+
+    def blocks_of(self, worker: Worker) -> Blocks:
+        """O(the worker's blocks)."""
+        if worker in self.irregular.held:
+            return dict(self.irregular.held[worker])
+        return self.trie.blocks_of(worker)
+
+    # -- mutation ----------------------------------------------------------------------------
+
+    def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                    names: list[int] | None = None) -> None:
+        """File ``blocks`` one under the other, the first under ``parent``.
+
+        Trie workers: O(k) in C + O(nodes walked) (:meth:`LaneTrie.store`); a chain that does not
+        fit moves the worker to the edge table (O(its blocks), once).  Edge-table workers: O(k).
+        """
+        if not blocks:
+            return
+        if worker not in self.irregular.held:
+            es = names if names is not None else list(map(block_hash_of, blocks))
+            where = self.trie.where.get(worker)
+            if parent is None or (where is not None and parent in where):
+                if where is None:
+                    self.ranks.setdefault(worker[0], set()).add(worker[1])
+                try:
+                    self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))
+                    return
+                except Irregular:
+                    pass
+            self._to_irregular(worker)
+        self.ranks.setdefault(worker[0], set()).add(worker[1])
+        self.irregular.store_chain(worker, parent, blocks)
+
+    def _to_irregular(self, worker: Worker) -> None:
+        """Move ``worker`` from the trie to the edge table: O(its blocks + its nodes).
+
+        Called with the trie holding the worker's state before the current chain (or a prefix of
+        the chain: storing the whole chain again in the edge table gives the same result).
+        """
+        blocks = self.trie.blocks_of(worker)
+        self.trie.drop(worker)
+        for e, (parent, local) in blocks.items():
+            self.irregular.attach(worker, e, parent, local)
+
+    def detach(self, worker: Worker, e: int) -> bool:
+        """Drop one block of ``worker``; ``False`` if it did not hold it.  O(1) (+ trim)."""
+        return not self.remove(worker, (e,))
+
+    def remove(self, worker: Worker, hashes: Iterable[int]) -> list[int]:
+        """Drop the named blocks (no cascade); return the names not held.  O(1) per name."""
+        if worker in self.irregular.held:
+            missing = [h for h in dict.fromkeys(hashes) if not self.irregular.detach(worker, h)]
+        else:
+            missing = self.trie.remove(worker, hashes)
+        self._sync_ranks(worker)
+        return missing
+
+    def drop_worker(self, worker: Worker) -> None:
+        """O(the worker's blocks)."""
+        self.trie.drop(worker)
+        self.irregular.drop_worker(worker)
+        self._sync_ranks(worker)
+
+    def drop_worker_id(self, worker_id: int) -> None:
+        for rank in list(self.ranks.get(worker_id, ())):
+            self.drop_worker((worker_id, rank))
+
+    def _sync_ranks(self, worker: Worker) -> None:
+        if worker not in self.trie.where and worker not in self.irregular.held:
+            ranks = self.ranks.get(worker[0])
+            if ranks is not None:
+                ranks.discard(worker[1])
+                if not ranks:
+                    del self.ranks[worker[0]]
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def scores(self, query: list[int]) -> dict[Worker, int]:
+        """Trie scores plus the edge table's: see :meth:`LaneTrie.scores`, :meth:`BlockTable.scores`."""
+        out = self.trie.scores(query)
+        if self.irregular.held:
+            out.update(self.irregular.scores(query))
+        return out
+
+    def walk(self, query: list[int]) -> dict[Worker, Continuation]:
+        """Each matching worker's continuation (position and chain ends)."""
+        out = {w: Continuation(s, (e,)) for w, (s, e) in self.trie.anchors(query).items()}
+        if self.irregular.held:
+            out.update(self.irregular.walk(query, None))
+        return out
+
+    def dump(self, tier: StorageTier, only_anchored: bool, first_id: int) -> list[RouterEvent]:
+        return dump_blocks(self.held, tier, only_anchored, first_id)
+
+    def _check(self) -> None:
+        self.trie._check()
+        self.irregular._check()
+        assert not set(self.trie.where) & set(self.irregular.held), "a worker in both structures"
+        holding = set(self.trie.where) | set(self.irregular.held)
+        assert {(w, r) for w, ranks in self.ranks.items() for r in ranks} == holding, "ranks are stale"
+        assert all(self.ranks.values())
+
+
+def early_exit_scores(scores: dict[Worker, int]) -> dict[Worker, int]:
+    """Apply the early-exit rule to full scores: O(workers).
+
+    Scores are nested along the query (a worker matching depth d matches every depth above), so
+    the walk is down to one worker at depth ``second best + 1``: the best worker gets that depth
+    when it is alone there (a lone worker gets 1).
+    """
+    if len(scores) == 1:
+        return dict.fromkeys(scores, 1)
+    if scores:
+        best, second = heapq.nlargest(2, scores.values())
+        if best > second:
+            out = dict(scores)
+            out[next(w for w, s in scores.items() if s == best)] = second + 1
+            return out
+    return scores
+
+
+def owned_scores(scores: dict[Worker, int]) -> OverlapScores:
+    """An :class:`OverlapScores` that takes ownership of ``scores`` (no copy): O(1).
+
+    The converter of ``OverlapScores.scores`` copies its argument; a fresh dict built by the
+    query needs no copy, so the frozen instance is filled directly.
+    """
+    out = object.__new__(OverlapScores)
+    object.__setattr__(out, "scores", scores)
+    object.__setattr__(out, "frequencies", ())
+    return out
+
+
+class RadixIndex:
+    """Device-tier prefix index over a :class:`DeviceTable` (contract: ``kvspec.model.radix``)."""
+
+    def __init__(self) -> None:
+        self._table = DeviceTable()
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
+        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_chain`)."""
         checks.index_event(worker_id, event, KvCacheEvent)
         worker = (worker_id, event.dp_rank)
         data = event.data
         if isinstance(data, Stored):
+            names = check_acyclic_batch(data)
             parent = data.parent_hash
-            if parent is not None and parent not in self._table.held.get(worker, ()):
+            if parent is not None and not self._table.holds(worker, parent):
                 raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-            self._table.store_chain(worker, parent, data.blocks)
+            self._table.store_chain(worker, parent, data.blocks, names)
         elif isinstance(data, Removed):
             self._remove(worker, data.block_hashes)
         elif isinstance(data, Cleared):
@@ -311,41 +482,41 @@ class RadixIndex:
             raise TypeError(f"unknown event data {data!r}")
 
     def _remove(self, worker: Worker, hashes: Iterable[int]) -> None:
-        """Detach each named block (no cascade); names not held raise BlockNotFound afterwards."""
-        removed: set[int] = set()
-        missing: set[int] = set()
-        for h in hashes:
-            if h in removed:
-                continue  # an event names a set: a repeat is not an error
-            if self._table.detach(worker, h):
-                removed.add(h)
-            else:
-                missing.add(h)
+        """Drop each named block (no cascade); names not held raise BlockNotFound afterwards.  O(k)."""
+        missing = self._table.remove(worker, hashes)
         if missing:
             raise BlockNotFound(f"worker {worker} does not hold blocks {sorted(missing)}")
 
     def remove_worker(self, worker_id: int) -> None:
+        """O(blocks of the worker)."""
         checks.worker_id("worker_id", worker_id)
         self._table.drop_worker_id(worker_id)
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
+        """O(blocks of the rank)."""
         checks.worker(worker_id, dp_rank)
         self._table.drop_worker((worker_id, dp_rank))
 
     def clear_all_blocks(self, worker_id: int) -> None:
+        """O(blocks of the worker)."""
         checks.worker_id("worker_id", worker_id)
         self._table.drop_worker_id(worker_id)
 
     def match_details(self, local_hashes: Sequence[int]) -> dict[Worker, Continuation]:
-        local_hashes = checks.query(local_hashes)
-        return self._table.walk(local_hashes, None)
+        """O(query length to validate + query walk + workers matched x log path)."""
+        return self._table.walk(list(checks.query(local_hashes)))
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
-        local_hashes = checks.query(local_hashes, early_exit)
-        return OverlapScores(self._table.scores(local_hashes, early_exit), ())
+        """O(query length to validate + nodes on the path + workers where the holder count drops)."""
+        scores = self._table.scores(list(checks.query(local_hashes, early_exit)))
+        if early_exit:
+            scores = early_exit_scores(scores)
+        return owned_scores(scores)
 
     def dump_events(self) -> list[RouterEvent]:
+        """O(blocks log blocks)."""
         return self._table.dump(StorageTier.DEVICE, True, 0)
 
     def _check(self) -> None:
+        """O(pairs held): see :meth:`DeviceTable._check`."""
         self._table._check()

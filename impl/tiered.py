@@ -1,5 +1,9 @@
 """Optimized tiered index: the device :class:`RadixIndex` plus one :class:`BlockTable` per lower tier.
 
+The device part is the lane trie of :mod:`kvspec.impl.trie` (queries cost the nodes on the path,
+not the blocks held): ``find_matches`` is exactly the device query, and ``find_matches_by_tier``
+starts from the device's continuations (``match_details``: the walk plus O(workers x log path)).
+
 Contract: ``kvspec.model.tiered``.  Lower tiers are allocated by their first Stored/Removed event;
 they accept any parent (an offloaded suffix hangs under a block of a faster tier) and ignore
 removals of blocks they do not hold; a cycle is :class:`InvalidBlockSequence` on every tier.

@@ -401,14 +401,16 @@ def use_parent(owner: str, op: Any, *, allowed: bool = True) -> None:
         raise InvalidParent(f"{owner}: Use.parent must be a full block, got {op.parent!r}")
 
 
-def stored_acyclic(stored: Any) -> None:
+def stored_acyclic(stored: Any) -> list[int]:
     """A Stored event may not name its parent among its blocks, nor one block twice: either would
-    make a cycle in a worker's chain (:class:`~kvspec.errors.InvalidBlockSequence`)."""
+    make a cycle in a worker's chain (:class:`~kvspec.errors.InvalidBlockSequence`).  Returns the
+    block hashes, in order (callers reuse them).  O(k)."""
     names = [block.block_hash for block in stored.blocks]
     if stored.parent_hash is not None and stored.parent_hash in set(names):
         raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
     if len(set(names)) != len(names):
         raise InvalidBlockSequence("a stored block list names the same block hash twice")
+    return names
 
 
 # --- prefix indexes ----------------------------------------------------------------------------

@@ -517,7 +517,8 @@ def _benchmarks() -> list[str]:
 
     import kvspec.bench
 
-    return sorted(p.stem for p in Path(kvspec.bench.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(p.stem for p in Path(kvspec.bench.__file__).parent.glob("*.py")
+                  if not p.stem.startswith("_") and "\ndef main(" in p.read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
