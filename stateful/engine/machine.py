@@ -53,6 +53,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     partial_errors: ClassVar[tuple[str, ...]] = ()
     stats: ClassVar[RunStats]
     model_namespace: ClassVar[Any] = kvspec.model
+    #: extra :class:`Differential` options; the fuzz driver sets ``observe="checkpoints"`` here
+    run_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,6 +65,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             observers=cls.observers,
             compare=cls.compare,
             partial_errors=cls.partial_errors,
+            **cls.run_options,
         )
         cls.stats.examples += 1
 
