@@ -46,7 +46,7 @@ from hypothesis.stateful import Bundle
 
 from kvspec.errors import KvSpecError
 from kvspec.stateful.engine import machine as base
-from kvspec.stateful.engine.differential import Divergence, replay
+from kvspec.stateful.engine.differential import Divergence, StaleObservation, replay
 from kvspec.stateful.engine.draws import drawer
 from kvspec.stateful.engine.registry import find_machines
 from kvspec.stateful.runner import MachineResult, Progress, print_progress
@@ -204,8 +204,10 @@ def fuzz_command(machine: str, target: str, seed: int, run_length: int = DEFAULT
     return shlex.join(parts)
 
 
-def _fuzzing(machine: type[base.DifferentialMachine], checkpoint_every: int) -> type[base.DifferentialMachine]:
-    options = {"observe": "checkpoints", "checkpoint_every": checkpoint_every}
+def _fuzzing(machine: type[base.DifferentialMachine], checkpoint_every: int,
+             eager: frozenset[str] = frozenset()) -> type[base.DifferentialMachine]:
+    """``machine`` observing at checkpoints; ``eager`` observers are read after every step."""
+    options = {"observe": "checkpoints", "checkpoint_every": checkpoint_every, "eager": eager}
     return type(machine.__name__, (machine,), {"run_options": options, "__module__": machine.__module__})
 
 
@@ -255,6 +257,12 @@ def fuzz_machine(
             rules.run(machine, random.Random(run_seed), run_length, counts, invariants_every)
         except UnsatisfiedAssumption:
             discarded += 1
+        except StaleObservation as stale:
+            # the machine reads this observer of earlier steps: observe it every step, redo the run
+            eager = frozenset(machine_cls.run_options["eager"] | {stale.name})
+            machine_cls = _fuzzing(machine_cls, checkpoint_every, eager)
+            machine_cls.stats = stats
+            continue
         except Exception as exc:  # noqa: BLE001 - a failure is reported, not raised
             first_seconds, first_steps = time.perf_counter() - started, stats.steps + len(machine.run.steps)
             failing = run_seed
@@ -280,20 +288,25 @@ def fuzz_machine(
 
 def _failure(exc: BaseException, machine: Any, spec: base.MachineSpec, target: Target, run_seed: int,
              run_length: int, minimize: bool) -> tuple[str, str, dict[str, Any]]:
-    """Status, reason and trace of a failed run: a divergence is located exactly by a replay that
-    compares every observer after every step, then minimized; anything else is an error trace."""
+    """Status, reason and trace of a failed run.
+
+    The run's steps are replayed first with every observer compared after every step: if that
+    diverges, the failure is the divergence ``kvspec check`` would have seen first (even when an
+    invariant noticed the damage before a checkpoint did), at its exact step, minimized.
+    Otherwise a :class:`Divergence` stands as raised, and anything else is an error trace."""
     from kvspec.stateful.traces.schema import trace_from_divergence, trace_from_error
 
     steps = list(machine.run.steps)
     command = fuzz_command(spec.name, target.name, run_seed, run_length)
-    if not isinstance(exc, Divergence):
+    cls = type(machine)
+    divergence = replay(steps, cls.model_namespace, cls.target.namespace, observers=cls.observers,
+                        compare=cls.compare, partial_errors=cls.partial_errors) if steps else None
+    if divergence is None and isinstance(exc, Divergence):
+        divergence = exc
+    if divergence is None:
         trace = trace_from_error(exc, steps, spec=spec, target=target, profile=None, seed=run_seed)
         trace["command"] = command
         return "error", f"{type(exc).__name__}: {exc}".splitlines()[0], trace
-    cls = type(machine)
-    exact = replay(steps, cls.model_namespace, cls.target.namespace, observers=cls.observers,
-                   compare=cls.compare, partial_errors=cls.partial_errors)
-    divergence = exact if exact is not None else exc
     trace = trace_from_divergence(divergence, spec=spec, target=target, profile=None, seed=run_seed)
     trace["command"] = command
     if minimize:

@@ -44,8 +44,8 @@ import attrs
 from kvspec import codec
 from kvspec.errors import KvSpecError
 
-__all__ = ["OBSERVE_MODES", "Comparator", "Differential", "Divergence", "LazyObservations", "Outcome", "Step",
-           "exact_compare", "replay"]
+__all__ = ["OBSERVE_MODES", "Comparator", "Differential", "Divergence", "LazyObservations", "Outcome",
+           "StaleObservation", "Step", "exact_compare", "replay"]
 
 #: ``every-step``: every observer compared after every step; ``checkpoints``: see the module docs
 OBSERVE_MODES = ("every-step", "checkpoints")
@@ -130,13 +130,24 @@ def _read_observer(obj: Any, name: str) -> Any:
         return f"<{type(e).__name__}: {e}>"
 
 
+class StaleObservation(RuntimeError):
+    """An observer of an earlier step was read after a later step (``observe="checkpoints"``).
+
+    ``name`` is the observer: pass it in ``eager`` to have it read after every step."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"observer {name}() of an earlier step was not read in time: with "
+                         f"observe='checkpoints' read only the last step's observations, or name it in 'eager'")
+
+
 class LazyObservations(Mapping):
     """One side's observers after one step, read on first access (``observe="checkpoints"``).
 
-    ``drain_*`` observers are read at once (they are destructive and belong to their step); the
-    others when first asked for, which is only right while no later step has touched the subject:
-    once one has, the mapping is *stale* and an unread observer raises ``RuntimeError`` instead of
-    answering with a later state.  Machines read ``run.outcomes[-1]``, always the live one.
+    ``drain_*`` observers and the ``eager`` ones are read at once (drains are destructive and belong
+    to their step); the others when first asked for, which is only right while no later step has
+    touched the subject: once one has, the mapping is *stale* and an unread observer raises
+    :class:`StaleObservation` instead of answering with a later state.
     """
 
     __slots__ = ("_obj", "_names", "_values", "stale")
@@ -152,8 +163,7 @@ class LazyObservations(Mapping):
             if name not in self._names:
                 raise
         if self.stale:
-            raise RuntimeError(f"observer {name}() of an earlier step was not read in time: with "
-                               f"observe='checkpoints' read only the last step's observations")
+            raise StaleObservation(name)
         value = self._values[name] = _read_observer(self._obj, name)
         return value
 
@@ -226,6 +236,7 @@ class Differential:
         partial_errors: Sequence[str] = (),
         observe: str = "every-step",
         checkpoint_every: int = 16,
+        eager: Sequence[str] = (),
     ):
         self.model_ns = model
         self.target_ns = target
@@ -241,6 +252,8 @@ class Differential:
             raise ValueError("checkpoint_every must be at least 1")
         self.observe = observe
         self.checkpoint_every = checkpoint_every
+        #: checkpoint mode: observers read after every step anyway (besides the drains)
+        self.eager = frozenset(eager)
         self._every_step = observe == "every-step"
         #: checkpoint mode: subject -> steps since its last checkpoint, and its latest observations
         self._unchecked: dict[str, int] = {}
@@ -344,7 +357,7 @@ class Differential:
         names = self.observers.get(cls, ())
         drains = self._drains.get(cls)
         if drains is None:
-            drains = self._drains[cls] = tuple(name for name in names if name.startswith("drain"))
+            drains = self._drains[cls] = tuple(n for n in names if n.startswith("drain") or n in self.eager)
         return LazyObservations(obj, names, {name: _read_observer(obj, name) for name in drains})
 
     def _compare_at_checkpoints(self, step: Step, expected: Outcome, actual: Outcome) -> None:
@@ -362,7 +375,7 @@ class Differential:
             for side, outcome in (("model", shown_e), ("target", shown_a)):
                 if outcome.error is not None and outcome.error not in self.partial_errors:
                     diffs += [f"{side} raised {outcome.error} but still produced {name}() = {now!r}"
-                              for name, now in outcome.observed.items() if now]
+                              for name, now in outcome.observed.items() if now and name.startswith("drain")]
             if diffs:
                 raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=shown_e,
                                  actual=shown_a, differences=diffs)
