@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis.errors import UnsatisfiedAssumption
+from hypothesis.errors import StopTest, UnsatisfiedAssumption
 
 __all__ = ["FALLBACKS", "Draw", "FuzzData", "drawer"]
 
@@ -167,7 +167,7 @@ def _booleans(s: Any) -> Draw:
 
 def _sampled_from(s: Any) -> Draw | None:
     elements = list(s.elements)
-    steps = list(getattr(s, "_transformations", ()))
+    steps = [(t[0], t[1]) for t in getattr(s, "_transformations", ())]
     if not elements:
         return None
     n = len(elements)
@@ -207,22 +207,41 @@ def _one_of(s: Any) -> Draw:
 
 
 def _length(s: Any) -> Callable[[random.Random], int]:
-    """Hypothesis's average length, by a geometric law cut at ``max_size``."""
+    """Hypothesis's average length, by a geometric law cut at ``max_size`` (its continue
+    probability solved so that the *cut* law has that average, as Hypothesis does)."""
     low = s.min_size
     high = s.max_size if s.max_size is not None and not math.isinf(s.max_size) else None
     average = getattr(s, "average_size", None)
     if average is None:
         average = min(max(low * 2, low + 5), 0.5 * (low + (high if high is not None else low + 10)))
-    extra = max(0.0, average - low)
-    p_stop = 1.0 / (1.0 + extra)
+    p_continue = _p_continue(max(0.0, average - low), None if high is None else high - low)
 
     def length(rng: random.Random) -> int:
         n = low
-        while (high is None or n < high) and rng.random() >= p_stop:
+        while (high is None or n < high) and rng.random() < p_continue:
             n += 1
         return n
 
     return length
+
+
+def _p_continue(extra: float, room: int | None) -> float:
+    """``q`` with ``E[min(Geometric(q), room)] = extra``: ``q / (1 - q)`` uncut, else by bisection
+    on ``q (1 - q**room) / (1 - q)``, which grows with ``q``.  O(40) once per strategy."""
+    if extra <= 0 or room == 0:
+        return 0.0
+    if room is None:
+        return extra / (1.0 + extra)
+    if extra >= room:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        q = (lo + hi) / 2
+        if q * (1 - q**room) / (1 - q) < extra:
+            lo = q
+        else:
+            hi = q
+    return (lo + hi) / 2
 
 
 def _lists(s: Any) -> Draw:
@@ -319,7 +338,10 @@ def _fallback(strategy: Any) -> Draw:
 
     def draw(rng: random.Random) -> Any:
         FALLBACKS[name] += 1
-        return ConjectureData(random=rng).draw(strategy)
+        try:
+            return ConjectureData(random=rng).draw(strategy)
+        except StopTest:  # an empty strategy, or a filter nothing passes: Hypothesis discards the example
+            raise UnsatisfiedAssumption() from None
 
     return draw
 
