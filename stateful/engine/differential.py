@@ -24,7 +24,8 @@ mode's cheaper contract (:mod:`kvspec.stateful.fuzz`): after every step it compa
 value or error and the ``drain_*`` observers (they are per-step and destructive); the other
 observers — the subject's *state* — are read only when someone asks (a machine reading
 ``outcomes[-1]``) and compared at a :meth:`Differential.checkpoint`: every ``checkpoint_every``
-steps of a subject, and when the driver ends a run.  A state difference is therefore found a few
+steps of a subject, and when the driver ends a run (a step that *is* the subject's only state
+observer, such as ``idx.dump_events()``, compares it like a checkpoint).  A state difference is therefore found a few
 steps late (a target that changes its state on an erroring step differs from the model, which
 did not, at the next checkpoint), and the fuzz driver replays the steps with
 ``observe="every-step"`` to name the exact step, so traces read the same in both modes.  What this
@@ -259,6 +260,7 @@ class Differential:
         self._unchecked: dict[str, int] = {}
         self._live: dict[str, tuple[LazyObservations, LazyObservations]] = {}
         self._drains: dict[str, tuple[str, ...]] = {}
+        self._states: dict[str | None, tuple[str, ...]] = {}
         self.checkpoints = 0
         self.steps: list[Step] = []
         self.outcomes: list[tuple[Outcome, Outcome]] = []
@@ -382,10 +384,21 @@ class Differential:
         if step.is_create:
             self._unchecked[step.subject] = 0
             return
+        if expected.error is None and self._states_of(step.subject) == (step.method,):
+            self._unchecked[step.subject] = 0  # the step read the only state observer: compared above
+            return
         unchecked = self._unchecked.get(step.subject, 0) + 1
         self._unchecked[step.subject] = unchecked
         if unchecked >= self.checkpoint_every:
             self.checkpoint(step.subject)
+
+    def _states_of(self, subject: str) -> tuple[str, ...]:
+        """The subject's state observers (every observer but the drains)."""
+        cls = self.classes.get(subject)
+        states = self._states.get(cls)
+        if states is None:
+            states = self._states[cls] = tuple(n for n in self.observers.get(cls, ()) if not n.startswith("drain"))
+        return states
 
     def checkpoint(self, subject: str | None = None) -> None:
         """Compare the state observers of ``subject`` (of every subject stepped since its last
@@ -401,7 +414,7 @@ class Differential:
             cls = self.classes.get(name)
             if cls is None or name not in self.model_objects or name not in self.target_objects:
                 continue
-            states = [n for n in self.observers.get(cls, ()) if not n.startswith("drain")]
+            states = self._states_of(name)
             live = self._live.get(name)
             if live is not None and not live[0].stale:  # reuse what the machine already read
                 want = {n: live[0][n] for n in states}
