@@ -1,28 +1,40 @@
 """``kvspec check --fuzz``: the machines' own rules, driven by a seeded PRNG instead of Hypothesis.
 
 ``kvspec check`` spends most of its time inside Hypothesis's engine (the bookkeeping that lets it
-shrink); the fuzz mode drops the engine, not the machines: it reads each machine class's rules,
-initializers, preconditions and invariants as Hypothesis registered them (so a rule added to a
-machine is fuzzed without any change here), draws their arguments from their own strategies
-through :mod:`kvspec.stateful.engine.draws`, and calls the rule bodies as they are.  One *run* is
-what Hypothesis calls an example: a fresh machine, its initializers in a random order, then
-``run_length`` rules, each chosen uniformly among the enabled rules whose preconditions hold, the
-invariants after each; like Hypothesis it switches a random subset of rules off per run (swarm
-testing: each rule is off with a probability drawn per run), so runs differ in kind, not only in
-values.  Runs repeat until the budget (steps or seconds) is spent or a run fails.
+shrink); the fuzz mode drops the engine, not the machines.  :class:`FuzzRules` reads a machine
+class's rules, initializers, preconditions and invariants where Hypothesis registered them
+(``setup_state()``), so a rule added to a machine is fuzzed without any change here; arguments are
+drawn from the rules' own strategies, compiled to plain PRNG draws by
+:mod:`kvspec.stateful.engine.draws`; the rule bodies run as they are.
 
-Observation is cheaper too: the machines run with ``observe="checkpoints"``
-(:class:`~kvspec.stateful.engine.differential.Differential`): values, errors and events after every
-step, the state observers after an error, every ``checkpoint_every`` steps and at the end of each
-run.  On a failure the run's steps are replayed with every observer compared after every step, which
-names the exact step, and the result goes through kvspec's replay-checked minimizer
-(:mod:`kvspec.stateful.traces.minimize`): the trace has the schema ``kvspec check`` writes, its
-``seed`` is the failing run's and its ``command`` re-runs exactly that run first.  Nothing is
-shrunk while fuzzing.
+One *run* is what Hypothesis calls an example: a fresh machine, its initializers in a random order,
+then ``run_length`` rules, each chosen uniformly among the enabled rules whose preconditions hold.
+Like Hypothesis it switches a random subset of rules off per run (swarm testing: each rule is off
+with a probability drawn per run).  Runs repeat until the budget (steps or seconds) is spent or a
+run fails.  Nothing is shrunk while fuzzing.
 
-Reproducibility: run ``k`` of a machine uses ``Random(seed_k)`` where ``seed_0`` is ``--seed`` and
-the later ones are drawn from ``Random(--seed)``, so ``--seed <a failing run's seed>`` replays
-that run as run 0.
+What is cheaper than ``kvspec check`` besides the engine (each a measured cost, see
+``kvspec bench fuzz``):
+
+* observation: the machines run with ``observe="checkpoints"``
+  (:class:`~kvspec.stateful.engine.differential.Differential`): values, errors and ``drain_*``
+  events after every step, the state observers every ``checkpoint_every`` steps of a subject and at
+  the end of every run; a machine that reads observations of earlier steps (the tracker machine's
+  stream invariant) gets those observers read eagerly, learnt on its first such read
+  (:class:`~kvspec.stateful.engine.differential.StaleObservation`, the run is redone);
+* invariants run after every ``invariants_every``-th rule and at the end of every run;
+* garbage is collected between runs, not in the middle of one (:class:`_RunScopedGC`).
+
+On a failure the run's steps are replayed with every observer compared after every step — the
+divergence ``kvspec check`` would have seen first, at its exact step — and the result goes
+through kvspec's replay-checked minimizer (:mod:`kvspec.stateful.traces.minimize`): the trace has
+the schema ``kvspec check`` writes, its ``seed`` is the failing run's and its ``command`` re-runs
+exactly that run first.  A failure no replay reproduces (an invariant, a crash in rule code) is an
+``error`` trace of the run's steps.
+
+Reproducibility: the runs of a machine use ``Random(s_0)``, ``Random(s_1)``, ... where ``s_0`` is
+the seed and the later ones are drawn from ``Random(seed)``, so ``--seed <a failing run's seed>``
+replays that run first.
 
 >>> from kvspec.stateful.engine.registry import find_machines
 >>> result = fuzz_machine(find_machines(["radix"])[0], "impl", steps=300, seed=1)
