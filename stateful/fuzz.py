@@ -319,7 +319,10 @@ def fuzz_machine(
                 break
             finally:
                 machine.teardown()
-                machine = None  # garbage before the next collection
+                # Hypothesis's machine and its rule strategy refer to each other: emptying the
+                # machine frees the run's steps and objects by reference counting, not by a collection
+                machine.__dict__.clear()
+                machine = None
             if next_report is not None and time.perf_counter() >= next_report:
                 next_report += progress_every
                 (on_progress or print_progress)(Progress(spec.name, target.name, stats.examples, stats.steps,

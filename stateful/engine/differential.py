@@ -131,6 +131,14 @@ def _read_observer(obj: Any, name: str) -> Any:
         return f"<{type(e).__name__}: {e}>"
 
 
+def _raise(exc: BaseException) -> None:
+    """``raise exc`` from a frame that does not keep ``exc`` in a variable (no reference cycle)."""
+    try:
+        raise exc
+    finally:
+        exc = None  # noqa: F841
+
+
 class StaleObservation(RuntimeError):
     """An observer of an earlier step was read after a later step (``observe="checkpoints"``).
 
@@ -302,7 +310,7 @@ class Differential:
         self.target_seconds += t2 - t1
         self.outcomes.append((expected, actual))
         if expected.error is not None and expected.error.startswith("crash:"):
-            raise model_exc  # a bug in the model or in the machine: surface it as is
+            _raise(model_exc)  # a bug in the model or in the machine: surface it as is
         if self._every_step:
             diffs = self.compare(step, expected, actual)
             diffs += self._unchanged_on_error(step, expected, actual)
@@ -314,29 +322,38 @@ class Differential:
         else:
             self._compare_at_checkpoints(step, expected, actual)
         if model_exc is not None:
-            raise model_exc
+            _raise(model_exc)
         return expected.value
 
     def _run(self, namespace: Any, objects: dict[str, Any], step: Step, side: str) -> tuple[Outcome, BaseException | None]:
-        value, error, message, exc = None, None, "", None
-        try:
-            if step.is_create:
-                cls = getattr(namespace, step.cls)
-                objects[step.subject] = cls(*step.args, **step.kwargs)
-                self.classes[step.subject] = step.cls
-            else:
-                obj = objects[step.subject]
-                value = getattr(obj, step.method)(*step.args, **step.kwargs)
-        except KvSpecError as e:
-            error, message, exc = type(e).__name__, str(e), e
-        except Exception as e:  # noqa: BLE001 - a target may fail in any way; report it
-            error, message, exc = f"crash:{type(e).__name__}", str(e), e
+        value, exc = self._call(namespace, objects, step)
+        if exc is not None and side == "target":
+            exc.__traceback__ = None  # only its class and message are reported; frees its frames
+        error, message = None, ""
+        if isinstance(exc, KvSpecError):
+            error, message = type(exc).__name__, str(exc)
+        elif exc is not None:  # a target may fail in any way; report it
+            error, message = f"crash:{type(exc).__name__}", str(exc)
         cls = step.cls or self.classes.get(step.subject)
         if self._every_step:
             observed = self._observe(objects, step.subject, cls)
         else:
             observed = self._observe_lazily(objects, step.subject, cls)
         return Outcome(value, error, message, observed), exc
+
+    def _call(self, namespace: Any, objects: dict[str, Any], step: Step) -> tuple[Any, BaseException | None]:
+        """Run the step on one side: ``(value, None)`` or ``(None, exception)``.
+
+        The exception is returned from inside its handler, which unbinds it from this frame: no
+        frame -> exception -> traceback -> frame cycle is left for the garbage collector."""
+        try:
+            if step.is_create:
+                objects[step.subject] = getattr(namespace, step.cls)(*step.args, **step.kwargs)
+                self.classes[step.subject] = step.cls
+                return None, None
+            return getattr(objects[step.subject], step.method)(*step.args, **step.kwargs), None
+        except Exception as e:  # noqa: BLE001 - a target may fail in any way; _run classifies it
+            return None, e
 
     def _observe(self, objects: dict[str, Any], subject: str, cls: str | None) -> dict[str, Any]:
         obj = objects.get(subject)

@@ -74,7 +74,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         try:
             return self.run.call(subject, method, *args, **kwargs), None
         except KvSpecError as error:
-            return None, error
+            # the error is a value here; its traceback would tie the caller's frame (which keeps
+            # the error) into a reference cycle only the garbage collector frees
+            return None, error.with_traceback(None)
 
     @invariant()
     def target_structures_hold(self) -> None:
