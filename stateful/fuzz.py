@@ -74,7 +74,7 @@ DEFAULT_RUN_LENGTH = 100
 #: state observers are compared at least every this many steps of a subject
 DEFAULT_CHECKPOINT_EVERY = 16
 #: invariants run after every this many rules (and at the end of every run)
-DEFAULT_INVARIANTS_EVERY = 8
+DEFAULT_INVARIANTS_EVERY = 16
 
 
 @attrs.define

@@ -296,11 +296,9 @@ class Differential:
         :class:`kvspec.errors.KvSpecError`) when both sides agreed on raising it, so a rule can
         react to it like a caller of the model would.
         """
-        self.steps.append(step)
         if not self._every_step:
-            live = self._live.pop(step.subject, None)
-            if live is not None:
-                live[0].stale = live[1].stale = True
+            return self._apply_at_checkpoints(step)
+        self.steps.append(step)
         t0 = time.perf_counter()
         expected, model_exc = self._run(self.model_ns, self.model_objects, step, side="model")
         t1 = time.perf_counter()
@@ -311,16 +309,13 @@ class Differential:
         self.outcomes.append((expected, actual))
         if expected.error is not None and expected.error.startswith("crash:"):
             _raise(model_exc)  # a bug in the model or in the machine: surface it as is
-        if self._every_step:
-            diffs = self.compare(step, expected, actual)
-            diffs += self._unchanged_on_error(step, expected, actual)
-            if diffs:
-                raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=expected,
-                                 actual=actual, differences=diffs)
-            if step.subject in self.classes:
-                self._last_observed[step.subject] = (expected.observed, actual.observed)
-        else:
-            self._compare_at_checkpoints(step, expected, actual)
+        diffs = self.compare(step, expected, actual)
+        diffs += self._unchanged_on_error(step, expected, actual)
+        if diffs:
+            raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=expected,
+                             actual=actual, differences=diffs)
+        if step.subject in self.classes:
+            self._last_observed[step.subject] = (expected.observed, actual.observed)
         if model_exc is not None:
             _raise(model_exc)
         return expected.value
@@ -334,11 +329,7 @@ class Differential:
             error, message = type(exc).__name__, str(exc)
         elif exc is not None:  # a target may fail in any way; report it
             error, message = f"crash:{type(exc).__name__}", str(exc)
-        cls = step.cls or self.classes.get(step.subject)
-        if self._every_step:
-            observed = self._observe(objects, step.subject, cls)
-        else:
-            observed = self._observe_lazily(objects, step.subject, cls)
+        observed = self._observe(objects, step.subject, step.cls or self.classes.get(step.subject))
         return Outcome(value, error, message, observed), exc
 
     def _call(self, namespace: Any, objects: dict[str, Any], step: Step) -> tuple[Any, BaseException | None]:
@@ -369,45 +360,73 @@ class Differential:
 
     # -- observe="checkpoints" -----------------------------------------------------------------
 
-    def _observe_lazily(self, objects: dict[str, Any], subject: str, cls: str | None) -> Mapping[str, Any]:
-        obj = objects.get(subject)
-        if obj is None or cls is None:
-            return {}
-        names = self.observers.get(cls, ())
-        drains = self._drains.get(cls)
-        if drains is None:
-            drains = self._drains[cls] = tuple(n for n in names if n.startswith("drain") or n in self.eager)
-        return LazyObservations(obj, names, {name: _read_observer(obj, name) for name in drains})
-
-    def _compare_at_checkpoints(self, step: Step, expected: Outcome, actual: Outcome) -> None:
-        """Value, error and drains now; the state at the subject's next checkpoint.  Equal raw
-        values skip the comparator: whatever it tolerates, it accepts identical outcomes."""
+    def _apply_at_checkpoints(self, step: Step) -> Any:
+        """:meth:`apply` with ``observe="checkpoints"``: value, error and drains now, the state at
+        the subject's next checkpoint.  Equal raw values skip the comparator: whatever it
+        tolerates, it accepts identical outcomes.  O(drains) besides the step itself."""
+        subject = step.subject
+        self.steps.append(step)
+        live = self._live.get(subject)
+        if live is not None:
+            live[0].stale = live[1].stale = True
+        t0 = time.perf_counter()
+        expected, model_exc = self._run_lazily(self.model_ns, self.model_objects, step, "model")
+        t1 = time.perf_counter()
+        actual, _ = self._run_lazily(self.target_ns, self.target_objects, step, "target")
+        self.target_seconds += time.perf_counter() - t1
+        self.model_seconds += t1 - t0
+        self.outcomes.append((expected, actual))
+        if expected.error is not None and expected.error.startswith("crash:"):
+            _raise(model_exc)  # a bug in the model or in the machine: surface it as is
         drains_e = drains_a = {}
         if isinstance(expected.observed, LazyObservations):  # nothing but the drains read yet
-            self._live[step.subject] = (expected.observed, actual.observed)
+            self._live[subject] = (expected.observed, actual.observed)
             drains_e, drains_a = expected.observed._values, actual.observed._values
         if not (expected.error == actual.error and drains_e == drains_a and expected.value == actual.value
                 and type(expected.value) is type(actual.value)):
-            shown_e = Outcome(expected.value, expected.error, expected.message, dict(drains_e))
-            shown_a = Outcome(actual.value, actual.error, actual.message, dict(drains_a))
-            diffs = self.compare(step, shown_e, shown_a)
-            for side, outcome in (("model", shown_e), ("target", shown_a)):
-                if outcome.error is not None and outcome.error not in self.partial_errors:
-                    diffs += [f"{side} raised {outcome.error} but still produced {name}() = {now!r}"
-                              for name, now in outcome.observed.items() if now and name.startswith("drain")]
-            if diffs:
-                raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=shown_e,
-                                 actual=shown_a, differences=diffs)
+            self._compare_now(step, expected, actual, dict(drains_e), dict(drains_a))
         if step.is_create:
-            self._unchecked[step.subject] = 0
-            return
-        if expected.error is None and self._states_of(step.subject) == (step.method,):
-            self._unchecked[step.subject] = 0  # the step read the only state observer: compared above
-            return
-        unchecked = self._unchecked.get(step.subject, 0) + 1
-        self._unchecked[step.subject] = unchecked
-        if unchecked >= self.checkpoint_every:
-            self.checkpoint(step.subject)
+            self._unchecked[subject] = 0
+        elif expected.error is None and self._states_of(subject) == (step.method,):
+            self._unchecked[subject] = 0  # the step read the only state observer: compared above
+        else:
+            unchecked = self._unchecked[subject] = self._unchecked.get(subject, 0) + 1
+            if unchecked >= self.checkpoint_every:
+                self.checkpoint(subject)
+        if model_exc is not None:
+            _raise(model_exc)
+        return expected.value
+
+    def _run_lazily(self, namespace: Any, objects: dict[str, Any], step: Step, side: str) -> tuple[Outcome, BaseException | None]:
+        value, exc = self._call(namespace, objects, step)
+        error, message = None, ""
+        if exc is not None:
+            if side == "target":
+                exc.__traceback__ = None
+            error = type(exc).__name__ if isinstance(exc, KvSpecError) else f"crash:{type(exc).__name__}"
+            message = str(exc)
+        obj = objects.get(step.subject)
+        cls = step.cls or self.classes.get(step.subject)
+        if obj is None or cls is None:
+            return Outcome(value, error, message, {}), exc
+        drains = self._drains.get(cls)
+        if drains is None:
+            drains = self._drains[cls] = tuple(n for n in self.observers.get(cls, ())
+                                               if n.startswith("drain") or n in self.eager)
+        read = {name: _read_observer(obj, name) for name in drains} if drains else {}
+        return Outcome(value, error, message, LazyObservations(obj, self.observers.get(cls, ()), read)), exc
+
+    def _compare_now(self, step: Step, expected: Outcome, actual: Outcome, drains_e: dict, drains_a: dict) -> None:
+        shown_e = Outcome(expected.value, expected.error, expected.message, drains_e)
+        shown_a = Outcome(actual.value, actual.error, actual.message, drains_a)
+        diffs = self.compare(step, shown_e, shown_a)
+        for side, outcome in (("model", shown_e), ("target", shown_a)):
+            if outcome.error is not None and outcome.error not in self.partial_errors:
+                diffs += [f"{side} raised {outcome.error} but still produced {name}() = {now!r}"
+                          for name, now in outcome.observed.items() if now and name.startswith("drain")]
+        if diffs:
+            raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=shown_e,
+                             actual=shown_a, differences=diffs)
 
     def _states_of(self, subject: str) -> tuple[str, ...]:
         """The subject's state observers (every observer but the drains)."""
