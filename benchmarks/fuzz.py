@@ -23,6 +23,7 @@ at the end.  A benchmark: it prints ratios and never asserts on time.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from collections import Counter
@@ -69,6 +70,7 @@ def _hypothesis(spec, target, *, profile: str, seed: int, max_examples: int | No
 
     if machine is not None:  # run a given (counting) machine class through the same runner
         spec = _Built(spec, machine)
+    gc.collect()  # both sides start from a clean heap: no collection owed by the other side
     started = time.process_time()
     result = runner.check_machine(spec, target, profile=profile, seed=seed, max_examples=max_examples,
                                   database="none", shrink=False, minimize=False)
@@ -91,6 +93,7 @@ class _Built:
 def _fuzz(spec, target, *, steps: int, seed: int, minimize: bool = False) -> tuple[Any, float]:
     from kvspec.stateful.fuzz import fuzz_machine
 
+    gc.collect()
     started = time.process_time()
     result = fuzz_machine(spec, target, steps=steps, seed=seed, minimize=minimize)
     return result, time.process_time() - started

@@ -140,16 +140,18 @@ class FuzzRules:
 
     @property
     def names(self) -> list[str]:
-        return [r.name for r in self.rules]
+        """Rule names, each once (a weighted rule is entered several times under one name)."""
+        return list(dict.fromkeys(r.name for r in self.rules))
 
     # -- one run --------------------------------------------------------------------------------
 
     def swarm(self, rng: random.Random) -> list[_Rule]:
-        """This run's enabled rules: each is off with probability ``p``, ``p`` uniform per run
-        (Hypothesis's feature flags); if that leaves none, all of them."""
+        """This run's enabled rules: each rule *name* is off with probability ``p``, ``p`` uniform
+        per run (Hypothesis's feature flags; the copies of a weighted rule go together); if that
+        leaves none, all of them."""
         p_off = rng.randrange(255) / 255
-        enabled = [r for r in self.rules if rng.random() >= p_off]
-        return enabled or list(self.rules)
+        on = {name for name in self.names if rng.random() >= p_off}
+        return [r for r in self.rules if r.name in on] or list(self.rules)
 
     def choose(self, machine: Any, enabled: list[_Rule], rng: random.Random) -> _Rule:
         """Uniform among the enabled rules whose preconditions hold: a few rejection tries, then
