@@ -285,6 +285,10 @@ class KvManager:
         registry = self._registry
         return [registry[plh] for plh in self._pool.eviction_order()]
 
+    def _slots_held_elsewhere(self) -> int:
+        """Allocated slots no request holds (a subclass's withheld or reserved slots); 0 here."""
+        return 0
+
     def _check(self) -> None:
         assert self._refs == len(self._partials) + sum(e[1] for e in self._fulls.values()), "ref counter"
         assert all(e[1] >= 1 for e in self._fulls.values()), "a held full block has no reference"
@@ -297,6 +301,7 @@ class KvManager:
             assert self._keys[(plh.position, plh.current)] == plh, "lineage key index out of sync"
         inactive = self._pool.eviction_order()
         assert all(plh in self._registry for plh in inactive), "an inactive block is not registered"
-        assert self.num_active_blocks() == len(slots) + len(held_full_ids), "pinned slot count"
+        assert self.num_active_blocks() == len(slots) + len(held_full_ids) + self._slots_held_elsewhere(), \
+            "pinned slot count"
         if hasattr(self._pool, "_check"):
             self._pool._check()

@@ -22,6 +22,10 @@ EXPORTS = {
     "DedupTracker": "tracker",
     "PassthroughTracker": "tracker",
     "NativeBlockPool": "native_pool",
+    "ApproxIndex": "approx",
+    "RouterIndexer": "approx",
+    "OffloadKvManager": "offload",
+    "LanedIndex": "lanes",
 }
 
 

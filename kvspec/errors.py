@@ -24,6 +24,10 @@ class InvalidArgument(KvSpecError, ValueError):
     """A size, count or option is out of range (zero or negative capacity, unknown policy...)."""
 
 
+class InvalidConfiguration(InvalidArgument):
+    """A combination of settings that cannot work together (e.g. two approximate indexers)."""
+
+
 class LengthMismatch(KvSpecError, ValueError):
     """Parallel lists disagree in length (``plhs`` vs full blocks, ``local_hashes``, ``token_ids``)."""
 

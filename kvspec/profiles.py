@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
+
+__all__ = ["PROFILES", "default_profile", "get", "load"]
 
 _COMMON = dict(
     deadline=None,
@@ -52,10 +54,6 @@ _BASE = settings.get_profile("default")
 for _name, _values in PROFILES.items():
     settings.register_profile(_name, parent=_BASE, **_COMMON, **_values)
 
-#: a profile with shrinking but no generation, for replaying the example database only
-settings.register_profile("replay", parent=_BASE, **_COMMON, derandomize=False,
-                          phases=[Phase.explicit, Phase.reuse, Phase.shrink])
-
 
 def default_profile() -> str:
     """``KVSPEC_PROFILE`` if set, else ``ci`` when the ``CI`` variable is set, else ``dev``."""
@@ -65,10 +63,23 @@ def default_profile() -> str:
     return "ci" if os.environ.get("CI") else "dev"
 
 
-def load(name: str | None = None) -> settings:
-    """Load and return the named profile (or :func:`default_profile`)."""
+def get(name: str | None = None) -> settings:
+    """The settings object of the named profile (or :func:`default_profile`), without activating it.
+
+    ``kvspec check`` passes these settings explicitly to each run, so checking never changes the
+    Hypothesis profile of the process that calls it (a user's test suite, say).
+
+    >>> get("ci").max_examples, get("ci").derandomize
+    (60, True)
+    """
     name = name or default_profile()
-    if name not in PROFILES and name != "replay":
+    if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    settings.load_profile(name)
     return settings.get_profile(name)
+
+
+def load(name: str | None = None) -> settings:
+    """Activate the named profile for the whole process (kvspec's own test suite does, in conftest)."""
+    chosen = get(name)
+    settings.load_profile(name or default_profile())
+    return chosen

@@ -40,6 +40,10 @@ KNOWN_CLASSES = (
     "TieredIndex",
     "DedupTracker",
     "PassthroughTracker",
+    "ApproxIndex",
+    "RouterIndexer",
+    "OffloadKvManager",
+    "LanedIndex",
 )
 
 

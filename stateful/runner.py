@@ -209,7 +209,7 @@ def check_machine(
     if skip:
         return MachineResult(spec.name, target.name, "skipped", reason=skip)
     profile = profile or profiles.default_profile()
-    base_settings = profiles.load(profile)
+    base_settings = profiles.get(profile)
     overrides: dict[str, Any] = {}
     if max_examples is not None:
         overrides["max_examples"] = max_examples

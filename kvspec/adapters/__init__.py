@@ -9,7 +9,8 @@ installed, ``load_target()`` returns a target that provides no class (every mach
 
 * :mod:`kvspec.adapters.dynamo` — NVIDIA Dynamo 1.6.x: ``dynamo`` (the Rust radix tree),
   ``dynamo-router`` / ``dynamo-router-threads4`` (a real ``KvRouter`` fed over ZMQ),
-  ``dynamo-mocker`` (the mocker's trace replay).
+  ``dynamo-approx`` (the router's approximate, predict-on-route index), ``dynamo-mocker`` (the
+  mocker's trace replay).
 
 ``docs/adapters.md`` walks through writing one.
 """

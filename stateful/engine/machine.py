@@ -13,7 +13,7 @@ Machine families (:mod:`kvspec.stateful.machines`) expose ``machines() -> list[M
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -24,7 +24,7 @@ from kvspec.errors import KvSpecError
 from kvspec.stateful.engine.differential import Comparator, Differential, exact_compare
 from kvspec.targets import Target
 
-__all__ = ["DifferentialMachine", "MachineSpec", "RunStats"]
+__all__ = ["DifferentialMachine", "MachineSpec", "RunStats", "weight"]
 
 
 @attrs.define
@@ -35,6 +35,28 @@ class RunStats:
     steps: int = 0
     model_seconds: float = 0.0
     target_seconds: float = 0.0
+
+
+def weight(n: int) -> Callable[[Any], Any]:
+    """Make a rule ``n`` times as likely to be chosen as a rule of weight 1 (put it above ``@rule``).
+
+    Hypothesis picks uniformly among the enabled rules; a weighted rule is entered ``n`` times in
+    the machine's rule table (as ``name``, ``name__2``, ...) by :class:`DifferentialMachine`, so
+    the rule is written once.
+
+    >>> @weight(3)
+    ... def store(self): ...
+    >>> store.kvspec_weight
+    3
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError("a rule's weight is a positive int")
+
+    def mark(function: Any) -> Any:
+        function.kvspec_weight = n
+        return function
+
+    return mark
 
 
 class DifferentialMachine(RuleBasedStateMachine):
@@ -55,6 +77,13 @@ class DifferentialMachine(RuleBasedStateMachine):
     model_namespace: ClassVar[Any] = kvspec.model
     #: extra :class:`Differential` options; the fuzz driver sets ``observe="checkpoints"`` here
     run_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Enter each :func:`weight`-ed rule as many times as its weight (see :func:`weight`)."""
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            for copy in range(2, getattr(member, "kvspec_weight", 1) + 1):
+                setattr(cls, f"{name}__{copy}", member)
 
     def __init__(self) -> None:
         super().__init__()

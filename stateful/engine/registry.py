@@ -23,9 +23,13 @@ __all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "all_machines", "find_machines", "lo
 
 #: The machine families kvspec ships, in listing order (one module each under kvspec.stateful.machines).
 FAMILIES = (
+    "kvspec.stateful.machines.approx",
+    "kvspec.stateful.machines.approx_contract",
+    "kvspec.stateful.machines.lanes",
     "kvspec.stateful.machines.legacy",
     "kvspec.stateful.machines.manager",
     "kvspec.stateful.machines.mocker",
+    "kvspec.stateful.machines.offload",
     "kvspec.stateful.machines.pipeline",
     "kvspec.stateful.machines.pool",
     "kvspec.stateful.machines.radix",

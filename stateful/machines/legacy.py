@@ -26,15 +26,16 @@ from kvspec.hashing import Plh
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.machines.strategies import choose
 
 tokens = st.integers(0, 2)
-picks = st.integers(0, 10_000)
 raw_hashes = st.integers(1, 8)
 
 
 class LegacyMachine(DifferentialMachine):
     observers = {"LegacyKvManager": ["drain_events", "active_blocks", "inactive_blocks", "current_capacity",
-                                     "num_active_block_refs"]}
+                                     "num_active_blocks", "num_active_block_refs", "num_inactive_blocks",
+                                     "eviction_order"]}
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,9 +80,9 @@ class LegacyMachine(DifferentialMachine):
             self.requests.append(seq)
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks)
-    def req_decode(self, pick):
-        seq = self.requests[pick % len(self.requests)]
+    @rule(data=st.data())
+    def req_decode(self, data):
+        seq = choose(data, self.requests)
         signals = seq.generate()
         for op in signals:
             if isinstance(op, Deref):
@@ -104,9 +105,9 @@ class LegacyMachine(DifferentialMachine):
         self.requests.remove(seq)
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks, legacy=st.booleans())
-    def req_finish(self, pick, legacy):
-        self._free(self.requests[pick % len(self.requests)], legacy)
+    @rule(data=st.data(), legacy=st.booleans())
+    def req_finish(self, data, legacy):
+        self._free(choose(data, self.requests), legacy)
 
     # -- raw operations ---------------------------------------------------------------------------
 
@@ -145,9 +146,15 @@ class LegacyMachine(DifferentialMachine):
         assert error is not None, f"{which}: bad input was accepted"
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks)
-    def req_prefill_cost(self, pick):
-        self.attempt("mgr", "prefill_cost", self.requests[pick % len(self.requests)].snapshot())
+    @rule(data=st.data())
+    def req_prefill_cost(self, data):
+        self.attempt("mgr", "prefill_cost", choose(data, self.requests).snapshot())
+
+    @precondition(lambda self: self.requests)
+    @rule(data=st.data())
+    def req_probe_new_blocks(self, data):
+        """How many of a request's blocks the manager would have to allocate (active, cached or new)."""
+        self.attempt("mgr", "probe_new_blocks", list(choose(data, self.requests).unique_blocks))
 
     @invariant()
     def legacy_invariants(self):

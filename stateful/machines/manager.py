@@ -38,9 +38,7 @@ from kvspec.hashing import Plh
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-
-ALPHABET = 3
-IMPOSTOR_PARENT = 999
+from kvspec.stateful.machines.strategies import ALPHABET, IMPOSTOR_PARENT, choose, current_of, plh_of
 
 tokens = st.integers(0, ALPHABET - 1)
 prompts = st.lists(tokens, min_size=0, max_size=10)
@@ -48,17 +46,6 @@ prompts = st.lists(tokens, min_size=0, max_size=10)
 PATHS = [(0,), (0, 0), (0, 0, 0), (0, 1), (1,), (0, 0, 1), (1, 0), (0, 0, 0, 0), (0, 1, 1), (2,), (1, 0, 2),
          (0, 0, 1, 2)]
 hot_paths = st.sampled_from(PATHS)
-picks = st.integers(0, 10_000)
-
-
-def current_of(path: tuple[int, ...]) -> int:
-    """``(0, 1, 1)`` -> 1122: readable, prefix-preserving sequence hashes for raw identities."""
-    return int("1" + "".join(str(s + 1) for s in path))
-
-
-def plh_of(path: tuple[int, ...]) -> Plh:
-    parent = current_of(path[:-1]) if len(path) > 1 else None
-    return Plh(len(path) - 1, current_of(path), parent)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -154,15 +141,15 @@ class ManagerMachine(DifferentialMachine):
         self.requests.append(Request(seq))
         self.attempt("mgr", "prefill_cost", seq.snapshot())
 
-    def _pick(self, pick, predicate):
-        chosen = [r for r in self.requests if predicate(r)]
-        return chosen[pick % len(chosen)] if chosen else None
+    def _pick(self, data, predicate):
+        """A request the rule applies to (its precondition guarantees there is one)."""
+        return choose(data, [r for r in self.requests if predicate(r)])
 
     @precondition(lambda self: any(not r.prefilled for r in self.requests))
-    @rule(pick=picks, chunk=st.integers(0, 6))
-    def req_prefill(self, pick, chunk):
+    @rule(data=st.data(), chunk=st.integers(0, 6))
+    def req_prefill(self, data, chunk):
         """Allocate the rest of the sequence (``chunk=0``) or one chunk of ``chunk`` tokens."""
-        req = self._pick(pick, lambda r: not r.prefilled)
+        req = self._pick(data, lambda r: not r.prefilled)
         seq = req.seq
         target = len(seq) if chunk == 0 else min(len(seq), seq.num_allocated_tokens + chunk)
         prev_blocks = min(_ceil_div(seq.num_allocated_tokens, seq.block_size), len(seq.unique_blocks))
@@ -179,9 +166,9 @@ class ManagerMachine(DifferentialMachine):
             seq.commit_allocation(min((prev_blocks + n) * seq.block_size, target))
 
     @precondition(lambda self: any(r.prefilled and not r.seq.is_finished for r in self.requests))
-    @rule(pick=picks)
-    def req_decode(self, pick):
-        req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
+    @rule(data=st.data())
+    def req_decode(self, data):
+        req = self._pick(data, lambda r: r.prefilled and not r.seq.is_finished)
         seq = req.seq
         signals = seq.generate()
         done = seq.is_finished
@@ -202,24 +189,24 @@ class ManagerMachine(DifferentialMachine):
             seq.commit_allocation(len(seq))
 
     @precondition(lambda self: any(r.seq.num_allocated_tokens for r in self.requests))
-    @rule(pick=picks)
-    def req_preempt(self, pick):
-        req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
+    @rule(data=st.data())
+    def req_preempt(self, data):
+        req = self._pick(data, lambda r: r.seq.num_allocated_tokens > 0)
         for op in req.seq.reset_with_signal():
             self._process_realistic(op)
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks)
-    def req_abort(self, pick):
-        req = self._pick(pick, lambda r: True)
+    @rule(data=st.data())
+    def req_abort(self, data):
+        req = self._pick(data, lambda r: True)
         for op in req.seq.free_signal():
             self._process_realistic(op)
         self.requests.remove(req)
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks)
-    def req_prefill_cost(self, pick):
-        req = self._pick(pick, lambda r: True)
+    @rule(data=st.data())
+    def req_prefill_cost(self, data):
+        req = self._pick(data, lambda r: True)
         self.attempt("mgr", "prefill_cost", req.seq.snapshot())
 
     # -- raw operations ---------------------------------------------------------------------------
@@ -281,9 +268,9 @@ class ManagerMachine(DifferentialMachine):
                     self.raw_partials.discard(block.uuid)
 
     @precondition(lambda self: self.raw_partials)
-    @rule(pick=picks, path=hot_paths)
-    def raw_promote(self, pick, path):
-        uuid = sorted(self.raw_partials)[pick % len(self.raw_partials)]
+    @rule(data=st.data(), path=hot_paths)
+    def raw_promote(self, data, path):
+        uuid = choose(data, sorted(self.raw_partials))
         plh = plh_of(path)
         if plh.parent is not None and self.router[plh.parent] == 0:
             self.consistent = False  # a Promote under a parent the router does not hold

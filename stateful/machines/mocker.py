@@ -44,7 +44,7 @@ hashes = st.integers(0, 11)
 
 
 class NativePoolMachine(DifferentialMachine):
-    observers = {"NativeBlockPool": ["copies", "inactive_order", "num_free", "num_active", "drain_removed"]}
+    observers = {"NativeBlockPool": ["copies", "resident", "inactive_order", "num_free", "num_active", "drain_removed"]}
 
     @initialize(capacity=st.integers(1, 10))
     def setup(self, capacity: int) -> None:

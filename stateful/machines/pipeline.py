@@ -34,6 +34,7 @@ from kvspec.hashing import block_hashes, sequence_hashes
 from kvspec.protocol import Deref, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.machines.strategies import choose
 from kvspec.stateful.machines.radix import index_compare
 
 ALPHABET = 3
@@ -48,8 +49,6 @@ prompts = st.tuples(st.sampled_from(PREFIXES), st.lists(tokens, max_size=5)).map
     lambda parts: (parts[0] + tuple(parts[1])) or (0,))
 rarely = st.sampled_from([False] * 9 + [True])
 #: which rank (index into the sorted subjects, modulo their number); small and uniform
-wheres = st.integers(0, 5)
-picks = st.integers(0, 10_000)
 #: worker layouts: ranks per worker (2-3 workers, some with two dp ranks)
 layouts = st.lists(st.sampled_from([1, 1, 2]), min_size=2, max_size=3).map(tuple)
 
@@ -130,9 +129,9 @@ class PipelineMachine(DifferentialMachine):
             assert error is None, f"index rejected {subject}'s event {event!r}: {error!r}"
         return value
 
-    def _pick(self, pick, predicate):
-        chosen = [r for r in self.requests if predicate(r)]
-        return chosen[pick % len(chosen)] if chosen else None
+    def _pick(self, data, predicate):
+        """A request the rule applies to (its precondition guarantees there is one)."""
+        return choose(data, [r for r in self.requests if predicate(r)])
 
     def _retire(self, req: Request) -> None:
         self.requests.remove(req)
@@ -142,11 +141,11 @@ class PipelineMachine(DifferentialMachine):
     # -- requests ---------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.requests) < 6)
-    @rule(where=wheres, prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=5),
+    @rule(data=st.data(), prompt=prompts, planned=st.lists(tokens, min_size=1, max_size=5),
           prefix_caching=st.sampled_from([True, True, True, False]), admit=st.booleans())
-    def new_request(self, where, prompt, planned, prefix_caching, admit):
+    def new_request(self, data, prompt, planned, prefix_caching, admit):
         """A request arrives on some rank; ``admit`` prefills its whole prompt at once."""
-        subject = sorted(self.ranks)[where % len(self.ranks)]
+        subject = choose(data, sorted(self.ranks))
         seq = ActiveSequence(prompt, self.block_size, len(planned), prefix_caching, output_tokens=planned, rng=self.ids)
         req = Request(seq, subject)
         self.requests.append(req)
@@ -154,10 +153,10 @@ class PipelineMachine(DifferentialMachine):
             self._allocate(req, len(seq))
 
     @precondition(lambda self: any(not r.prefilled for r in self.requests))
-    @rule(pick=picks, chunk=st.one_of(st.none(), st.integers(1, 5)))
-    def prefill(self, pick, chunk):
+    @rule(data=st.data(), chunk=st.one_of(st.none(), st.integers(1, 5)))
+    def prefill(self, data, chunk):
         """Allocate the rest of the prompt (``chunk=None``) or one chunk of it."""
-        req = self._pick(pick, lambda r: not r.prefilled)
+        req = self._pick(data, lambda r: not r.prefilled)
         seq = req.seq
         self._allocate(req, len(seq) if chunk is None else min(len(seq), seq.num_allocated_tokens + chunk))
 
@@ -175,10 +174,10 @@ class PipelineMachine(DifferentialMachine):
             seq.commit_allocation(min((before + n) * seq.block_size, target))
 
     @precondition(lambda self: any(r.prefilled and not r.seq.is_finished for r in self.requests))
-    @rule(pick=picks, count=st.integers(1, 3))
-    def decode(self, pick, count):
+    @rule(data=st.data(), count=st.integers(1, 3))
+    def decode(self, data, count):
         """Generate ``count`` tokens of one running request (stops early when it finishes)."""
-        req = self._pick(pick, lambda r: r.prefilled and not r.seq.is_finished)
+        req = self._pick(data, lambda r: r.prefilled and not r.seq.is_finished)
         for _ in range(count):
             if req not in self.requests or not self._decode_one(req):
                 return
@@ -202,48 +201,62 @@ class PipelineMachine(DifferentialMachine):
         return True
 
     @precondition(lambda self: any(r.seq.num_allocated_tokens for r in self.requests))
-    @rule(pick=picks)
-    def preempt(self, pick):
-        req = self._pick(pick, lambda r: r.seq.num_allocated_tokens > 0)
+    @rule(data=st.data())
+    def preempt(self, data):
+        req = self._pick(data, lambda r: r.seq.num_allocated_tokens > 0)
         for op in req.seq.reset_with_signal():
             self.process(req.subject, op)
 
     @precondition(lambda self: self.requests)
-    @rule(pick=picks)
-    def abort(self, pick):
-        req = self._pick(pick, lambda r: True)
+    @rule(data=st.data())
+    def abort(self, data):
+        req = self._pick(data, lambda r: True)
         for op in req.seq.free_signal():
             self.process(req.subject, op)
         self._retire(req)
 
-    @rule(which=wheres, whole_worker=st.booleans(), now=rarely)
-    def restart(self, which, whole_worker, now):
+    @rule(data=st.data(), whole_worker=st.booleans(), now=rarely)
+    def restart(self, data, whole_worker, now):
         """A worker (or one rank) restarts: its requests vanish, its managers start empty, and the
-        router is told (``remove_worker`` / ``remove_worker_dp_rank``).  Rare (``now`` is True one
-        time in ten)."""
+        router is told (``remove_worker``, ``clear_all_blocks`` / ``remove_worker_dp_rank``).  Rare
+        (``now`` is True one time in ten); a rank that holds blocks is chosen when there is one, so
+        the router has something to forget."""
         if not now:
             return
-        subject = sorted(self.ranks)[which % len(self.ranks)]
+        holding = [s for s in sorted(self.ranks) if held_hashes(self.run.model(s))]
+        subject = choose(data, holding or sorted(self.ranks))
         worker_id, rank, _ = self.ranks[subject]
         subjects = [s for s, (w, _, _) in self.ranks.items() if w == worker_id] if whole_worker else [subject]
         for req in [r for r in self.requests if r.subject in subjects]:
             self._retire(req)
         for s in subjects:
             self._start(s)
-        if whole_worker:
-            self.run.call("index", "remove_worker", worker_id)
+        if whole_worker:  # the router forgets an odd worker; it keeps an even one and drops its blocks
+            self.run.call("index", "remove_worker" if worker_id % 2 else "clear_all_blocks", worker_id)
         else:
             self.run.call("index", "remove_worker_dp_rank", worker_id, rank)
 
-    @rule(pick=picks, cut=st.integers(0, 6))
-    def query(self, pick, cut):
-        """A recorded query (model and target answers compared) on a prefix of a live or past request."""
+    @rule(data=st.data(), cut=st.integers(0, 6), by_tier=st.booleans())
+    def query(self, data, cut, by_tier):
+        """A recorded query (model and target answers compared) on a prefix of a live or past request:
+        the device scores, or the scores of every tier."""
         sources = [tuple(r.seq.tokens) for r in self.requests] + self.past
         if not sources:
             return
-        chosen = sources[pick % len(sources)]
+        chosen = choose(data, sources)
         hashes = block_hashes(chosen, self.block_size)
-        self.run.call("index", "find_matches", hashes[: max(1, len(hashes) - cut)] if hashes else [], False)
+        prefix = hashes[: max(1, len(hashes) - cut)] if hashes else []
+        if by_tier:
+            self.run.call("index", "find_matches_by_tier", prefix)
+        else:
+            self.run.call("index", "find_matches", prefix, False)
+
+    @precondition(lambda self: self.requests)
+    @rule(data=st.data())
+    def prefill_cost(self, data):
+        """What the rank serving a request would have to compute for it (its scheduler's question)."""
+        req = choose(data, self.requests)
+        self.attempt(req.subject, "prefill_cost", req.seq.snapshot())
 
     # -- the end-to-end invariant ---------------------------------------------------------------
 

@@ -21,10 +21,9 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.hashing import Plh
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.machines.strategies import ALPHABET, chain_of, choose, impostor_of, path_of, plh_of
 
-ALPHABET = 3
 MAX_DEPTH = 5
-IMPOSTOR_PARENT = 999
 
 paths = st.lists(st.integers(0, ALPHABET - 1), min_size=1, max_size=MAX_DEPTH).map(tuple)
 #: skewed towards a few short paths, so the same chains come back often
@@ -32,36 +31,11 @@ hot_paths = st.one_of(
     st.sampled_from([(0,), (0, 0), (0, 0, 0), (0, 1), (0, 0, 1), (1,), (1, 0)]),
     paths,
 )
-picks = st.integers(0, 10_000)
-
-
-def current_of(path: tuple[int, ...]) -> int:
-    """``(0, 1, 1)`` -> 1122: a readable, prefix-preserving sequence hash."""
-    return int("1" + "".join(str(s + 1) for s in path))
-
-
-def plh_of(path: tuple[int, ...]) -> Plh:
-    parent = current_of(path[:-1]) if len(path) > 1 else None
-    return Plh(len(path) - 1, current_of(path), parent)
-
-
-def chain_of(path: tuple[int, ...]) -> list[Plh]:
-    return [plh_of(path[: i + 1]) for i in range(len(path))]
-
-
-def path_of(plh: Plh) -> tuple[int, ...] | None:
-    """Inverse of :func:`plh_of` (``None`` for an impostor)."""
-    path = tuple(int(d) - 1 for d in str(plh.current)[1:])
-    return path if plh_of(path) == plh else None
-
-
-def impostor_of(path: tuple[int, ...]) -> Plh:
-    """Same lineage key as ``plh_of(path)``, different parent: a fragment collision."""
-    return Plh(len(path) - 1, current_of(path), IMPOSTOR_PARENT)
 
 
 class PoolMachine(DifferentialMachine):
-    observers = {"BlockPool": ["available_blocks", "inactive_len", "refcounts", "eviction_order"]}
+    observers = {"BlockPool": ["available_blocks", "free_blocks", "total_blocks", "inactive_len", "refcounts",
+                               "eviction_order"]}
 
     def __init__(self) -> None:
         super().__init__()
@@ -119,31 +93,29 @@ class PoolMachine(DifferentialMachine):
         self._allocate("allocate_with_evictions", n)
 
     @precondition(lambda self: self.mutable)
-    @rule(pick=picks)
-    def release_mutable(self, pick):
-        block_id = self.mutable[pick % len(self.mutable)]
+    @rule(data=st.data())
+    def release_mutable(self, data):
+        block_id = choose(data, self.mutable)
         _, error = self.attempt("pool", "release_mutable", block_id)
         if error is None:
             self.mutable.remove(block_id)
 
     @precondition(lambda self: self.mutable)
-    @rule(pick=picks, path=hot_paths)
-    def register(self, pick, path):
-        self._register(self.mutable[pick % len(self.mutable)], plh_of(path))
+    @rule(data=st.data(), path=hot_paths)
+    def register(self, data, path):
+        self._register(choose(data, self.mutable), plh_of(path))
 
     @precondition(lambda self: self.mutable and (self.held or self.run.model("pool").inactive_len()))
-    @rule(pick=picks, which=picks, from_inactive=st.booleans())
-    def register_live(self, pick, which, from_inactive):
+    @rule(data=st.data(), from_inactive=st.booleans())
+    def register_live(self, data, from_inactive):
         """Register a mutable block under an identity that is live right now (held or cached):
         a duplicate under Allow, a dedup onto the primary under Reject (resurrecting it if cached)."""
         cached = self.run.model("pool").eviction_order()
-        if from_inactive and cached:
-            plh = cached[which % len(cached)]
-        elif self.held:
-            plh = self.identity[self.held[which % len(self.held)]]
+        if from_inactive and cached or not self.held:
+            plh = choose(data, cached)
         else:
-            plh = cached[which % len(cached)]
-        self._register(self.mutable[pick % len(self.mutable)], plh)
+            plh = self.identity[choose(data, self.held)]
+        self._register(choose(data, self.mutable), plh)
 
     @rule(path=hot_paths)
     def use(self, path):
@@ -178,9 +150,9 @@ class PoolMachine(DifferentialMachine):
             self._took(hits, [plh, plh])
 
     @precondition(lambda self: self.held)
-    @rule(pick=picks)
-    def release(self, pick):
-        block_id = self.held[pick % len(self.held)]
+    @rule(data=st.data())
+    def release(self, data):
+        block_id = choose(data, self.held)
         _, error = self.attempt("pool", "release", block_id)
         if error is None:
             self.held.remove(block_id)
@@ -197,12 +169,12 @@ class PoolMachine(DifferentialMachine):
                 self.held.remove(block_id)
 
     @precondition(lambda self: self.held)
-    @rule(pick=picks, keep=st.integers(-1, 3), newest_first=st.booleans())
-    def release_chain(self, pick, keep, newest_first):
+    @rule(data=st.data(), keep=st.integers(-1, 3), newest_first=st.booleans())
+    def release_chain(self, data, keep, newest_first):
         """Take a held block, and release one reference on each held block of its chain, root
         first (or leaf first), except one interior block: an active block inside an inactive
         chain, the case where the ghost-parent quirk (``docs/upstream.md`` P10.1 rule 4) decides the order."""
-        path = path_of(self.identity[self.held[pick % len(self.held)]])
+        path = path_of(self.identity[choose(data, self.held)])
         if path is None:
             return
         chain = chain_of(path)
@@ -251,16 +223,16 @@ class PoolMachine(DifferentialMachine):
             self.attempt("pool", "release_mutable", block_id)
 
     @precondition(lambda self: self.mutable)
-    @rule(pick=picks, path=hot_paths, of_live=st.booleans())
-    def register_impostor(self, pick, path, of_live):
+    @rule(data=st.data(), path=hot_paths, of_live=st.booleans())
+    def register_impostor(self, data, path, of_live):
         """An impostor of a hot path or, when ``of_live``, of an identity live right now (held or
         cached) — the case where the pool must refuse it (``DuplicateLineage``)."""
         if of_live:
             held = [self.identity[i] for i in self.held if i in self.identity]
             live = [p for p in held + self.run.model("pool").eviction_order() if path_of(p) is not None]
             if live:
-                path = path_of(live[pick % len(live)])
-        self._register(self.mutable[pick % len(self.mutable)], impostor_of(path))
+                path = path_of(choose(data, live))
+        self._register(choose(data, self.mutable), impostor_of(path))
 
     @rule(which=st.sampled_from(["negative", "bool", "not_plh", "bad_list", "str_id"]))
     def bad_arguments(self, which):

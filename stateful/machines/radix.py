@@ -25,7 +25,7 @@ import attrs
 from hypothesis.stateful import initialize, precondition, rule
 
 from kvspec.events import RouterEvent, StorageTier, Stored
-from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec, weight
 from kvspec.stateful.engine.differential import Outcome, Step, exact_compare
 from kvspec.stateful.machines.index_events import Draw, EventMix, IndexEvents, pick, tapes
 
@@ -98,26 +98,15 @@ class IndexRules(DifferentialMachine):
         _, error = self.attempt(self.subject, "apply_event", *self.apply_args(draw))
         self.events.record(draw, type(error).__name__ if error is not None else None)
 
+    @weight(3)  # stores are the common case
     @rule(data=tapes())
     def store(self, data) -> None:
         self.apply(self.events.draw_store(data))
 
-    @rule(data=tapes())
-    def store_more(self, data) -> None:  # stores are the common case: three rules triple their weight
-        self.apply(self.events.draw_store(data))
-
-    @rule(data=tapes())
-    def store_again(self, data) -> None:
-        self.apply(self.events.draw_store(data))
-
+    @weight(2)
     @precondition(_holds_blocks)
     @rule(data=tapes())
     def remove(self, data) -> None:
-        self.apply(self.events.draw_remove(data))
-
-    @precondition(_holds_blocks)
-    @rule(data=tapes())
-    def remove_more(self, data) -> None:
         self.apply(self.events.draw_remove(data))
 
     @precondition(_holds_blocks)
@@ -158,6 +147,12 @@ class IndexRules(DifferentialMachine):
 
 class RadixMachine(IndexRules):
     """``RadixIndex`` compared exactly with the reference model."""
+
+    @precondition(_holds_blocks)
+    @rule(data=tapes())
+    def match_details(self, data) -> None:
+        """How far each worker matches and which blocks its chains end at (``find_matches``' basis)."""
+        self.run.call(self.subject, "match_details", self.events.draw_query(data))
 
 
 def machines() -> list[MachineSpec]:

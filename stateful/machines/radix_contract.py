@@ -54,7 +54,7 @@ from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTi
 from kvspec.hashing import sequence_hashes
 from kvspec.model.radix import longest_chains
 from kvspec.scores import LOWER_TIERS, Continuation
-from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec, weight
 from kvspec.stateful.engine.differential import Outcome, Step
 
 Worker = tuple[int, int]
@@ -423,16 +423,9 @@ class RadixContractMachine(ContractComparison, DifferentialMachine):
         kinds = [k for k, n in self.event_weights.items() for _ in range(n)]
         getattr(self, f"do_{data.draw(st.sampled_from(kinds), label='event kind')}")(data)
 
+    @weight(3)  # events outweigh queries
     @rule(data=st.data())
     def event(self, data: st.DataObject) -> None:
-        self.dispatch(data)
-
-    @rule(data=st.data())
-    def event_more(self, data: st.DataObject) -> None:  # events outweigh queries two to one
-        self.dispatch(data)
-
-    @rule(data=st.data())
-    def event_again(self, data: st.DataObject) -> None:
         self.dispatch(data)
 
     def do_store(self, data: st.DataObject) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from hypothesis.stateful import precondition, rule
 
 from kvspec.events import StorageTier
-from kvspec.stateful.engine.machine import MachineSpec
+from kvspec.stateful.engine.machine import MachineSpec, weight
 from kvspec.stateful.machines.index_events import Draw, tapes
 from kvspec.stateful.machines.radix import IndexRules, _holds_blocks
 
@@ -27,15 +27,11 @@ class TieredMachine(IndexRules):
     def apply_args(self, draw: Draw) -> tuple:
         return (draw.worker_id, draw.event, draw.tier)
 
+    @weight(2)
     @precondition(_holds_blocks)
     @rule(data=tapes())
     def find_matches_by_tier(self, data) -> None:
         self.run.call(self.subject, "find_matches_by_tier", self.events.draw_query(data))
-
-    @precondition(_holds_blocks)
-    @rule(data=tapes())
-    def find_matches_by_tier_again(self, data) -> None:
-        self.find_matches_by_tier(data)
 
 
 def machines() -> list[MachineSpec]:

@@ -15,6 +15,8 @@ and target agree on the resulting error, exactly as when the machine generates s
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 from kvspec.errors import KvSpecError
@@ -42,11 +44,13 @@ def _with_steps(trace: Trace, steps: list[Step]) -> Trace:
 
 
 def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: int = 400,
-                   spec: Any = None) -> Trace:
+                   seconds: float = 60.0, spec: Any = None) -> Trace:
     """A trace with as few steps as replay-checked deletion finds (``trace`` itself if none helps).
 
-    ``budget`` caps the number of candidate replays.  Only ``divergence`` traces are minimized.
+    ``budget`` caps the number of candidate replays and ``seconds`` the wall time; when either runs
+    out the smallest trace found so far is returned.  Only ``divergence`` traces are minimized.
     """
+    deadline = time.monotonic() + seconds
     if trace.kind != "divergence":
         return trace
     prepared = prepare(trace, target, spec=spec)
@@ -71,10 +75,10 @@ def minimize_trace(trace: Trace, target: str | Target | None = None, *, budget: 
         return candidate[: d.index + 1]
 
     chunk = max(1, len(steps) // 2)
-    while chunk >= 1 and replays < budget:
+    while chunk >= 1 and replays < budget and time.monotonic() < deadline:
         i = 0
         progressed = False
-        while i < len(steps) - 1 and replays < budget:
+        while i < len(steps) - 1 and replays < budget and time.monotonic() < deadline:
             removable = [j for j in range(i, min(i + chunk, len(steps) - 1)) if not steps[j].is_create]
             if removable:
                 candidate = [s for j, s in enumerate(steps) if j not in removable]

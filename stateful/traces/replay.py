@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import time
 import pprint
 from collections.abc import Sequence
 from typing import Any
@@ -34,11 +36,12 @@ from kvspec.errors import KvSpecError, TargetError, TraceError
 from kvspec.stateful.engine import machine as base
 from kvspec.stateful.engine.registry import lookup_machine
 from kvspec.stateful.engine.differential import Differential, Divergence, Outcome, Step
-from kvspec.stateful.traces.schema import Trace, load_trace, parse_trace, validate_trace
+from kvspec.stateful.traces.schema import (MAX_CONSTRUCTOR_SIZE, SIZE_PARAMETERS, Trace, load_trace, parse_trace,
+                                           validate_trace)
 from kvspec.targets import Target, is_registered, resolve
 
 __all__ = [
-    "Prepared", "ReplayResult", "StepRecord", "assert_replays_clean", "comparator_of", "flagged_fields",
+    "REPLAY_SECONDS", "Prepared", "ReplayResult", "StepRecord", "assert_replays_clean", "comparator_of", "flagged_fields",
     "outcome_diff", "outcome_text", "prepare", "render_result", "render_steps", "replay_trace",
     "target_for"
 ]
@@ -109,9 +112,14 @@ def _bind(where: str, function: Any, step: Step, bound: bool = False) -> None:
         if bound:
             signature.bind(None, *step.args, **step.kwargs)
         else:
-            signature.bind(*step.args, **step.kwargs)
+            arguments = signature.bind(*step.args, **step.kwargs).arguments
     except TypeError as exc:
         raise TraceError(f"{where}: arguments do not fit: {exc}") from None
+    if not bound:  # a constructor: its size arguments are capped (a trace cannot ask for a huge structure)
+        for name in SIZE_PARAMETERS & set(arguments):
+            value = arguments[name]
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_CONSTRUCTOR_SIZE:
+                raise TraceError(f"{where}: {name}={value} is beyond the trace limit {MAX_CONSTRUCTOR_SIZE}")
 
 
 def _short(text: str, limit: int = 100) -> str:
@@ -147,15 +155,30 @@ class ReplayResult:
         return self.prepared.target
 
 
+#: Wall-clock seconds one replay may take (``KVSPEC_REPLAY_SECONDS`` overrides); a shrunk trace
+#: replays in milliseconds, so a trace that needs longer is refused rather than run for ever.
+REPLAY_SECONDS = 120.0
+
+
 def replay_trace(trace: Trace | str, target: str | Target | None = None, *,
-                 spec: base.MachineSpec | None = None) -> ReplayResult:
-    """Replay ``trace`` (a :class:`Trace` or a path) against ``target`` (default: the recorded one)."""
+                 spec: base.MachineSpec | None = None, budget: float | None = None) -> ReplayResult:
+    """Replay ``trace`` (a :class:`Trace` or a path) against ``target`` (default: the recorded one).
+
+    ``budget`` (seconds, default :data:`REPLAY_SECONDS`) bounds the replay: checked after every
+    step, a replay beyond it stops with a :class:`TraceError`.
+    """
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
+    if budget is None:
+        budget = float(os.environ.get("KVSPEC_REPLAY_SECONDS", REPLAY_SECONDS))
+    deadline = time.monotonic() + budget
     prepared = prepare(trace, target, spec=spec)
     run, hook = _differential(prepared)
     check_structure = trace.kind == "error"
     for i, step in enumerate(trace.steps):
+        if time.monotonic() > deadline:
+            raise TraceError(f"replay stopped at step {i + 1} of {len(trace.steps)}: over its budget of {budget:g} s "
+                             f"(KVSPEC_REPLAY_SECONDS)")
         try:
             if hook is not None:
                 hook(step)

@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import shlex
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,8 +49,21 @@ __all__ = [
 #: Version of the JSON layout below.  Bump it when a field changes meaning; readers refuse others.
 SCHEMA_VERSION = 1
 
-#: Traces bigger than this are refused (a shrunk counterexample is a few kilobytes).
-MAX_TRACE_BYTES = 32 * 1024 * 1024
+# -- limits: a trace is untrusted, so its size must bound the work and memory it can cause ------------
+# (README.md, "A trace is untrusted input", states them; a trace beyond any is refused with a TraceError)
+
+#: Traces bigger than this are refused (a shrunk counterexample is a few kilobytes); read at most this.
+MAX_TRACE_BYTES = 8 * 1024 * 1024
+#: Steps in one trace (kvspec's machines run at most a few hundred per example).
+MAX_STEPS = 10_000
+#: Items in all the lists, tuples, sets, dicts and strings of one step's arguments together.
+MAX_ITEMS_PER_STEP = 10_000
+#: Magnitude of any integer argument: |n| < 2**MAX_INT_BITS (hashes are u64; bad-input cases go beyond).
+MAX_INT_BITS = 128
+#: Size arguments of a constructor (capacity, block size, ...): a trace cannot ask for a huge structure.
+MAX_CONSTRUCTOR_SIZE = 65_536
+#: Constructor parameters that size a structure (checked against :data:`MAX_CONSTRUCTOR_SIZE`).
+SIZE_PARAMETERS = frozenset({"capacity", "total_blocks", "num_gpu_blocks", "block_size", "max_tree_size"})
 
 KINDS = ("divergence", "error")
 MODES = ("exact", "contract")
@@ -239,16 +253,31 @@ def _fail(source: str, message: str) -> TraceError:
 
 
 def load_trace(path: str | os.PathLike[str]) -> Trace:
-    """Read and validate a trace file; every problem is a one-line :class:`TraceError`."""
+    """Read and validate a trace file; every problem is a one-line :class:`TraceError`.
+
+    Only a regular file is read (a FIFO would block for ever, ``/dev/zero`` never ends), opened
+    without blocking and read up to :data:`MAX_TRACE_BYTES` + 1 bytes whatever its size claims.
+    """
     source = str(path)
     try:
-        size = os.path.getsize(path)
-        if size > MAX_TRACE_BYTES:
-            raise _fail(source, f"{size} bytes is too big for a trace (limit {MAX_TRACE_BYTES})")
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _fail(source, "not a regular file")
+        raw = os.read(fd, MAX_TRACE_BYTES + 1)
+        while len(raw) <= MAX_TRACE_BYTES:
+            more = os.read(fd, MAX_TRACE_BYTES + 1 - len(raw))
+            if not more:
+                break
+            raw += more
+    except OSError as exc:
+        raise _fail(source, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_TRACE_BYTES:
+        raise _fail(source, f"too big for a trace (limit {MAX_TRACE_BYTES} bytes)")
     return parse_trace(raw, source=source)
 
 
@@ -258,6 +287,8 @@ def parse_trace(raw: str | bytes, *, source: str = "<trace>") -> Trace:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise _fail(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if len(text) > MAX_TRACE_BYTES:
+        raise _fail(source, f"too big for a trace (limit {MAX_TRACE_BYTES} bytes)")
     if not text.strip():
         raise _fail(source, "empty file")
     try:
@@ -270,6 +301,32 @@ def parse_trace(raw: str | bytes, *, source: str = "<trace>") -> Trace:
     except ValueError as exc:  # e.g. an integer with too many digits, NaN
         raise _fail(source, f"not acceptable JSON: {_one_line(str(exc), 120)}") from None
     return validate_trace(data, source=source)
+
+
+def _oversized(values: list[Any]) -> str | None:
+    """Why a step's arguments exceed the trace limits (:data:`MAX_ITEMS_PER_STEP`, :data:`MAX_INT_BITS`), if they do."""
+    items, todo = 0, list(values)
+    while todo:
+        value = todo.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if value.bit_length() > MAX_INT_BITS:
+                return f"an integer of {value.bit_length()} bits (limit {MAX_INT_BITS})"
+        elif isinstance(value, (str, bytes)):
+            items += len(value)
+        elif isinstance(value, dict):
+            items += len(value)
+            todo.extend(value.keys())
+            todo.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items += len(value)
+            todo.extend(value)
+        elif attrs.has(type(value)):
+            todo.extend(getattr(value, f.name) for f in attrs.fields(type(value)))
+        if items > MAX_ITEMS_PER_STEP:
+            return f"more than {MAX_ITEMS_PER_STEP} items in its arguments"
+    return None
 
 
 def _reject_constant(name: str) -> Any:
@@ -302,7 +359,7 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
     if "schema_version" not in data:
         raise _fail(source, "missing 'schema_version' (is this a kvspec trace?)")
     version = data["schema_version"]
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise _fail(source, f"unsupported trace schema version {str(version)[:40]!r}; "
                             f"this kvspec ({__version__}) reads version {SCHEMA_VERSION}")
     kind = data.get("kind", "divergence")  # version-1 traces written before 'kind' existed
@@ -325,6 +382,8 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
     raw_steps = _require(data, "steps", list, source)
     if not raw_steps:
         raise _fail(source, "a trace needs at least one step")
+    if len(raw_steps) > MAX_STEPS:
+        raise _fail(source, f"{len(raw_steps)} steps is more than a trace may hold ({MAX_STEPS})")
     steps = []
     created: set[str] = set()
     for i, raw in enumerate(raw_steps):
@@ -336,6 +395,9 @@ def validate_trace(data: Any, *, source: str = "<trace>") -> Trace:
             raise _fail(source, f"step {i + 1}: nested too deeply") from None
         if not step.subject:
             raise _fail(source, f"step {i + 1}: empty subject")
+        problem = _oversized([*step.args, *step.kwargs.values()])
+        if problem:
+            raise _fail(source, f"step {i + 1}: {problem}")
         if not all(isinstance(k, str) and k.isidentifier() for k in step.kwargs):
             raise _fail(source, f"step {i + 1}: keyword argument names must be identifiers")
         if step.is_create:

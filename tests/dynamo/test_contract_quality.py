@@ -35,7 +35,7 @@ def spec(name):
 def caught(machine, target, max_examples=30):
     """Whether ``machine`` finds a divergence on ``target`` (generation only: no shrinking, it is slow)."""
     built = spec(machine).build(target)
-    quick = settings(profiles.load("ci"), max_examples=max_examples, database=None,
+    quick = settings(profiles.get("ci"), max_examples=max_examples, database=None,
                      phases=[Phase.explicit, Phase.generate])
     try:
         run_state_machine_as_test(built, settings=quick)

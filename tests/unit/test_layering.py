@@ -23,7 +23,7 @@ LAYERS = {
     "kvspec": 0, "kvspec.errors": 0, "kvspec.hashing": 0, "kvspec.protocol": 0, "kvspec.events": 0,
     "kvspec.scores": 0, "kvspec.sequence": 0, "kvspec.tracker_events": 0, "kvspec.codec": 0,
     "kvspec.vocabulary": 0, "kvspec.checks": 0, "kvspec.escape": 0, "kvspec.frequency": 0,
-    "kvspec._exports": 0, "kvspec.mooncake": 0,
+    "kvspec._exports": 0, "kvspec.mooncake": 0, "kvspec.ttl": 0, "kvspec.offload": 0,
     # 1: the spec and its implementation (neither imports the other: see SIBLINGS)
     "kvspec.model": 1, "kvspec.impl": 1,
     # 2: the target registry; 3: its plugins (adapters, mutants)

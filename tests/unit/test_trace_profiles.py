@@ -32,3 +32,22 @@ def test_default_is_dev_and_explicit_choice_wins():
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown profile 'weekly'"):
         profiles.load("weekly")
+
+
+def test_checking_never_changes_the_callers_profile():
+    """``kvspec check`` passes its profile's settings explicitly; the caller's stays active."""
+    from hypothesis import settings
+
+    import toy_machine
+    from kvspec.stateful.runner import check_machine
+
+    settings.register_profile("callers-own", max_examples=7)
+    settings.load_profile("callers-own")
+    try:
+        target = toy_machine.TARGETS["toy-good"]()
+        result = check_machine(toy_machine.SPEC, target, profile="nightly", max_examples=3, database=None)
+        assert result.status == "passed"
+        assert settings.default.max_examples == 7
+        assert profiles.get("nightly").max_examples == 1000
+    finally:
+        profiles.load()  # what tests/conftest.py activates

@@ -19,7 +19,6 @@ Importing this module never imports Dynamo; resolving the target does.
 from __future__ import annotations
 
 import tempfile
-import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from typing import Any
 from kvspec.adapters.dynamo.runtime import DIST_NAME, engine_version, import_core
 from kvspec.errors import InvalidArgument, ReplayStalled, TargetError
 from kvspec.mooncake import MooncakeRow, dump_mooncake, validate_row
-from kvspec.targets import Target
 
 TARGET_NAME = "dynamo-mocker"
 WHEEL = DIST_NAME
@@ -142,15 +140,3 @@ class MockerReplay:
         )
         self.rows.append(row)
         return outcomes[-1]
-
-
-def load_target() -> Target:
-    """The ``dynamo-mocker`` target; with no wheel, an empty namespace, so every machine is reported
-    as skipped (with the reason in the version string) instead of the command failing."""
-    try:
-        _core()
-    except TargetError as exc:
-        return Target(TARGET_NAME, types.SimpleNamespace(), f"unavailable: {exc}", "exact")
-    namespace = types.SimpleNamespace(MockerReplay=MockerReplay)
-    return Target(TARGET_NAME, namespace, f"{WHEEL} {wheel_version()}", "exact")
-

@@ -22,17 +22,15 @@ Not exposed by the Python binding, hence not provided: ``match_details`` (Dynamo
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Sequence
 from typing import Any
 
-from kvspec.adapters.dynamo.runtime import DIST_NAME, engine_version, import_core, unavailable_reason, unavailable_target
+from kvspec.adapters.dynamo.runtime import import_core, unavailable_reason
 from kvspec.errors import BlockNotFound, InvalidArgument, InvalidBlockSequence, KvSpecError, ParentBlockNotFound
 from kvspec.events import Cleared, EventDecodeError, KvCacheEvent, RouterEvent
 from kvspec.scores import OverlapScores
-from kvspec.targets import Target
 
-__all__ = ["ERROR_MAP", "RadixIndex", "block_hashes", "load_target", "map_error"]
+__all__ = ["ERROR_MAP", "RadixIndex", "block_hashes", "map_error", "unavailable_reason"]
 
 #: Dynamo's ``KvCacheEventError`` messages (``Failed to apply event: <msg>``) -> kvspec error class
 ERROR_MAP = {
@@ -126,13 +124,3 @@ def block_hashes(
             cache_namespace=cache_namespace))
     except (ValueError, OverflowError) as exc:
         raise InvalidArgument(str(exc)) from None
-
-
-def load_target() -> Target:
-    """The ``dynamo`` target; with no wheel, an empty namespace (every machine reports skipped)."""
-    reason = unavailable_reason()
-    if reason is not None:
-        return unavailable_target("dynamo", reason)
-    namespace = types.SimpleNamespace(RadixIndex=RadixIndex, block_hashes=block_hashes)
-    return Target("dynamo", namespace, f"{DIST_NAME} {engine_version()}", mode="contract")
-

@@ -40,22 +40,19 @@ import asyncio
 import itertools
 import json
 import time
-import types
 from collections.abc import Sequence
 from typing import Any
 
 from kvspec.adapters.dynamo import runtime
-from kvspec.adapters.dynamo.runtime import (TIMEOUT, engine_version, free_port, import_core, run, start_worker, track,
-                                            unavailable_target, wait_until)
+from kvspec.adapters.dynamo.runtime import TIMEOUT, free_port, import_core, run, start_worker, track, wait_until
 from kvspec.errors import InvalidArgument, TargetError
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored
 from kvspec.hashing import block_hashes
 from kvspec.scores import LowerTierMatches, OverlapScores, TieredMatches
-from kvspec.targets import Target
 
 __all__ = ["BLOCK_SIZE", "MEDIUM", "SENTINEL_HASH_BASE", "SENTINEL_TOKEN", "VOCABULARY", "WORKER_ID",
-           "ApproximateRouter", "BlockVocabulary", "RouterHarness", "TieredIndex", "load_target",
-           "load_target_threads4", "tiered_index_class", "unavailable_reason"]
+           "ApproximateRouter", "BlockVocabulary", "RouterHarness", "TieredIndex", "tiered_index_class",
+           "unavailable_reason"]
 
 BLOCK_SIZE = 4
 WORKER_ID = 1
@@ -98,13 +95,16 @@ VOCABULARY = BlockVocabulary()
 class RouterHarness:
     """One worker (``dp_ranks`` ranks) publishing over ZMQ to one ``KvRouter`` (module docs)."""
 
-    def __init__(self, *, dp_ranks: int = 2, event_threads: int = 1, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, *, dp_ranks: int = 2, event_threads: int = 1, block_size: int = BLOCK_SIZE,
+                 router_config: dict[str, Any] | None = None) -> None:
         import zmq  # noqa: PLC0415 - optional dependency of the dynamo extra
 
         self.core = import_core()
         self.block_size = block_size
         self.dp_ranks = dp_ranks
         self.event_threads = event_threads
+        #: extra ``KvRouterConfig`` settings (e.g. ``router_predicted_ttl_secs`` for a side index)
+        self.router_config = dict(router_config or {})
         self.closed = False
         self._zmq = zmq
         self._ctx = zmq.Context.instance()
@@ -141,7 +141,8 @@ class RouterHarness:
                 await asyncio.sleep(0.002)
             pub.recv()  # the subscription message
         router = core.KvRouter(endpoint, self.block_size,
-                               core.KvRouterConfig(use_kv_events=True, router_event_threads=self.event_threads))
+                               core.KvRouterConfig(use_kv_events=True, router_event_threads=self.event_threads,
+                                                   **self.router_config))
         self.router = router
         worker_id = endpoint.connection_id()
 
@@ -346,22 +347,6 @@ def tiered_index_class(event_threads: int, dp_ranks: int = 3) -> type[TieredInde
 def unavailable_reason() -> str | None:
     """Why the router targets cannot run here (the wheel, pyzmq or msgpack missing), or ``None``."""
     return runtime.unavailable_reason("zmq", "msgpack")
-
-
-def load_target(event_threads: int = 1) -> Target:
-    """``dynamo-router`` (``router_event_threads=1``); empty when the wheel is unavailable."""
-    name = "dynamo-router" if event_threads == 1 else f"dynamo-router-threads{event_threads}"
-    reason = unavailable_reason()
-    if reason is not None:
-        return unavailable_target(name, reason)
-    namespace = types.SimpleNamespace(TieredIndex=tiered_index_class(event_threads))
-    return Target(name, namespace, f"ai-dynamo-runtime {engine_version()} router_event_threads={event_threads}",
-                  mode="contract")
-
-
-def load_target_threads4() -> Target:
-    """``dynamo-router-threads4``: Dynamo's default, the concurrent tree with four event threads."""
-    return load_target(4)
 
 
 class ApproximateRouter:
