@@ -66,6 +66,10 @@ class FuzzData:
         self.rng = rng
 
     def draw(self, strategy: Any, label: Any = None) -> Any:
+        if type(strategy).__name__ == "SampledFromStrategy" and not strategy._transformations:
+            # ``data.draw(st.sampled_from(items))`` with a fresh list each call: no compiling, no caching
+            elements = strategy.elements
+            return elements[self.rng.randrange(len(elements))]
         return drawer(strategy)(self.rng)
 
     def __repr__(self) -> str:
