@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from kvspec.protocol import Deref, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
+from kvspec.model.eviction import BACKENDS
 
 BLOCK_SIZE = 16
 
@@ -104,7 +105,7 @@ def blocks_in(ops: Sequence) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kvspec bench lifecycle", description=__doc__.splitlines()[0])
     parser.add_argument("--capacities", default="1000,10000,100000")
-    parser.add_argument("--eviction", default="lineage", choices=["lineage", "lineage_fifo", "lru", "multi_lru"])
+    parser.add_argument("--eviction", default="lineage", choices=sorted(BACKENDS))
     parser.add_argument("--budget", type=float, default=20.0, help="seconds the model may spend per capacity")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory", action="store_true",

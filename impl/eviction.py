@@ -13,6 +13,7 @@ LRU            O(1)               O(1)                 O(1)              O(n)
 MultiLRU       O(1) + count()     O(1)                 O(1) (4 tiers)    O(n)
 Lineage/Tick   O(log n) amort.    O(depth pruned)      O(log n) amort.   O(n log n)
 Lineage/Fifo   O(1)               O(depth pruned)      O(1)              O(n)
+HashMap/FIFO   O(1)               O(1)                 O(1) amortised    O(n log n)
 =============  =================  ===================  ================  ==============
 
 "depth pruned" is the number of childless ghosts removed upward, each created by one earlier
@@ -25,10 +26,23 @@ import heapq
 from collections import OrderedDict
 from typing import Any
 
-from kvspec.errors import DuplicateLineage, InvalidArgument
-from kvspec.frequency import DEFAULT_THRESHOLDS, check_thresholds
+from kvspec import checks
+from kvspec.checks import DEFAULT_THRESHOLDS
+from kvspec.errors import DuplicateLineage
 from kvspec.hashing import Plh
 
+__all__ = ["BACKENDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex", "MultiLruIndex", "make_backend", "tier_for"]
+
+
+class _Built:
+    """``Backend.build(frequency, thresholds)``: how ``BlockPool(eviction=name)`` makes a backend."""
+
+    __slots__ = ()
+    needs_frequency = False
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> Any:
+        return cls()
 
 
 def tier_for(count: int, thresholds: tuple[int, int, int]) -> int:
@@ -39,7 +53,7 @@ def tier_for(count: int, thresholds: tuple[int, int, int]) -> int:
 # --- LRU -------------------------------------------------------------------------------------
 
 
-class LruIndex:
+class LruIndex(_Built):
     """OrderedDict ``plh -> block_id`` in release order (oldest first).  Invariant: nothing else."""
 
     __slots__ = ("_entries",)
@@ -69,7 +83,7 @@ class LruIndex:
 # --- MultiLRU --------------------------------------------------------------------------------
 
 
-class MultiLruIndex:
+class MultiLruIndex(_Built):
     """Four LRU OrderedDicts; ``_tier[plh]`` says which one holds ``plh``.
 
     Invariants: ``_tier`` has exactly the keys of the four tiers, each key in one tier; the tier
@@ -77,11 +91,14 @@ class MultiLruIndex:
     """
 
     __slots__ = ("_frequency", "_thresholds", "_tiers", "_tier")
+    needs_frequency = True
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> MultiLruIndex:
+        return cls(frequency, thresholds)
 
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        thresholds = check_thresholds(thresholds)
-        if frequency is None:
-            raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
+        thresholds = checks.multi_lru_options(frequency, thresholds)
         self._frequency = frequency
         self._thresholds = tuple(thresholds)
         self._tiers: list[OrderedDict[Plh, int]] = [OrderedDict() for _ in range(4)]
@@ -133,7 +150,7 @@ class _Node:
         self.tick: int | None = None
 
 
-class LineageIndex:
+class LineageIndex(_Built):
     """Lineage graph with Tick (heap) or Fifo (OrderedDict) leaf queue.
 
     Structure:
@@ -154,8 +171,7 @@ class LineageIndex:
     """
 
     def __init__(self, policy: str = "tick") -> None:
-        if policy not in ("tick", "fifo"):
-            raise InvalidArgument(f"unknown lineage leaf policy {policy!r}")
+        checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self._tick_policy = policy == "tick"
         self._nodes: dict[tuple[int, int], _Node] = {}
         self._real = 0
@@ -321,16 +337,69 @@ class LineageIndex:
             assert all(self._nodes[k] is n for k, n in self._fifo.items())
 
 
+class LineageFifoIndex(LineageIndex):
+    """The lineage graph with the Fifo leaf queue (``eviction="lineage_fifo"``)."""
+
+    def __init__(self) -> None:
+        super().__init__("fifo")
+
+
+class HashMapIndex(_Built):
+    """HashMap + FIFO reuse (rule: :class:`kvspec.model.eviction.HashMapIndex`), shaped like upstream.
+
+    ``_seq``: plh -> its insertion sequence number; ``_entry``: sequence number -> (plh, block id)
+    (upstream's ``BTreeMap<seq, (id, h)>``).  ``_head`` never exceeds the smallest live sequence
+    number, and only moves forward, so ``evict`` skipping the numbers of resurrected entries is
+    O(1) amortised.  Invariants (``_check``): the two maps mirror each other; every live number is
+    ``>= _head`` and ``< _next``.
+    """
+
+    __slots__ = ("_seq", "_entry", "_head", "_next")
+
+    def __init__(self) -> None:
+        self._seq: dict[Plh, int] = {}
+        self._entry: dict[int, tuple[Plh, int]] = {}
+        self._head = 0
+        self._next = 0
+
+    def insert(self, plh: Plh, block_id: int) -> None:
+        self._seq[plh] = self._next
+        self._entry[self._next] = (plh, block_id)
+        self._next += 1
+
+    def remove(self, plh: Plh) -> int:
+        return self._entry.pop(self._seq.pop(plh))[1]
+
+    def evict(self) -> tuple[Plh, int]:
+        while self._head not in self._entry:
+            self._head += 1
+        plh, block_id = self._entry.pop(self._head)
+        del self._seq[plh]
+        return plh, block_id
+
+    def order(self) -> list[Plh]:
+        return [self._entry[n][0] for n in sorted(self._entry)]
+
+    def __len__(self) -> int:
+        return len(self._seq)
+
+    def _check(self) -> None:
+        assert len(self._seq) == len(self._entry)
+        for plh, n in self._seq.items():
+            assert self._entry[n][0] == plh and self._head <= n < self._next
+
+
+#: every eviction backend by its ``BlockPool(eviction=...)`` name: the same names as
+#: :data:`kvspec.model.eviction.BACKENDS` (they are trace schema)
+BACKENDS: dict[str, type] = {
+    "lineage": LineageIndex,
+    "lineage_fifo": LineageFifoIndex,
+    "lru": LruIndex,
+    "multi_lru": MultiLruIndex,
+    "hashmap": HashMapIndex,
+}
+
+
 def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> Any:
-    if eviction == "lineage":
-        return LineageIndex("tick")
-    if eviction == "lineage_fifo":
-        return LineageIndex("fifo")
-    if eviction == "lru":
-        return LruIndex()
-    if eviction == "multi_lru":
-        return MultiLruIndex(frequency, thresholds)
-    raise InvalidArgument(f"unknown eviction backend {eviction!r}; use lineage, lineage_fifo, lru or multi_lru")
-
-
-__all__ = ["LineageIndex", "LruIndex", "MultiLruIndex", "check_thresholds", "make_backend", "tier_for"]
+    """The backend named ``eviction``, built from :data:`BACKENDS`."""
+    return BACKENDS[checks.choice("eviction backend", eviction, BACKENDS)].build(frequency, thresholds)

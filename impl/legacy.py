@@ -16,21 +16,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, LengthMismatch, UnknownPartialBlock
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, BlockStateError, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import PrefillCost, as_snapshot
+
+__all__ = ["LegacyKvManager"]
+
+_OPERATIONS = (Use, Destroy, Deref, Promote)  # the order of checks.operation's message
+_unique_block = checks.exact((FullBlock, PartialBlock))
 
 
 class LegacyKvManager:
     """The legacy (L0/L1) mocker manager.  ``process(op) -> bool``."""
 
     def __init__(self, capacity: int, block_size: int = 16, *, dp_rank: int = 0):
-        for name, value in (("capacity", capacity), ("block_size", block_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(dp_rank, int) or dp_rank < 0:
-            raise InvalidArgument(f"dp_rank must be a non-negative integer, got {dp_rank!r}")
+        checks.manager_options(capacity, block_size, dp_rank)
         self._capacity = capacity
         self._block_size = block_size
         self._dp_rank = dp_rank
@@ -45,32 +47,20 @@ class LegacyKvManager:
         self._next_event_id += 1
 
     def process(self, op) -> bool:
-        kind = type(op)
+        kind = checks.operation("LegacyKvManager", op, _OPERATIONS)
         if kind is Use:
             return self._use(op)
         if kind is Deref:
             return self._deref(op)
         if kind is Promote:
             return self._promote(op)
-        if kind is Destroy:
-            return self._destroy(op)
-        raise InvalidArgument(f"unknown operation {op!r}")
+        return self._destroy(op)
 
     def _use(self, op: Use) -> bool:
         blocks = op.blocks
-        fulls = 0
-        for b in blocks:
-            if type(b) is FullBlock:
-                fulls += 1
+        checks.use_lengths("LegacyKvManager", op, plhs_required=False)
+        checks.use_parent("LegacyKvManager", op, allowed=False)
         lh = op.local_hashes
-        if lh and len(lh) != fulls:
-            raise LengthMismatch(f"Use: {len(lh)} local hashes for {fulls} full blocks")
-        if op.plhs and len(op.plhs) != fulls:
-            raise LengthMismatch(f"Use: {len(op.plhs)} plhs for {fulls} full blocks")
-        if op.token_ids is not None and len(op.token_ids) != fulls:
-            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {fulls} full blocks")
-        if op.parent is not None:
-            raise InvalidArgument("the legacy protocol has no Use.parent")
         active, inactive = self._active, self._inactive
         anchor = None
         stored: list[int] = []
@@ -155,6 +145,7 @@ class LegacyKvManager:
     # -- queries -------------------------------------------------------------------------------
 
     def probe_new_blocks(self, blocks) -> int:
+        checks.sequence("blocks", blocks, _unique_block)
         return sum(1 for b in blocks if b not in self._active and b not in self._inactive)
 
     def prefill_cost(self, sequence) -> PrefillCost:

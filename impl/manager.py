@@ -23,20 +23,17 @@ net-event rule for a block evicted and stored again within one Use.
 
 from __future__ import annotations
 
-from kvspec.errors import (
-    BlockNotHeld,
-    DuplicateLineage,
-    InvalidArgument,
-    InvalidParent,
-    LengthMismatch,
-    UnknownPartialBlock,
-)
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, DuplicateLineage, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
+from kvspec.impl.eviction import BACKENDS
 from kvspec.impl.pool import BlockPool
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import PrefillCost, as_snapshot
 
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+__all__ = ["KvManager"]
+
+_OPERATIONS = (Use, Deref, Promote)
 
 
 class KvManager:
@@ -44,15 +41,7 @@ class KvManager:
 
     def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
                  frequency=None):
-        for name, value in (("capacity", capacity), ("block_size", block_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(dp_rank, int) or isinstance(dp_rank, bool) or not 0 <= dp_rank < 2**32:
-            raise InvalidArgument(f"dp_rank must be a u32, got {dp_rank!r}")
-        if eviction not in EVICTIONS:
-            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
-        if frequency is None and eviction == "multi_lru":
-            frequency = "exact"
+        frequency = checks.kv_manager_options(capacity, block_size, dp_rank, eviction, frequency, BACKENDS)
         self._capacity = capacity
         self._block_size = block_size
         self._dp_rank = dp_rank
@@ -85,32 +74,20 @@ class KvManager:
     # -- protocol --------------------------------------------------------------------------------
 
     def process(self, op) -> int:
-        kind = type(op)
+        kind = checks.operation("KvManager", op, _OPERATIONS)
         if kind is Use:
+            checks.use_lengths("KvManager", op)
+            checks.use_parent("KvManager", op)
             return self._use(op)
         if kind is Deref:
             return self._deref(op)
-        if kind is Promote:
-            return self._promote(op)
-        raise InvalidArgument(f"KvManager does not process {kind.__name__}")
+        return self._promote(op)
 
     def _use(self, op: Use) -> int:
         blocks = op.blocks
         plhs = op.plhs
         local_hashes = op.local_hashes
-        nfull = 0
-        for b in blocks:
-            if type(b) is FullBlock:
-                nfull += 1
-        if len(plhs) != nfull:
-            raise LengthMismatch(f"Use: {len(plhs)} plhs for {nfull} full blocks")
-        if local_hashes and len(local_hashes) != nfull:
-            raise LengthMismatch(f"Use: {len(local_hashes)} local hashes for {nfull} full blocks")
-        if op.token_ids is not None and len(op.token_ids) != nfull:
-            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {nfull} full blocks")
         parent = op.parent
-        if type(parent) is PartialBlock:
-            raise InvalidParent("Use.parent must be a full block")
         self._check_lineage(plhs)
 
         pool, fulls, partials, registry, keys = self._pool, self._fulls, self._partials, self._registry, self._keys

@@ -19,25 +19,21 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
-from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, BlockStateError, PoolExhausted
+
+__all__ = ["NativeBlockPool"]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _hash_list(value: Any) -> list[int]:
-    if not isinstance(value, (list, tuple)) or not all(_is_int(h) and h >= 0 for h in value):
-        raise InvalidArgument(f"expected a list of non-negative int hashes, got {value!r}")
-    return list(value)
+def _hash_list(name: str, value: Any) -> tuple[int, ...]:
+    return checks.sequence(name, value, checks.u64)
 
 
 class NativeBlockPool:
     """vLLM's native block pool with O(1) LRU maintenance."""
 
     def __init__(self, capacity: int) -> None:
-        if not _is_int(capacity) or capacity <= 0:
-            raise InvalidArgument(f"capacity must be a positive int, got {capacity!r}")
+        checks.capacity("capacity", capacity)
         self.capacity = capacity
         self._hash: dict[int, int | None] = {}
         self._refs: dict[int, int] = {}
@@ -47,7 +43,7 @@ class NativeBlockPool:
         self._removed: list[int] = []
 
     def longest_prefix(self, hashes: list[int]) -> int:
-        hashes = _hash_list(hashes)
+        hashes = _hash_list("hashes", hashes)
         count = 0
         by_hash = self._by_hash
         for h in hashes:
@@ -57,9 +53,8 @@ class NativeBlockPool:
         return count
 
     def acquire(self, prefix: list[int], fresh: int) -> list[int]:
-        prefix = _hash_list(prefix)
-        if not _is_int(fresh) or fresh < 0:
-            raise InvalidArgument(f"fresh must be a non-negative int, got {fresh!r}")
+        prefix = _hash_list("prefix", prefix)
+        checks.count("fresh", fresh)
         hits = []
         for h in prefix:
             copies = self._by_hash.get(h)
@@ -88,9 +83,9 @@ class NativeBlockPool:
         return hits
 
     def cache(self, copy_id: int, hash_: int) -> bool:
+        checks.block_id("copy_id", copy_id)
+        checks.u64("hash", hash_)
         self._held(copy_id)
-        if not _is_int(hash_) or hash_ < 0:
-            raise InvalidArgument(f"hash must be a non-negative int, got {hash_!r}")
         if self._hash[copy_id] is not None:
             raise BlockStateError(f"copy {copy_id} is already cached as {self._hash[copy_id]}")
         self._hash[copy_id] = hash_
@@ -132,8 +127,7 @@ class NativeBlockPool:
         return removed
 
     def _held(self, copy_id: Any) -> None:
-        if not _is_int(copy_id):
-            raise InvalidArgument(f"copy id must be an int, got {copy_id!r}")
+        checks.block_id("copy_id", copy_id)
         refs = self._refs.get(copy_id)
         if refs is None or refs == 0:
             raise BlockNotHeld(f"copy {copy_id} is not held by any request")

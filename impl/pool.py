@@ -26,18 +26,17 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from kvspec import frequency as frequency_mod
-from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
+from kvspec import checks
+from kvspec.checks import DEFAULT_THRESHOLDS
+from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage
 from kvspec.hashing import Plh
-from kvspec.impl.eviction import DEFAULT_THRESHOLDS, check_thresholds, make_backend
+from kvspec.impl import frequency as frequency_mod
+from kvspec.impl.eviction import BACKENDS, make_backend
+
+__all__ = ["BlockPool"]
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
-DUPLICATIONS = ("allow", "reject")
-
-
-def _bad_int(value: Any) -> bool:
-    return type(value) is not int and (not isinstance(value, int) or isinstance(value, bool))
+_plh = checks.exact(Plh)
 
 
 class BlockPool:
@@ -45,14 +44,9 @@ class BlockPool:
 
     def __init__(self, total_blocks: int, *, eviction: str = "lineage", duplication: str = "allow",
                  frequency: Any = None, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS):
-        if _bad_int(total_blocks) or total_blocks < 1:
-            raise InvalidArgument(f"total_blocks must be a positive integer, got {total_blocks!r}")
-        if duplication not in DUPLICATIONS:
-            raise InvalidArgument(f"unknown duplication policy {duplication!r}; use allow or reject")
-        if eviction not in EVICTIONS:
-            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
-        self._thresholds = check_thresholds(thresholds)
-        self._frequency = frequency_mod.make(frequency)
+        checks.pool_options(total_blocks, eviction, duplication, thresholds, BACKENDS)
+        self._thresholds = tuple(thresholds)
+        self._frequency = frequency_mod.make(frequency, total_blocks)
         self._eviction = eviction
         self._backend = self._make_backend(eviction)
         self._reject = duplication == "reject"
@@ -87,9 +81,8 @@ class BlockPool:
             self._backend.insert(self._plh[primary], primary)
 
     def _valid_id(self, block_id: Any) -> bool:
-        if _bad_int(block_id):
-            raise InvalidArgument(f"block id must be an integer, got {block_id!r}")
-        return 0 <= block_id < self._total
+        """A block id of the right type (else :class:`InvalidArgument`) that names a slot."""
+        return 0 <= checks.block_id("block_id", block_id) < self._total
 
     # -- allocation -------------------------------------------------------------------------------
 
@@ -98,8 +91,7 @@ class BlockPool:
         return None if result is None else result[0]
 
     def allocate_with_evictions(self, n: int) -> tuple[list[int], list[Plh]] | None:
-        if _bad_int(n) or n < 0:
-            raise InvalidArgument(f"allocate needs a non-negative integer, got {n!r}")
+        checks.count("n", n)
         free, backend, state = self._free, self._backend, self._state
         if len(free) + len(backend) < n:
             return None
@@ -128,8 +120,7 @@ class BlockPool:
 
     def register(self, block_id: int, plh: Plh) -> int:
         valid = self._valid_id(block_id)
-        if not isinstance(plh, Plh):
-            raise InvalidArgument(f"register needs a Plh, got {plh!r}")
+        _plh("plh", plh)
         if not valid or self._state[block_id] != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
         owner = self._key_owner.get(plh.key)
@@ -161,10 +152,8 @@ class BlockPool:
 
     # -- lookups ----------------------------------------------------------------------------------
 
-    def _plh_list(self, plhs: Any) -> list[Plh]:
-        if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, Plh) for p in plhs):
-            raise InvalidArgument(f"expected a list of Plh, got {plhs!r}")
-        return plhs
+    def _plh_list(self, plhs: Any) -> tuple[Plh, ...]:
+        return checks.sequence("plhs", plhs, _plh)
 
     def match_blocks(self, plhs: list[Plh]) -> list[int]:
         plhs = self._plh_list(plhs)
@@ -231,6 +220,8 @@ class BlockPool:
 
     def _check(self) -> None:
         self._backend._check()
+        if hasattr(self._frequency, "_check"):
+            self._frequency._check()
         counts = [0] * 5
         for code in self._state:
             counts[code] += 1
@@ -256,5 +247,3 @@ class BlockPool:
                 assert self._refs[block_id] > 0, f"unheld duplicate {block_id}"
         assert len(self._pinned) == counts[DUPLICATE]
 
-
-__all__ = ["BlockPool"]

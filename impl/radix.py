@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
+from kvspec import checks
+from kvspec.errors import BlockNotFound, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.scores import Continuation, OverlapScores
 
@@ -37,13 +38,8 @@ Worker = tuple[int, int]
 _EVERY_WORKER = None  # frontier marker at the root when every worker may start there
 
 
-def check_acyclic_batch(stored: Stored) -> None:
-    """A parent among its own blocks, or a repeated block hash, would make a cycle."""
-    names = [b.block_hash for b in stored.blocks]
-    if stored.parent_hash is not None and stored.parent_hash in names:
-        raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
-    if len(set(names)) != len(names):
-        raise InvalidBlockSequence("a stored block list names the same block hash twice")
+#: the acyclic-batch rule (:func:`kvspec.checks.stored_acyclic`), under the name mutants import
+check_acyclic_batch = checks.stored_acyclic
 
 
 class BlockTable:
@@ -299,10 +295,10 @@ class RadixIndex:
         self._table = BlockTable()
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
+        checks.index_event(worker_id, event, KvCacheEvent)
         worker = (worker_id, event.dp_rank)
         data = event.data
         if isinstance(data, Stored):
-            check_acyclic_batch(data)
             parent = data.parent_hash
             if parent is not None and parent not in self._table.held.get(worker, ()):
                 raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
@@ -329,18 +325,23 @@ class RadixIndex:
             raise BlockNotFound(f"worker {worker} does not hold blocks {sorted(missing)}")
 
     def remove_worker(self, worker_id: int) -> None:
+        checks.worker_id("worker_id", worker_id)
         self._table.drop_worker_id(worker_id)
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
+        checks.worker(worker_id, dp_rank)
         self._table.drop_worker((worker_id, dp_rank))
 
     def clear_all_blocks(self, worker_id: int) -> None:
+        checks.worker_id("worker_id", worker_id)
         self._table.drop_worker_id(worker_id)
 
     def match_details(self, local_hashes: Sequence[int]) -> dict[Worker, Continuation]:
+        local_hashes = checks.query(local_hashes)
         return self._table.walk(local_hashes, None)
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
+        local_hashes = checks.query(local_hashes, early_exit)
         return OverlapScores(self._table.scores(local_hashes, early_exit), ())
 
     def dump_events(self) -> list[RouterEvent]:

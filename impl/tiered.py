@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kvspec import checks
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored
-from kvspec.impl.radix import BlockTable, RadixIndex, check_acyclic_batch
+from kvspec.impl.radix import BlockTable, RadixIndex
 from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
 
 
@@ -30,7 +31,7 @@ class TieredIndex:
         self._lower: dict[StorageTier, BlockTable] = {}
 
     def apply_event(self, worker_id: int, event: KvCacheEvent, storage_tier: StorageTier = StorageTier.DEVICE) -> None:
-        storage_tier = StorageTier(storage_tier)
+        storage_tier = checks.index_event(worker_id, event, KvCacheEvent, storage_tier, StorageTier)
         data = event.data
         if isinstance(data, Cleared):
             self._device.apply_event(worker_id, event)
@@ -40,8 +41,6 @@ class TieredIndex:
         if storage_tier is StorageTier.DEVICE:
             self._device.apply_event(worker_id, event)
             return
-        if isinstance(data, Stored):
-            check_acyclic_batch(data)
         table = self._lower.get(storage_tier)
         if table is None:
             table = self._lower[storage_tier] = BlockTable()
@@ -53,11 +52,13 @@ class TieredIndex:
                 table.detach(worker, h)  # unknown hashes are ignored in lower tiers
 
     def remove_worker(self, worker_id: int) -> None:
+        checks.worker_id("worker_id", worker_id)
         self._device.remove_worker(worker_id)
         for table in self._lower.values():
             table.drop_worker_id(worker_id)
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
+        checks.worker(worker_id, dp_rank)
         self._device.remove_worker_dp_rank(worker_id, dp_rank)
         for table in self._lower.values():
             table.drop_worker((worker_id, dp_rank))
@@ -69,6 +70,7 @@ class TieredIndex:
         return self._device.find_matches(local_hashes, early_exit)
 
     def find_matches_by_tier(self, local_hashes: Sequence[int]) -> TieredMatches:
+        local_hashes = checks.query(local_hashes)
         continuations = self._device.match_details(local_hashes)
         device = OverlapScores({w: c.position for w, c in continuations.items()}, ())
         lower: dict[StorageTier, LowerTierMatches] = {}

@@ -13,7 +13,7 @@
 **Not bit-exact with upstream.**  Upstream hashes ``plh.as_u128()`` with
 ``xxh3_64_with_secret(bytes, custom_default_secret(i))``, and kvspec's :class:`~kvspec.hashing.Plh`
 is not upstream's packed u128 either; so which keys collide differs.  Behaviour without
-collisions is identical to :class:`kvspec.frequency.ExactFrequency`, which is what the pool's state
+collisions is identical to :class:`kvspec.model.frequency.ExactFrequency`, which is what the pool's state
 machines use.  Tested against it in ``tests/unit/test_tinylfu.py``.
 """
 
@@ -24,8 +24,9 @@ from typing import Any
 
 import xxhash
 
-from kvspec.errors import InvalidArgument
-from kvspec.frequency import DEFAULT_CAPACITY, default_sample_size
+from kvspec import checks
+from kvspec.checks import DEFAULT_SKETCH_CAPACITY as DEFAULT_CAPACITY
+from kvspec.checks import sample_size as default_sample_size
 from kvspec.hashing import Plh
 
 _ONES = 0x1111_1111_1111_1111
@@ -49,13 +50,12 @@ class TinyLfu:
     __slots__ = ("table", "size", "sample_size")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, sample_size: int | None = None):
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-            raise InvalidArgument(f"capacity must be a positive integer, got {capacity!r}")
+        checks.integer("capacity", capacity, 1, checks.U32)
+        if sample_size is not None:
+            checks.integer("sample_size", sample_size, 1, checks.U32)
         self.table = [0] * max(1, capacity // 4)
         self.size = 0
         self.sample_size = default_sample_size(capacity) if sample_size is None else sample_size
-        if not isinstance(self.sample_size, int) or self.sample_size < 1:
-            raise InvalidArgument(f"sample_size must be a positive integer, got {sample_size!r}")
 
     def _slots(self, key: Any) -> list[tuple[int, int]]:
         data = key_bytes(key)

@@ -25,6 +25,7 @@ Complexity (``t`` = tokens in the block, ``a`` = aliases of the released block):
 
 from __future__ import annotations
 
+from kvspec import checks
 from kvspec.events import StorageTier
 from kvspec.tracker_events import (
     ConsolidatedClearAll,
@@ -37,6 +38,10 @@ from kvspec.tracker_events import (
     local_block_hash,
     sequence_hash,
 )
+
+__all__ = ["DedupTracker", "PassthroughTracker"]
+
+_external_hash = checks.exact(str)  # external hashes are strings (the subscriber stringifies them)
 
 _DEVICE = StorageTier.DEVICE
 
@@ -146,6 +151,7 @@ class DedupTracker:
         return len(self._blocks)
 
     def get_block_sources(self, block_hash: str) -> frozenset[EventSource] | None:
+        _external_hash("block_hash", block_hash)
         entry = self._blocks.get(self._mapping.get(block_hash))
         return None if entry is None else frozenset(entry.sources)
 

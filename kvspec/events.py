@@ -24,29 +24,34 @@ from typing import Any, Union
 
 import attrs
 
+from kvspec import checks
 from kvspec.errors import KvSpecError
 
-U64 = 2**64
-U32 = 2**32
+__all__ = [
+    "Cleared",
+    "EventData",
+    "EventDecodeError",
+    "KvCacheEvent",
+    "Removed",
+    "RouterEvent",
+    "StorageTier",
+    "Stored",
+    "StoredBlock",
+]
 
 
 class EventDecodeError(KvSpecError, ValueError):
     """JSON that is not a valid Dynamo event (the binding's ``Failed to deserialize KvCacheEvent``)."""
 
 
-def _u64(_inst, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < U64:
-        raise ValueError(f"{attribute.name}: {value!r} is not a u64")
+_u64 = checks.attrs_rule(checks.u64)
+_optional_u64 = checks.attrs_rule(checks.optional(checks.u64))
+_u32 = checks.attrs_rule(checks.u32)
 
 
-def _optional_u64(inst, attribute, value):
-    if value is not None:
-        _u64(inst, attribute, value)
-
-
-def _u32(_inst, attribute, value):
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < U32:
-        raise ValueError(f"{attribute.name}: {value!r} is not a u32")
+def _tuple(value):
+    """Lists become tuples; anything else is left for the validator to name."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class StorageTier(enum.Enum):
@@ -73,34 +78,21 @@ class StoredBlock:
     tokens_hash: int = attrs.field(validator=_u64)
 
 
-def _stored_blocks(value) -> tuple[StoredBlock, ...]:
-    return tuple(value)
-
-
 @attrs.frozen
 class Stored:
     """Blocks newly stored by a worker, chained in order, the first one under ``parent_hash``."""
 
     parent_hash: int | None = attrs.field(validator=_optional_u64)
-    blocks: tuple[StoredBlock, ...] = attrs.field(converter=_stored_blocks)
-
-    @blocks.validator
-    def _check_blocks(self, _attribute, value):
-        for block in value:
-            if not isinstance(block, StoredBlock):
-                raise TypeError(f"blocks: {block!r} is not a StoredBlock")
+    blocks: tuple[StoredBlock, ...] = attrs.field(
+        converter=_tuple, validator=checks.attrs_rule(lambda name, v: checks.sequence(name, v, checks.exact(StoredBlock))))
 
 
 @attrs.frozen
 class Removed:
     """Blocks a worker no longer holds, named by external hash."""
 
-    block_hashes: tuple[int, ...] = attrs.field(converter=tuple)
-
-    @block_hashes.validator
-    def _check_hashes(self, attribute, value):
-        for h in value:
-            _u64(self, attribute, h)
+    block_hashes: tuple[int, ...] = attrs.field(
+        converter=_tuple, validator=checks.attrs_rule(lambda name, v: checks.sequence(name, v, checks.u64)))
 
 
 @attrs.frozen
@@ -116,7 +108,7 @@ class KvCacheEvent:
     """One published event: a per-publisher id, the payload and the publisher's data-parallel rank."""
 
     event_id: int = attrs.field(validator=_u64)
-    data: EventData = attrs.field(validator=attrs.validators.instance_of((Stored, Removed, Cleared)))
+    data: EventData = attrs.field(validator=checks.attrs_rule(checks.exact((Stored, Removed, Cleared))))
     dp_rank: int = attrs.field(default=0, validator=_u32)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,8 +135,9 @@ class RouterEvent:
     """An event as the router sees it: which worker sent it and on which storage tier."""
 
     worker_id: int = attrs.field(validator=_u64)
-    event: KvCacheEvent = attrs.field(validator=attrs.validators.instance_of(KvCacheEvent))
-    storage_tier: StorageTier = attrs.field(default=StorageTier.DEVICE, converter=StorageTier)
+    event: KvCacheEvent = attrs.field(validator=checks.attrs_rule(checks.exact(KvCacheEvent)))
+    storage_tier: StorageTier = attrs.field(default=StorageTier.DEVICE,
+                                            converter=lambda v: checks.enum_member("storage_tier", v, StorageTier))
 
     def to_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "storage_tier": self.storage_tier.value, "event": self.event.to_dict()}
@@ -158,9 +151,9 @@ class RouterEvent:
             raise EventDecodeError("RouterEvent must be an object with 'worker_id' and 'event'")
         tier = obj.get("storage_tier", "device")
         try:
-            tier = StorageTier(tier)
-        except ValueError:
-            raise EventDecodeError(f"unknown storage_tier {tier!r}") from None
+            tier = checks.enum_member("storage_tier", tier, StorageTier)
+        except ValueError as exc:
+            raise EventDecodeError(str(exc)) from None
         return _build(cls, worker_id=obj["worker_id"], event=KvCacheEvent.from_dict(obj["event"]), storage_tier=tier)
 
     @classmethod
@@ -211,16 +204,3 @@ def _data_from(obj: Any) -> EventData:
     if tag == "removed" and isinstance(body, dict) and isinstance(body.get("block_hashes"), list):
         return _build(Removed, block_hashes=body["block_hashes"])
     raise EventDecodeError(f"unknown event data {obj!r}")
-
-
-__all__ = [
-    "Cleared",
-    "EventData",
-    "EventDecodeError",
-    "KvCacheEvent",
-    "Removed",
-    "RouterEvent",
-    "StorageTier",
-    "Stored",
-    "StoredBlock",
-]

@@ -25,7 +25,20 @@ from typing import Any
 import attrs
 import xxhash
 
+from kvspec import checks
 from kvspec.errors import InvalidArgument
+
+__all__ = [
+    "XXH3_SEED",
+    "Plh",
+    "block_hashes",
+    "chain_hash",
+    "lineage",
+    "plhs_for_tokens",
+    "salt_seed",
+    "sequence_hashes",
+    "xxh3",
+]
 
 XXH3_SEED = 1337
 U64 = 2**64
@@ -117,16 +130,6 @@ def sequence_hashes(local_hashes: Iterable[int], parent: int | None = None) -> l
     return out
 
 
-def _u64(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < U64:
-        raise ValueError(f"{value!r} is not a u64")
-    return value
-
-
-def _optional_u64(value: Any) -> int | None:
-    return None if value is None else _u64(value)
-
-
 @attrs.frozen(order=True)
 class Plh:
     """Positional lineage identity of a full block: ``Plh(position, current, parent)``.
@@ -136,9 +139,9 @@ class Plh:
     identities may break that, and the pools must cope).  Equality is on all three fields.
     """
 
-    position: int = attrs.field(converter=int)
-    current: int = attrs.field(validator=lambda _i, _a, v: _u64(v))
-    parent: int | None = attrs.field(default=None, validator=lambda _i, _a, v: _optional_u64(v))
+    position: int = attrs.field(validator=checks.attrs_rule(checks.plh_position))
+    current: int = attrs.field(validator=checks.attrs_rule(checks.u64))
+    parent: int | None = attrs.field(default=None, validator=checks.attrs_rule(checks.optional(checks.u64)))
 
     @property
     def key(self) -> tuple[int, int]:
@@ -174,16 +177,3 @@ def lineage(sequence_hashes_: Sequence[int], *, parent: int | None = None, start
 def plhs_for_tokens(tokens: Sequence[int], block_size: int, **salt: Any) -> list[Plh]:
     """Convenience: the lineage identities of the complete blocks of ``tokens``."""
     return lineage(sequence_hashes(block_hashes(tokens, block_size, **salt)))
-
-
-__all__ = [
-    "XXH3_SEED",
-    "Plh",
-    "block_hashes",
-    "chain_hash",
-    "lineage",
-    "plhs_for_tokens",
-    "salt_seed",
-    "sequence_hashes",
-    "xxh3",
-]

@@ -30,7 +30,6 @@ import enum
 
 import attrs
 
-from kvspec import codec
 from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, StorageTier
 from kvspec.hashing import Plh
@@ -38,7 +37,6 @@ from kvspec.hashing import Plh
 __all__ = ["G2OffloadBlock", "OffloadConfig", "SwapInHandle", "SwapInOutcome", "TierEvent"]
 
 
-@codec.register
 @attrs.frozen
 class TierEvent:
     """A published KV event and the storage tier it is about."""
@@ -47,7 +45,6 @@ class TierEvent:
     storage_tier: StorageTier = StorageTier.DEVICE
 
 
-@codec.register
 @attrs.frozen
 class G2OffloadBlock:
     """An offloaded block's identity and the metadata its host-tier ``Stored`` will carry."""
@@ -58,7 +55,6 @@ class G2OffloadBlock:
     local_hash: int
 
 
-@codec.register
 @attrs.frozen
 class SwapInHandle:
     """A scheduled G2→G1 copy of ``blocks`` (sequence hashes, in order), done at tick ``deadline``."""
@@ -68,7 +64,6 @@ class SwapInHandle:
     deadline: int
 
 
-@codec.register
 class SwapInOutcome(enum.Enum):
     """A swap-in that scheduled nothing."""
 

@@ -17,7 +17,8 @@ class whose ``repr`` is valid Python, so a shrunk counterexample pastes into a t
   ``uuid`` is now full with identity ``seq_hash``.
 * ``Destroy(blocks)`` — legacy (mocker 1.0.2, ``docs/upstream.md`` M6.1) only: drop blocks without retaining them as inactive.
 
-Constructors only check *types*; whether an operation makes sense against a manager's state (a
+Constructors check every field with :mod:`kvspec.checks` (hashes and uuids u64, tokens u32, exact
+classes, subclasses refused) and raise :class:`kvspec.errors.InvalidArgument`; whether an operation makes sense against a manager's state (a
 block not held, lengths that disagree, a partial parent) is the manager's job, and it answers with
 a typed error from :mod:`kvspec.errors`.
 """
@@ -28,51 +29,63 @@ from typing import Union
 
 import attrs
 
+from kvspec import checks
 from kvspec.hashing import Plh
 
+_u64 = checks.attrs_rule(checks.u64)
+_optional_u64 = checks.attrs_rule(checks.optional(checks.u64))
 
-def _tuple_of(*types: type):
+
+def _tuple_of(rule):
+    """attrs converter + validator: a list or tuple whose elements pass ``rule``, stored as a tuple.
+
+    Non-sequences are left as they are by the converter, so the validator names them."""
+
     def convert(value):
-        return tuple(value)
+        return tuple(value) if isinstance(value, list) else value
 
     def validate(_inst, attribute, value):
-        for item in value:
-            if not isinstance(item, types):
-                raise TypeError(f"{attribute.name}: {item!r} is not a {' or '.join(t.__name__ for t in types)}")
+        checks.sequence(attribute.name, value, rule)
 
     return convert, validate
 
 
+def _token_list(name, value):
+    return checks.sequence(name, value, checks.u32)
+
+
 def _optional_token_lists(value):
-    if value is None:
-        return None
-    return tuple(tuple(int(t) for t in tokens) for tokens in value)
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(value, tuple):
+        return tuple(tuple(tokens) if isinstance(tokens, list) else tokens for tokens in value)
+    return value
 
 
 def _optional_tokens(value):
-    return None if value is None else tuple(int(t) for t in value)
+    return tuple(value) if isinstance(value, list) else value
 
 
 @attrs.frozen
 class FullBlock:
     """A complete block, identified by its sequence hash."""
 
-    hash: int = attrs.field(validator=attrs.validators.instance_of(int))
+    hash: int = attrs.field(validator=_u64)
 
 
 @attrs.frozen
 class PartialBlock:
     """A request's private, still-filling block; ``uuid`` is unique per request block."""
 
-    uuid: int = attrs.field(validator=attrs.validators.instance_of(int))
+    uuid: int = attrs.field(validator=_u64)
 
 
 UniqueBlock = Union[FullBlock, PartialBlock]
 
-_blocks_convert, _blocks_validate = _tuple_of(FullBlock, PartialBlock)
-_full_convert, _full_validate = _tuple_of(FullBlock)
-_ints_convert, _ints_validate = _tuple_of(int)
-_plhs_convert, _plhs_validate = _tuple_of(Plh)
+_unique_block = checks.exact((FullBlock, PartialBlock))
+_blocks_convert, _blocks_validate = _tuple_of(_unique_block)
+_ints_convert, _ints_validate = _tuple_of(checks.u64)
+_plhs_convert, _plhs_validate = _tuple_of(checks.exact(Plh))
 
 
 @attrs.frozen
@@ -82,11 +95,10 @@ class Use:
     blocks: tuple[UniqueBlock, ...] = attrs.field(converter=_blocks_convert, validator=_blocks_validate)
     local_hashes: tuple[int, ...] = attrs.field(converter=_ints_convert, validator=_ints_validate)
     plhs: tuple[Plh, ...] = attrs.field(converter=_plhs_convert, validator=_plhs_validate)
-    token_ids: tuple[tuple[int, ...], ...] | None = attrs.field(default=None, converter=_optional_token_lists)
-    parent: UniqueBlock | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of((FullBlock, PartialBlock))),
-    )
+    token_ids: tuple[tuple[int, ...], ...] | None = attrs.field(
+        default=None, converter=_optional_token_lists,
+        validator=checks.attrs_rule(checks.optional(lambda name, v: checks.sequence(name, v, _token_list))))
+    parent: UniqueBlock | None = attrs.field(default=None, validator=checks.attrs_rule(checks.optional(_unique_block)))
 
     @property
     def full_blocks(self) -> tuple[FullBlock, ...]:
@@ -104,12 +116,13 @@ class Deref:
 class Promote:
     """The partial block ``uuid`` became full with sequence hash ``seq_hash``."""
 
-    uuid: int = attrs.field(validator=attrs.validators.instance_of(int))
-    seq_hash: int = attrs.field(validator=attrs.validators.instance_of(int))
-    parent_hash: int | None = attrs.field(validator=attrs.validators.optional(attrs.validators.instance_of(int)))
-    local_hash: int | None = attrs.field(validator=attrs.validators.optional(attrs.validators.instance_of(int)))
-    plh: Plh = attrs.field(validator=attrs.validators.instance_of(Plh))
-    token_ids: tuple[int, ...] | None = attrs.field(default=None, converter=_optional_tokens)
+    uuid: int = attrs.field(validator=_u64)
+    seq_hash: int = attrs.field(validator=_u64)
+    parent_hash: int | None = attrs.field(validator=_optional_u64)
+    local_hash: int | None = attrs.field(validator=_optional_u64)
+    plh: Plh = attrs.field(validator=checks.attrs_rule(checks.exact(Plh)))
+    token_ids: tuple[int, ...] | None = attrs.field(
+        default=None, converter=_optional_tokens, validator=checks.attrs_rule(checks.optional(_token_list)))
 
 
 @attrs.frozen
@@ -120,5 +133,3 @@ class Destroy:
 
 
 MoveBlock = Union[Use, Deref, Promote, Destroy]
-
-__all__ = ["Deref", "Destroy", "FullBlock", "MoveBlock", "PartialBlock", "Plh", "Promote", "UniqueBlock", "Use"]

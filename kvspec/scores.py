@@ -25,14 +25,40 @@ from typing import Any
 
 import attrs
 
+from kvspec import checks
+from kvspec.errors import InvalidArgument
 from kvspec.events import StorageTier
+
+__all__ = ["LOWER_TIERS", "Continuation", "LowerTierMatches", "OverlapScores", "TieredMatches", "WorkerKey"]
 
 #: a worker as the indexes see it: ``(worker_id, dp_rank)``
 WorkerKey = tuple[int, int]
 
 
-def _scores(value: Any) -> dict:
-    return dict(value)
+def _worker(name: str, value: Any) -> tuple[int, int]:
+    """A worker key: the pair ``(worker_id u64, dp_rank u32)``."""
+    if type(value) is not tuple or len(value) != 2:
+        raise InvalidArgument(f"{name} must be a (worker_id, dp_rank) pair, got {value!r}")
+    checks.worker_id(f"{name}.worker_id", value[0])
+    checks.dp_rank(f"{name}.dp_rank", value[1])
+    return value
+
+
+def _mapping(key_rule, value_rule):
+    """attrs converter: a dict whose keys and values pass the rules (InvalidArgument otherwise)."""
+
+    def convert(value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise InvalidArgument(f"expected a dict, got {type(value).__name__}")
+        for key, item in value.items():
+            key_rule("key", key)
+            value_rule(f"[{key!r}]", item)
+        return dict(value)
+
+    return convert
+
+
+_scores = _mapping(_worker, checks.count)
 
 
 @attrs.frozen
@@ -40,11 +66,13 @@ class OverlapScores:
     """Per-worker device match lengths; ``frequencies`` is always empty (wire compatibility)."""
 
     scores: dict = attrs.field(converter=_scores, factory=dict)
-    frequencies: tuple = attrs.field(converter=tuple, default=())
+    frequencies: tuple = attrs.field(default=(), validator=checks.attrs_rule(checks.exact(tuple)))
 
 
 def _anchors(value: Any) -> tuple:
-    return tuple(sorted(value))
+    if isinstance(value, (set, frozenset)):
+        value = tuple(value)
+    return tuple(sorted(checks.sequence("anchors", value, checks.u64)))
 
 
 @attrs.frozen
@@ -54,7 +82,7 @@ class Continuation:
     ``anchors`` is sorted so that equal continuations compare equal however they were built.
     """
 
-    position: int
+    position: int = attrs.field(validator=checks.attrs_rule(checks.count))
     anchors: tuple = attrs.field(converter=_anchors, default=())
 
     @classmethod
@@ -68,18 +96,17 @@ class LowerTierMatches:
     """One lower tier: extension hits per worker (zeros included) and where the next tier resumes."""
 
     hits: dict = attrs.field(converter=_scores, factory=dict)
-    next_continuations: dict = attrs.field(converter=_scores, factory=dict)
+    next_continuations: dict = attrs.field(converter=_mapping(_worker, checks.exact(Continuation)), factory=dict)
 
 
 @attrs.frozen
 class TieredMatches:
     """Device scores and, for every allocated lower tier, its :class:`LowerTierMatches`."""
 
-    device: OverlapScores
-    lower_tier: dict = attrs.field(converter=_scores, factory=dict)
+    device: OverlapScores = attrs.field(validator=checks.attrs_rule(checks.exact(OverlapScores)))
+    lower_tier: dict = attrs.field(
+        converter=_mapping(lambda n, v: checks.exact(StorageTier)(n, v), checks.exact(LowerTierMatches)), factory=dict)
 
 
 #: the order in which lower tiers continue a match (fastest first), ``docs/upstream.md`` R7.4
 LOWER_TIERS = (StorageTier.HOST_PINNED, StorageTier.DISK, StorageTier.EXTERNAL)
-
-__all__ = ["LOWER_TIERS", "Continuation", "LowerTierMatches", "OverlapScores", "TieredMatches", "WorkerKey"]

@@ -36,7 +36,6 @@ import numbers
 
 import attrs
 
-from kvspec import codec
 from kvspec.errors import InvalidArgument, InvalidConfiguration
 
 __all__ = ["DEFAULT_MAX_TREE_SIZE", "DEFAULT_PRUNE_TARGET_RATIO", "PruneConfig", "TtlEntry",
@@ -47,7 +46,6 @@ DEFAULT_MAX_TREE_SIZE = 2**20
 DEFAULT_PRUNE_TARGET_RATIO = 0.8
 
 
-@codec.register
 @attrs.frozen
 class TtlEntry:
     """One timer: ``(worker_id, dp_rank)`` holds ``block_hash`` at ``position`` until ``expiry``."""

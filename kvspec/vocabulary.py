@@ -16,10 +16,12 @@ from __future__ import annotations
 from kvspec import codec
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
+from kvspec.offload import G2OffloadBlock, SwapInHandle, SwapInOutcome, TierEvent
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.scores import Continuation, LowerTierMatches, OverlapScores, TieredMatches
 from kvspec.sequence import PrefillCost, SequenceSnapshot
 from kvspec.tracker_events import ConsolidatedClearAll, ConsolidatedRemove, ConsolidatedStore, EventSource
+from kvspec.ttl import TtlEntry
 
 __all__ = ["TYPES"]
 
@@ -35,6 +37,8 @@ TYPES = (
     SequenceSnapshot, PrefillCost,
     # the cache-status tracker
     ConsolidatedStore, ConsolidatedRemove, ConsolidatedClearAll, EventSource,
+    # the approximate (TTL) index and the G1 -> G2 offload
+    TtlEntry, TierEvent, G2OffloadBlock, SwapInHandle, SwapInOutcome,
 )
 
 for _cls in TYPES:

@@ -8,28 +8,45 @@ allocation found the free list too short).  Every backend offers the same small 
 * ``remove(plh) -> block_id`` — resurrection; ``plh`` must be present;
 * ``evict() -> (plh, block_id)`` — remove and return the next victim;
 * ``order() -> list[Plh]`` — every inactive identity, next victim first, without changing anything;
-* ``plh in backend``, ``len(backend)``.
+* ``plh in backend``, ``len(backend)``;
+* ``Backend.build(frequency, thresholds)`` — the backend as ``BlockPool(eviction=name)`` makes it.
 
-These are written for reading, not speed: the lineage graph is plain dicts and "the leaves" are
-recomputed on every eviction.  :mod:`kvspec.impl.eviction` holds the fast versions.
+:data:`BACKENDS` is the one table of backend names (they are part of the trace schema):
+``BlockPool(eviction=...)``, ``KvManager(eviction=...)``, the state machines and the benchmarks
+all read it, so a new backend is one class and one entry here (and its twin in
+:mod:`kvspec.impl.eviction`).
+
+These are written for reading, not speed: the lineage graph is plain dicts and the victim is the
+minimum over the current leaves.  :mod:`kvspec.impl.eviction` holds the fast versions.
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import attrs
 
-from kvspec.errors import DuplicateLineage, InvalidArgument
-from kvspec.frequency import DEFAULT_THRESHOLDS, check_thresholds
+from kvspec import checks
+from kvspec.checks import DEFAULT_THRESHOLDS
+from kvspec.errors import DuplicateLineage
 from kvspec.hashing import Plh
+
+__all__ = ["BACKENDS", "DEFAULT_THRESHOLDS", "HashMapIndex", "LineageFifoIndex", "LineageIndex", "LruIndex",
+           "MultiLruIndex", "Node", "make_backend", "tier_for"]
 
 Key = tuple[int, int]
 
 
-
-
 class _Backend:
+    #: does the backend read a frequency tracker?  (``KvManager`` then makes one by default)
+    needs_frequency = False
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> _Backend:
+        """The backend as ``BlockPool(eviction=<its name>)`` makes it."""
+        return cls()
+
     def clone(self) -> _Backend:
         """An independent copy (each backend copies its own containers; Plhs are immutable)."""
         raise NotImplementedError
@@ -51,28 +68,28 @@ class LruIndex(_Backend):
     """
 
     def __init__(self) -> None:
-        self.entries: list[tuple[Plh, int]] = []  # oldest release first
+        self.entries: dict[Plh, int] = {}  # a dict keeps insertion order: oldest release first
 
     def clone(self) -> LruIndex:
-        twin = LruIndex()
-        twin.entries = list(self.entries)
+        twin = type(self)()
+        twin.entries = dict(self.entries)
         return twin
 
     def insert(self, plh: Plh, block_id: int) -> None:
-        self.entries.append((plh, block_id))
+        self.entries[plh] = block_id
 
     def remove(self, plh: Plh) -> int:
-        for i, (p, block_id) in enumerate(self.entries):
-            if p == plh:
-                del self.entries[i]
-                return block_id
-        raise KeyError(plh)
+        return self.entries.pop(plh)
 
     def evict(self) -> tuple[Plh, int]:
-        return self.entries.pop(0)
+        plh = next(iter(self.entries))
+        return plh, self.entries.pop(plh)
+
+    def order(self) -> list[Plh]:
+        return list(self.entries)
 
     def __contains__(self, plh: Plh) -> bool:
-        return any(p == plh for p, _ in self.entries)
+        return plh in self.entries
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -98,38 +115,44 @@ class MultiLruIndex(_Backend):
       any warm one, and so on.
     """
 
+    needs_frequency = True
+
     def __init__(self, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> None:
-        thresholds = check_thresholds(thresholds)
-        if frequency is None:
-            raise InvalidArgument("MultiLRU needs a frequency tracker (upstream's build fails without one)")
+        thresholds = checks.multi_lru_options(frequency, thresholds)
         self.frequency = frequency
         self.thresholds = tuple(thresholds)
-        self.tiers: list[list[tuple[Plh, int]]] = [[], [], [], []]
+        self.tiers: list[dict[Plh, int]] = [{}, {}, {}, {}]  # each in release order
+
+    @classmethod
+    def build(cls, frequency: Any, thresholds: tuple[int, int, int]) -> MultiLruIndex:
+        return cls(frequency, thresholds)
 
     def clone(self) -> MultiLruIndex:
         twin = MultiLruIndex(self.frequency, self.thresholds)  # the tracker is shared: order() never inserts
-        twin.tiers = [list(t) for t in self.tiers]
+        twin.tiers = [dict(t) for t in self.tiers]
         return twin
 
     def insert(self, plh: Plh, block_id: int) -> None:
-        self.tiers[tier_for(self.frequency.count(plh), self.thresholds)].append((plh, block_id))
+        self.tiers[tier_for(self.frequency.count(plh), self.thresholds)][plh] = block_id
 
     def remove(self, plh: Plh) -> int:
         for tier in self.tiers:
-            for i, (p, block_id) in enumerate(tier):
-                if p == plh:
-                    del tier[i]
-                    return block_id
+            if plh in tier:
+                return tier.pop(plh)
         raise KeyError(plh)
 
     def evict(self) -> tuple[Plh, int]:
         for tier in self.tiers:
             if tier:
-                return tier.pop(0)
+                plh = next(iter(tier))
+                return plh, tier.pop(plh)
         raise IndexError("evict from an empty pool")
 
+    def order(self) -> list[Plh]:
+        return [plh for tier in self.tiers for plh in tier]
+
     def __contains__(self, plh: Plh) -> bool:
-        return any(p == plh for tier in self.tiers for p, _ in tier)
+        return any(plh in tier for tier in self.tiers)
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tiers)
@@ -178,17 +201,23 @@ class LineageIndex(_Backend):
     """
 
     def __init__(self, policy: str = "tick") -> None:
-        if policy not in ("tick", "fifo"):
-            raise InvalidArgument(f"unknown lineage leaf policy {policy!r}")
+        checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self.policy = policy
         self.nodes: dict[Key, Node] = {}
+        # the nodes without children (rule 1), in the order they became leaves (the Fifo order)
+        self.leaf_keys: dict[Key, None] = {}
+        # Tick: ``(tick, key)`` of the leaves, smallest first; an entry whose node is no longer a
+        # leaf with that tick is stale and skipped (rebuilt when stale entries outnumber leaves)
+        self.by_tick: list[tuple[int, Key]] = []
+        self.real = 0  # Real nodes: the backend's length
         self.next_tick = 0
         self.next_leaf_seq = 0
 
     def clone(self) -> LineageIndex:
         twin = LineageIndex(self.policy)
         twin.nodes = {k: attrs.evolve(n, children=set(n.children)) for k, n in self.nodes.items()}
-        twin.next_tick, twin.next_leaf_seq = self.next_tick, self.next_leaf_seq
+        twin.leaf_keys, twin.by_tick = dict(self.leaf_keys), list(self.by_tick)
+        twin.real, twin.next_tick, twin.next_leaf_seq = self.real, self.next_tick, self.next_leaf_seq
         return twin
 
     # -- the rules ----------------------------------------------------------------------------
@@ -203,14 +232,16 @@ class LineageIndex(_Backend):
         node.plh, node.block_id = plh, block_id
         node.tick = self.next_tick
         self.next_tick += 1
+        self.real += 1
         if plh.parent_key is not None and node.parent is None:  # link to the parent, once
             parent = self.nodes.get(plh.parent_key)
             if parent is None:  # rule 4: a placeholder ghost, itself linked to nothing
                 parent = self.nodes[plh.parent_key] = Node()
             parent.children.add(key)
+            self.leaf_keys.pop(plh.parent_key, None)  # a parent is no leaf
             node.parent = plh.parent_key
         if not node.children:
-            self._became_leaf(node)
+            self._became_leaf(key)
 
     def remove(self, plh: Plh) -> int:
         node = self.nodes.get(plh.key)
@@ -218,7 +249,9 @@ class LineageIndex(_Backend):
             raise KeyError(plh)
         block_id = node.block_id
         node.plh = node.block_id = node.tick = node.leaf_since = None  # rule 3/5: now a Ghost
+        self.real -= 1
         key = plh.key
+        self.leaf_keys.pop(key, None)  # a Ghost is never a leaf: pruned below if it has no children
         while not self.nodes[key].children:  # prune childless ghosts upward
             pruned = self.nodes.pop(key)
             if pruned.parent is None:
@@ -228,29 +261,48 @@ class LineageIndex(_Backend):
             if parent.children:
                 break
             if parent.is_real:
-                self._became_leaf(parent)
+                self._became_leaf(pruned.parent)
                 break
             key = pruned.parent
         return block_id
 
     def leaves(self) -> list[Node]:
-        """The evictable nodes: every node without children (all of them Real, rule 1)."""
-        return [n for n in self.nodes.values() if not n.children]
+        """The evictable nodes: every node without children (all of them Real, rule 1).
+
+        ``leaf_keys`` is kept up to date by ``insert``/``remove``, so this costs O(leaves), not
+        O(nodes): evicting a long chain block by block stays linear."""
+        return [self.nodes[key] for key in self.leaf_keys]
 
     def victim(self) -> Node:
-        """Rule 2: oldest tick (Tick) or oldest leaf-since (Fifo) among the leaves."""
-        if self.policy == "tick":
-            return min(self.leaves(), key=lambda n: n.tick)
-        return min(self.leaves(), key=lambda n: n.leaf_since)
+        """Rule 2: oldest tick (Tick) or oldest leaf-since (Fifo) among the leaves.
+
+        Fifo: ``leaf_keys`` is in leaf-since order, so the victim is its first key.  Tick: the
+        first entry of ``by_tick`` that still names a leaf with that tick.  Both equal
+        ``min(self.leaves(), key=...)`` and cost O(log n) amortised instead of O(leaves).
+        """
+        if self.policy == "fifo":
+            return self.nodes[next(iter(self.leaf_keys))]
+        while True:
+            tick, key = self.by_tick[0]
+            if key in self.leaf_keys and self.nodes[key].tick == tick:
+                return self.nodes[key]
+            heapq.heappop(self.by_tick)  # stale
 
     def evict(self) -> tuple[Plh, int]:
         node = self.victim()
         plh = node.plh
         return plh, self.remove(plh)
 
-    def _became_leaf(self, node: Node) -> None:
+    def _became_leaf(self, key: Key) -> None:
+        node = self.nodes[key]
+        self.leaf_keys[key] = None  # at the end: the newest leaf
         node.leaf_since = self.next_leaf_seq
         self.next_leaf_seq += 1
+        if self.policy == "tick":
+            heapq.heappush(self.by_tick, (node.tick, key))
+            if len(self.by_tick) > 2 * len(self.leaf_keys) + 32:  # drop stale entries: memory O(leaves)
+                self.by_tick = [(self.nodes[k].tick, k) for k in self.leaf_keys]
+                heapq.heapify(self.by_tick)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -259,20 +311,75 @@ class LineageIndex(_Backend):
         return node is not None and node.plh == plh
 
     def __len__(self) -> int:
-        return sum(1 for n in self.nodes.values() if n.is_real)
+        return self.real
+
+
+class LineageFifoIndex(LineageIndex):
+    """The lineage backend with the Fifo leaf policy (``eviction="lineage_fifo"``)."""
+
+    def __init__(self) -> None:
+        super().__init__("fifo")
+
+
+# --- HashMap + FIFO reuse ---------------------------------------------------------------------
+
+
+class HashMapIndex(_Backend):
+    """kvbm-logical's HashMap backend with its FIFO reuse policy (``eviction="hashmap"``).
+
+    Rule: a map ``plh -> block id`` plus a FIFO of insertion sequence numbers.  Every insertion
+    (a release into the inactive pool) takes the next sequence number; the victim is the entry
+    with the *smallest* sequence number, i.e. the block released longest ago; a match
+    (resurrection) removes the entry from both.  Nothing else reorders entries, so the eviction
+    order is the release order — the same order as :class:`LruIndex`, reached by a different
+    structure upstream (a ``BTreeMap`` keyed by a monotonic counter instead of an LRU list).
+    Upstream drains the map in arbitrary hash order only in ``allocate_all``, which kvspec's pool
+    never calls.
+    """
+
+    def __init__(self) -> None:
+        self.block_of: dict[Plh, int] = {}
+        self.seq_of: dict[Plh, int] = {}  # insertion sequence number; dict order == seq order
+        self.next_seq = 0
+
+    def clone(self) -> HashMapIndex:
+        twin = HashMapIndex()
+        twin.block_of, twin.seq_of, twin.next_seq = dict(self.block_of), dict(self.seq_of), self.next_seq
+        return twin
+
+    def insert(self, plh: Plh, block_id: int) -> None:
+        self.block_of[plh] = block_id
+        self.seq_of[plh] = self.next_seq
+        self.next_seq += 1
+
+    def remove(self, plh: Plh) -> int:
+        del self.seq_of[plh]
+        return self.block_of.pop(plh)
+
+    def evict(self) -> tuple[Plh, int]:
+        plh = next(iter(self.seq_of))  # the smallest sequence number: seq_of is in insertion order
+        return plh, self.remove(plh)
+
+    def order(self) -> list[Plh]:
+        return sorted(self.seq_of, key=self.seq_of.__getitem__)
+
+    def __contains__(self, plh: Plh) -> bool:
+        return plh in self.block_of
+
+    def __len__(self) -> int:
+        return len(self.block_of)
+
+
+#: every eviction backend by its name in ``BlockPool(eviction=...)`` (the names are trace schema)
+BACKENDS: dict[str, type[_Backend]] = {
+    "lineage": LineageIndex,
+    "lineage_fifo": LineageFifoIndex,
+    "lru": LruIndex,
+    "multi_lru": MultiLruIndex,
+    "hashmap": HashMapIndex,
+}
 
 
 def make_backend(eviction: str, frequency: Any, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS) -> _Backend:
-    """The backend named by ``BlockPool(eviction=...)``."""
-    if eviction == "lineage":
-        return LineageIndex("tick")
-    if eviction == "lineage_fifo":
-        return LineageIndex("fifo")
-    if eviction == "lru":
-        return LruIndex()
-    if eviction == "multi_lru":
-        return MultiLruIndex(frequency, thresholds)
-    raise InvalidArgument(f"unknown eviction backend {eviction!r}; use lineage, lineage_fifo, lru or multi_lru")
-
-
-__all__ = ["DEFAULT_THRESHOLDS", "LineageIndex", "LruIndex", "MultiLruIndex", "Node", "check_thresholds", "make_backend", "tier_for"]
+    """The backend named by ``BlockPool(eviction=...)``, from :data:`BACKENDS`."""
+    return BACKENDS[checks.choice("eviction backend", eviction, BACKENDS)].build(frequency, thresholds)

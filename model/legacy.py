@@ -37,21 +37,24 @@ and change nothing.  A reused *partial* block does not become the Stored anchor 
 
 from __future__ import annotations
 
-from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, LengthMismatch, UnknownPartialBlock
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, BlockStateError, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, PrefillCost, SequenceSnapshot, as_snapshot
+
+__all__ = ["LegacyKvManager"]
+
+#: what ``LegacyKvManager.process`` accepts (exactly these classes: a subclass is refused)
+OPERATIONS = (Use, Destroy, Deref, Promote)
+_unique_block = checks.exact((FullBlock, PartialBlock))
 
 
 class LegacyKvManager:
     """The legacy (L0/L1) mocker manager.  ``process(op) -> bool``."""
 
     def __init__(self, capacity: int, block_size: int = 16, *, dp_rank: int = 0):
-        for name, value in (("capacity", capacity), ("block_size", block_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(dp_rank, int) or dp_rank < 0:
-            raise InvalidArgument(f"dp_rank must be a non-negative integer, got {dp_rank!r}")
+        checks.manager_options(capacity, block_size, dp_rank)
         self.capacity = capacity
         self.block_size = block_size
         self.dp_rank = dp_rank
@@ -74,33 +77,27 @@ class LegacyKvManager:
         self.inactive[block] = self.clock
 
     def _evict_oldest(self):
-        victim = min(self.inactive, key=self.inactive.__getitem__)
+        """The least recently released block.  ``inactive`` is a dict filled in release order (the
+        clock only grows), so its first key has the smallest time."""
+        victim = next(iter(self.inactive))
         del self.inactive[victim]
         return victim
 
     # -- protocol ------------------------------------------------------------------------------
 
     def process(self, op) -> bool:
-        if isinstance(op, Use):
+        kind = checks.operation("LegacyKvManager", op, OPERATIONS)
+        if kind is Use:
             return self._use(op)
-        if isinstance(op, Destroy):
+        if kind is Destroy:
             return self._destroy(op)
-        if isinstance(op, Deref):
+        if kind is Deref:
             return self._deref(op)
-        if isinstance(op, Promote):
-            return self._promote(op)
-        raise InvalidArgument(f"unknown operation {op!r}")
+        return self._promote(op)
 
     def _use(self, op: Use) -> bool:
-        fulls = len(op.full_blocks)
-        if op.local_hashes and len(op.local_hashes) != fulls:
-            raise LengthMismatch(f"Use: {len(op.local_hashes)} local hashes for {fulls} full blocks")
-        if op.plhs and len(op.plhs) != fulls:
-            raise LengthMismatch(f"Use: {len(op.plhs)} plhs for {fulls} full blocks")
-        if op.token_ids is not None and len(op.token_ids) != fulls:
-            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {fulls} full blocks")
-        if op.parent is not None:
-            raise InvalidArgument("the legacy protocol has no Use.parent")
+        checks.use_lengths("LegacyKvManager", op, plhs_required=False)
+        checks.use_parent("LegacyKvManager", op, allowed=False)
         anchor = None
         stored: list[int] = []
         for block in op.blocks:
@@ -172,6 +169,7 @@ class LegacyKvManager:
 
     def probe_new_blocks(self, blocks) -> int:
         """How many of ``blocks`` are neither active nor inactive."""
+        checks.sequence("blocks", blocks, _unique_block)
         return sum(1 for b in blocks if b not in self.active and b not in self.inactive)
 
     def prefill_cost(self, sequence: ActiveSequence | SequenceSnapshot) -> PrefillCost:

@@ -54,26 +54,19 @@ kvspec decisions (``docs/decisions.md``)
 
 from __future__ import annotations
 
-from kvspec.errors import (
-    BlockNotHeld,
-    DuplicateLineage,
-    InvalidArgument,
-    InvalidParent,
-    LengthMismatch,
-    UnknownPartialBlock,
-)
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, DuplicateLineage, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import Plh
+from kvspec.model.eviction import BACKENDS
 from kvspec.model.pool import BlockPool
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, PrefillCost, SequenceSnapshot, as_snapshot
 
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+__all__ = ["KvManager", "stored_runs"]
 
-
-def _positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+#: what ``KvManager.process`` accepts (exactly these classes: a subclass is refused)
+OPERATIONS = (Use, Deref, Promote)
 
 
 def stored_runs(parent: int | None, blocks: list[tuple[int, int, bool]]) -> list[Stored]:
@@ -103,14 +96,7 @@ class KvManager:
 
     def __init__(self, capacity: int, block_size: int = 16, *, eviction: str = "lineage", dp_rank: int = 0,
                  frequency=None):
-        _positive_int("capacity", capacity)
-        _positive_int("block_size", block_size)
-        if not isinstance(dp_rank, int) or isinstance(dp_rank, bool) or not 0 <= dp_rank < 2**32:
-            raise InvalidArgument(f"dp_rank must be a u32, got {dp_rank!r}")
-        if eviction not in EVICTIONS:
-            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
-        if frequency is None and eviction == "multi_lru":
-            frequency = "exact"  # MultiLRU tiers by access frequency (upstream: a TinyLFU tracker)
+        frequency = checks.kv_manager_options(capacity, block_size, dp_rank, eviction, frequency, BACKENDS)
         self.capacity = capacity
         self.block_size = block_size
         self.dp_rank = dp_rank
@@ -118,6 +104,7 @@ class KvManager:
         self.partials: dict[int, int] = {}
         self.fulls: dict[int, list[int]] = {}
         self.registry: dict[Plh, int] = {}
+        self.lineage: dict[tuple[int, int], Plh] = {}  # lineage key -> the registered Plh holding it
         self.events: list[KvCacheEvent] = []
         self.next_event_id = 0
 
@@ -131,22 +118,15 @@ class KvManager:
 
     def _check_lineage(self, plhs) -> None:
         """At most one live identity per lineage key, counting the operation's own Plhs."""
-        seen = {plh.key: plh for plh in self.registry}
+        own: dict[tuple[int, int], Plh] = {}
         for plh in plhs:
-            other = seen.setdefault(plh.key, plh)
+            other = self.lineage.get(plh.key) or own.setdefault(plh.key, plh)
             if other != plh:
                 raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
 
     def _validate_use(self, op: Use) -> None:
-        fulls = len(op.full_blocks)
-        if len(op.plhs) != fulls:
-            raise LengthMismatch(f"Use: {len(op.plhs)} plhs for {fulls} full blocks")
-        if op.local_hashes and len(op.local_hashes) != fulls:
-            raise LengthMismatch(f"Use: {len(op.local_hashes)} local hashes for {fulls} full blocks")
-        if op.token_ids is not None and len(op.token_ids) != fulls:
-            raise LengthMismatch(f"Use: {len(op.token_ids)} token lists for {fulls} full blocks")
-        if isinstance(op.parent, PartialBlock):
-            raise InvalidParent("Use.parent must be a full block")
+        checks.use_lengths("KvManager", op)
+        checks.use_parent("KvManager", op)
         self._check_lineage(op.plhs)
 
     def _validate_deref(self, op: Deref) -> None:
@@ -163,31 +143,34 @@ class KvManager:
 
     # -- slots -----------------------------------------------------------------------------------
 
-    def _take_slot(self, evicted: list[tuple[Plh, int]]) -> int | None:
-        """One slot: free first, else evict one inactive block (recorded in ``evicted``)."""
+    def _register(self, plh: Plh, seq_hash: int) -> None:
+        self.registry[plh] = seq_hash
+        self.lineage[plh.key] = plh
+
+    def _take_slot(self, evicted: dict[Plh, int]) -> int | None:
+        """One slot: free first, else evict one inactive block (recorded in ``evicted``, in order)."""
         got = self.pool.allocate_with_evictions(1)
         if got is None:
             return None
         (slot,), victims = got
         for plh in victims:
-            evicted.append((plh, self.registry.pop(plh)))
+            evicted[plh] = self.registry.pop(plh)
+            del self.lineage[plh.key]
         return slot
 
     # -- protocol ----------------------------------------------------------------------------------
 
     def process(self, op) -> int:
-        if isinstance(op, Use):
+        kind = checks.operation("KvManager", op, OPERATIONS)
+        if kind is Use:
             return self._use(op)
-        if isinstance(op, Deref):
+        if kind is Deref:
             return self._deref(op)
-        if isinstance(op, Promote):
-            return self._promote(op)
-        raise InvalidArgument(f"KvManager does not process {type(op).__name__}")
+        return self._promote(op)
 
     def _use(self, op: Use) -> int:
         self._validate_use(op)
-        registered_before = set(self.registry.items())
-        evicted: list[tuple[Plh, int]] = []
+        evicted: dict[Plh, int] = {}  # Plh -> sequence hash, in eviction order
         done: list[tuple[int, int, bool]] = []  # per processed full block: hash, local hash, announce?
         local_hashes = iter(op.local_hashes or [0] * len(op.plhs))
         plhs = iter(op.plhs)
@@ -198,7 +181,9 @@ class KvManager:
                 outcome = self._use_full(block.hash, plh, evicted)
                 if outcome is None:
                     break
-                announce = outcome == "new store" and (plh, block.hash) not in registered_before
+                # a block registered when the Use began can be stored anew only after this very Use
+                # evicted it: then the router still holds it, and nothing is announced (net events)
+                announce = outcome == "new store" and evicted.get(plh) != block.hash
                 done.append((block.hash, local, announce))
             elif block.uuid not in self.partials:
                 slot = self._take_slot(evicted)
@@ -209,12 +194,12 @@ class KvManager:
         parent = op.parent.hash if op.parent is not None else None
         for stored in stored_runs(parent, done):
             self._publish(stored)
-        removed = [h for plh, h in evicted if self.registry.get(plh) != h]
+        removed = [h for plh, h in evicted.items() if self.registry.get(plh) != h]
         if removed:
             self._publish(Removed(removed))
         return processed
 
-    def _use_full(self, seq_hash: int, plh: Plh, evicted: list) -> str | None:
+    def _use_full(self, seq_hash: int, plh: Plh, evicted: dict[Plh, int]) -> str | None:
         """Pin one full block; returns the outcome, or ``None`` when no slot is left."""
         if seq_hash in self.fulls:
             self.fulls[seq_hash][1] += 1
@@ -227,7 +212,7 @@ class KvManager:
         if slot is None:
             return None
         self.fulls[seq_hash] = [self.pool.register(slot, plh), 1]
-        self.registry[plh] = seq_hash
+        self._register(plh, seq_hash)
         return "new store"
 
     def _deref(self, op: Deref) -> int:
@@ -258,7 +243,7 @@ class KvManager:
             self.fulls[op.seq_hash] = [hit[0], 1]
             return 1
         self.fulls[op.seq_hash] = [self.pool.register(slot, op.plh), 1]
-        self.registry[op.plh] = op.seq_hash
+        self._register(op.plh, op.seq_hash)
         local = op.local_hash if op.local_hash is not None else 0
         self._publish(Stored(op.parent_hash, [StoredBlock(op.seq_hash, local)]))
         return 1

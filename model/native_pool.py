@@ -35,17 +35,14 @@ from typing import Any
 
 import attrs
 
-from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, BlockStateError, PoolExhausted
+
+__all__ = ["NativeBlockPool"]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _hash_list(value: Any) -> list[int]:
-    if not isinstance(value, (list, tuple)) or not all(_is_int(h) and h >= 0 for h in value):
-        raise InvalidArgument(f"expected a list of non-negative int hashes, got {value!r}")
-    return list(value)
+def _hash_list(name: str, value: Any) -> tuple[int, ...]:
+    return checks.sequence(name, value, checks.u64)
 
 
 @attrs.define
@@ -60,14 +57,13 @@ class NativeBlockPool:
     """vLLM's native block pool: copies, reference counts, an LRU list of inactive copies."""
 
     def __init__(self, capacity: int) -> None:
-        if not _is_int(capacity) or capacity <= 0:
-            raise InvalidArgument(f"capacity must be a positive int, got {capacity!r}")
+        checks.capacity("capacity", capacity)
         self.capacity = capacity
         self._copies: dict[int, _Copy] = {}
         #: hash -> its resident copies in the order they were cached; element 0 is the primary
         self._by_hash: dict[int, list[int]] = {}
-        #: inactive copies, oldest release first (the eviction order)
-        self._inactive: list[int] = []
+        #: inactive copies, oldest release first (the eviction order); a dict keeps insertion order
+        self._inactive: dict[int, None] = {}
         self._next_id = 0
         self._removed: list[int] = []
 
@@ -75,7 +71,7 @@ class NativeBlockPool:
 
     def longest_prefix(self, hashes: list[int]) -> int:
         """How many leading ``hashes`` are resident (active or inactive), stopping at the first miss."""
-        hashes = _hash_list(hashes)
+        hashes = _hash_list("hashes", hashes)
         count = 0
         for h in hashes:
             if h not in self._by_hash:
@@ -92,9 +88,8 @@ class NativeBlockPool:
         for the fresh copies that free capacity cannot hold.  Raises :class:`PoolExhausted`
         (nothing changed) when even evicting every inactive copy not in ``prefix`` is not enough.
         """
-        prefix = _hash_list(prefix)
-        if not _is_int(fresh) or fresh < 0:
-            raise InvalidArgument(f"fresh must be a non-negative int, got {fresh!r}")
+        prefix = _hash_list("prefix", prefix)
+        checks.count("fresh", fresh)
         for h in prefix:
             if h not in self._by_hash:
                 raise BlockNotHeld(f"prefix hash {h} is not resident")
@@ -108,8 +103,7 @@ class NativeBlockPool:
                 f"{len(self._inactive) - len(pinned_inactive)} evictable"
             )
         for copy_id in hits:
-            if copy_id in self._inactive:
-                self._inactive.remove(copy_id)
+            self._inactive.pop(copy_id, None)
             self._copies[copy_id].refs += 1
         for _ in range(evictions):
             self._evict_oldest()
@@ -127,9 +121,9 @@ class NativeBlockPool:
         Returns ``True`` when it is the hash's first resident copy (the router would see a
         Stored event), ``False`` when it joins existing copies as a duplicate.
         """
+        checks.block_id("copy_id", copy_id)
+        checks.u64("hash", hash_)
         copy = self._held(copy_id)
-        if not _is_int(hash_) or hash_ < 0:
-            raise InvalidArgument(f"hash must be a non-negative int, got {hash_!r}")
         if copy.hash is not None:
             raise BlockStateError(f"copy {copy_id} is already cached as {copy.hash}")
         copy.hash = hash_
@@ -145,7 +139,7 @@ class NativeBlockPool:
             return
         copy.refs -= 1
         if copy.refs == 0:
-            self._inactive.append(copy_id)
+            self._inactive[copy_id] = None
 
     # --- observers -----------------------------------------------------------------------------
 
@@ -176,15 +170,15 @@ class NativeBlockPool:
     # --- helpers -------------------------------------------------------------------------------
 
     def _held(self, copy_id: Any) -> _Copy:
-        if not _is_int(copy_id):
-            raise InvalidArgument(f"copy id must be an int, got {copy_id!r}")
+        checks.block_id("copy_id", copy_id)
         copy = self._copies.get(copy_id)
         if copy is None or (copy.hash is not None and copy.refs == 0):
             raise BlockNotHeld(f"copy {copy_id} is not held by any request")
         return copy
 
     def _evict_oldest(self) -> None:
-        copy_id = self._inactive.pop(0)
+        copy_id = next(iter(self._inactive))
+        del self._inactive[copy_id]
         hash_ = self._copies.pop(copy_id).hash
         assert hash_ is not None
         self._by_hash[hash_].remove(copy_id)

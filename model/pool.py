@@ -28,48 +28,36 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from kvspec import frequency as frequency_mod
-from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
+from kvspec import checks
+from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage
 from kvspec.hashing import Plh
-from kvspec.model.eviction import DEFAULT_THRESHOLDS, check_thresholds, make_backend
+from kvspec.model import frequency as frequency_mod
+from kvspec.model.eviction import BACKENDS, DEFAULT_THRESHOLDS, make_backend
+
+__all__ = ["BlockPool", "DUPLICATIONS"]
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = "free", "mutable", "primary", "duplicate", "inactive"
 
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
-DUPLICATIONS = ("allow", "reject")
+DUPLICATIONS = checks.DUPLICATIONS
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _plh_list(plhs: Any) -> list[Plh]:
-    if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, Plh) for p in plhs):
-        raise InvalidArgument(f"expected a list of Plh, got {plhs!r}")
-    return list(plhs)
+_plh = checks.exact(Plh)
 
 
 class BlockPool:
     """The block pool.  See the module docstring for states and error rules.
 
-    ``eviction``: ``"lineage"`` (Tick leaf policy, upstream's default), ``"lineage_fifo"``,
-    ``"lru"`` or ``"multi_lru"`` (needs a frequency tracker).  ``duplication``: ``"allow"``
-    (default) or ``"reject"``.  ``frequency``: ``None``, ``"exact"`` or a tracker object
-    (:mod:`kvspec.frequency`).  ``thresholds``: MultiLRU tier thresholds ``(a, b, c)`` with
+    ``eviction``: a name of :data:`kvspec.model.eviction.BACKENDS` (``"lineage"``, the Tick leaf
+    policy, is upstream's default; ``"multi_lru"`` needs a frequency tracker).  ``duplication``: ``"allow"``
+    (default) or ``"reject"``.  ``frequency``: ``None``, ``"exact"`` (decay sized from
+    ``total_blocks``), ``"exact:<n>"`` or a tracker object (:mod:`kvspec.model.frequency`).  ``thresholds``: MultiLRU tier thresholds ``(a, b, c)`` with
     ``1 <= a < b < c <= 15`` (upstream's ``with_multi_lru_backend_custom_thresholds``), checked for
     every backend, used only by MultiLRU.
     """
 
     def __init__(self, total_blocks: int, *, eviction: str = "lineage", duplication: str = "allow",
                  frequency: Any = None, thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS):
-        if not _is_int(total_blocks) or total_blocks < 1:
-            raise InvalidArgument(f"total_blocks must be a positive integer, got {total_blocks!r}")
-        if duplication not in DUPLICATIONS:
-            raise InvalidArgument(f"unknown duplication policy {duplication!r}; use allow or reject")
-        if eviction not in EVICTIONS:
-            raise InvalidArgument(f"unknown eviction backend {eviction!r}; use {', '.join(EVICTIONS)}")
-        thresholds = check_thresholds(thresholds)
-        self.frequency = frequency_mod.make(frequency)
+        checks.pool_options(total_blocks, eviction, duplication, thresholds, BACKENDS)
+        self.frequency = frequency_mod.make(frequency, total_blocks)
         self.inactive = make_backend(eviction, self.frequency, thresholds)
         self.duplication = duplication
         self.total = total_blocks
@@ -78,15 +66,16 @@ class BlockPool:
         self.plh: dict[int, Plh] = {}  # registered slots (primary, duplicate, inactive) -> identity
         self.refs: dict[int, int] = {}  # primary/duplicate -> references held by callers
         self.keepalive: dict[int, int] = {}  # duplicate -> the primary it pins
+        # lineage key -> the slot of the live identity holding it (a PRIMARY or INACTIVE slot); at
+        # most one identity per key is live (the impostor rule), so the key names it
+        self.live: dict[tuple[int, int], int] = {}
 
     # -- lookups used by the rules --------------------------------------------------------------
 
     def _primary_of(self, plh: Plh) -> int | None:
         """The slot that is *the* block of ``plh`` (active or inactive), if any."""
-        for block_id, state in self.state.items():
-            if state in (PRIMARY, INACTIVE) and self.plh[block_id] == plh:
-                return block_id
-        return None
+        block_id = self.live.get(plh.key)
+        return block_id if block_id is not None and self.plh[block_id] == plh else None
 
     def _holders(self, primary: int) -> int:
         """Strong references on a primary: callers' references plus one per pinning duplicate."""
@@ -106,8 +95,9 @@ class BlockPool:
             self.frequency.touch(plh)
 
     def _to_mutable(self, block_id: int) -> None:
+        """An evicted inactive primary: its identity is no longer live."""
         self.state[block_id] = MUTABLE
-        self.plh.pop(block_id, None)
+        del self.live[self.plh.pop(block_id).key]
 
     def _to_free(self, block_id: int) -> None:
         """Every return goes to the *tail* of the free FIFO (upstream P4)."""
@@ -122,9 +112,6 @@ class BlockPool:
             self.state[primary] = INACTIVE
             self.inactive.insert(self.plh[primary], primary)
 
-    def _check_block_id(self, block_id: Any) -> None:
-        if not _is_int(block_id):
-            raise InvalidArgument(f"block id must be an integer, got {block_id!r}")
 
     # -- allocation -------------------------------------------------------------------------------
 
@@ -138,8 +125,7 @@ class BlockPool:
         backend's eviction order.  Returns ``(ids, evicted plhs in eviction order)``, or ``None``
         (nothing changed) when ``free + inactive < n``.
         """
-        if not _is_int(n) or n < 0:
-            raise InvalidArgument(f"allocate needs a non-negative integer, got {n!r}")
+        checks.count("n", n)
         if len(self.free) + len(self.inactive) < n:
             return None
         ids: list[int] = []
@@ -157,7 +143,7 @@ class BlockPool:
 
     def release_mutable(self, block_id: int) -> None:
         """Drop an allocated, never registered block: it goes to the tail of the free FIFO."""
-        self._check_block_id(block_id)
+        checks.block_id("block_id", block_id)
         if self.state.get(block_id) != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
         self._to_free(block_id)
@@ -176,20 +162,20 @@ class BlockPool:
         The frequency tracker is touched only when no block of ``plh`` was live (upstream creates a
         new registration handle exactly then).
         """
-        self._check_block_id(block_id)
-        if not isinstance(plh, Plh):
-            raise InvalidArgument(f"register needs a Plh, got {plh!r}")
+        checks.block_id("block_id", block_id)
+        _plh("plh", plh)
         if self.state.get(block_id) != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
-        for other, state in self.state.items():
-            if state in (PRIMARY, INACTIVE) and self.plh[other].key == plh.key and self.plh[other] != plh:
-                raise DuplicateLineage(f"{plh} has the lineage key of live block {other} ({self.plh[other]})")
+        owner = self.live.get(plh.key)
+        if owner is not None and self.plh[owner] != plh:
+            raise DuplicateLineage(f"{plh} has the lineage key of live block {owner} ({self.plh[owner]})")
 
         if self._primary_of(plh) is None:
             self._touch(plh)
         existing = self._acquire(plh)
         if existing is None:
             self.state[block_id], self.plh[block_id], self.refs[block_id] = PRIMARY, plh, 1
+            self.live[plh.key] = block_id
             return block_id
         if self.duplication == "allow":
             self.state[block_id], self.plh[block_id], self.refs[block_id] = DUPLICATE, plh, 1
@@ -206,7 +192,7 @@ class BlockPool:
 
         Inactive hits are resurrected.  Every hit touches the frequency tracker once.
         """
-        plhs = _plh_list(plhs)
+        plhs = checks.sequence("plhs", plhs, _plh)
         out: list[int] = []
         for plh in plhs:
             block_id = self._acquire(plh)
@@ -220,7 +206,7 @@ class BlockPool:
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
         """Upstream P9: per identity, is some primary, duplicate or inactive block holding it?  Read only."""
-        plhs = _plh_list(plhs)
+        plhs = checks.sequence("plhs", plhs, _plh)
         live = {self.plh[i] for i, s in self.state.items() if s in (PRIMARY, DUPLICATE, INACTIVE)}
         return [plh in live for plh in plhs]
 
@@ -230,7 +216,7 @@ class BlockPool:
         """Upstream P8: drop one reference.  On the last one a primary becomes inactive (unless duplicates
         still pin it); a duplicate goes to the free tail, *then* its pin on the primary is dropped.
         """
-        self._check_block_id(block_id)
+        checks.block_id("block_id", block_id)
         if self.state.get(block_id) not in (PRIMARY, DUPLICATE) or self.refs[block_id] == 0:
             raise BlockNotHeld(f"block {block_id} holds no reference to release")
         self.refs[block_id] -= 1
@@ -271,5 +257,3 @@ class BlockPool:
         """The free FIFO, front (next allocated) first."""
         return list(self.free)
 
-
-__all__ = ["BlockPool", "DUPLICATIONS", "EVICTIONS"]

@@ -33,11 +33,15 @@ validated before anything changes.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 
-from kvspec.errors import BlockNotFound, InvalidBlockSequence, ParentBlockNotFound
+from kvspec import checks
+from kvspec.errors import BlockNotFound, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.scores import Continuation, OverlapScores
+
+__all__ = ["Blocks", "RadixIndex", "anchored_events", "chain_blocks", "longest_chains"]
 
 #: ``E -> (parent E or None, L)``: the blocks one worker (rank) holds
 Blocks = dict[int, tuple[int | None, int]]
@@ -50,11 +54,15 @@ def longest_chains(blocks: Blocks, query: Sequence[int], start: Continuation) ->
     next depth keeps the held blocks whose parent is in the frontier and whose local hash is the
     next query hash.  The result's ``position`` is the longest chain's end, and its ``anchors`` the
     blocks where chains of that length end.  When nothing extends ``start`` it is returned as is.
+    (``hanging`` files every block under ``(parent, local hash)`` once, so the walk is linear.)
     """
+    hanging: dict[tuple[int | None, int], list[int]] = {}
+    for e, edge in blocks.items():
+        hanging.setdefault(edge, []).append(e)
     frontier: set[int | None] = set(start.anchors) if start.position > 0 else {None}
     position = start.position
     while position < len(query):
-        following = {e for e, (parent, local) in blocks.items() if parent in frontier and local == query[position]}
+        following = {e for parent in frontier for e in hanging.get((parent, query[position]), ())}
         if not following:
             break
         frontier = following
@@ -62,15 +70,6 @@ def longest_chains(blocks: Blocks, query: Sequence[int], start: Continuation) ->
     if position == start.position:
         return start
     return Continuation(position, frontier)
-
-
-def validate_stored(stored: Stored) -> None:
-    """Reject a Stored event that would make a cycle (:class:`InvalidBlockSequence`)."""
-    names = [b.block_hash for b in stored.blocks]
-    if stored.parent_hash is not None and stored.parent_hash in names:
-        raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
-    if len(set(names)) != len(names):
-        raise InvalidBlockSequence("a stored block list names the same block hash twice")
 
 
 def chain_blocks(blocks: Blocks, stored: Stored) -> None:
@@ -90,15 +89,19 @@ def anchored_events(worker: tuple[int, int], blocks: Blocks, tier: StorageTier, 
     reachable ones first in root-to-leaf order.
     """
     worker_id, dp_rank = worker
+    children: dict[int | None, list[int]] = {}
+    for e, (parent, _) in blocks.items():
+        children.setdefault(parent, []).append(e)
     order: list[int] = []
     seen: set[int] = set()
-    frontier: list[int | None] = [None]
+    frontier: deque[int | None] = deque([None])
     while frontier:  # breadth-first from the root, children in hash order
-        parent = frontier.pop(0)
-        for e in sorted(e for e, (p, _) in blocks.items() if p == parent and e not in seen):
-            seen.add(e)
-            order.append(e)
-            frontier.append(e)
+        parent = frontier.popleft()
+        for e in sorted(children.get(parent, ())):
+            if e not in seen:
+                seen.add(e)
+                order.append(e)
+                frontier.append(e)
     if not only_anchored:
         order += sorted(e for e in blocks if e not in seen)
     events = []
@@ -119,6 +122,7 @@ class RadixIndex:
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
         """Apply one event published by ``worker_id`` (its rank is ``event.dp_rank``)."""
+        checks.index_event(worker_id, event, KvCacheEvent)
         worker = (worker_id, event.dp_rank)
         data = event.data
         if isinstance(data, Stored):
@@ -128,10 +132,9 @@ class RadixIndex:
         elif isinstance(data, Cleared):
             self._held.pop(worker, None)
         else:  # pragma: no cover - KvCacheEvent validates its payload
-            raise TypeError(f"unknown event data {data!r}")
+            raise AssertionError(f"unknown event data {data!r}")
 
     def _store(self, worker: tuple[int, int], stored: Stored) -> None:
-        validate_stored(stored)
         blocks = self._held.get(worker, {})
         if stored.parent_hash is not None and stored.parent_hash not in blocks:
             raise ParentBlockNotFound(f"worker {worker} does not hold parent block {stored.parent_hash}")
@@ -150,11 +153,13 @@ class RadixIndex:
 
     def remove_worker(self, worker_id: int) -> None:
         """Forget every rank of ``worker_id``."""
+        checks.worker_id("worker_id", worker_id)
         for worker in [w for w in self._held if w[0] == worker_id]:
             del self._held[worker]
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
         """Forget one rank of ``worker_id``."""
+        checks.worker(worker_id, dp_rank)
         self._held.pop((worker_id, dp_rank), None)
 
     def clear_all_blocks(self, worker_id: int) -> None:
@@ -165,6 +170,7 @@ class RadixIndex:
 
     def match_details(self, local_hashes: Sequence[int]) -> dict[tuple[int, int], Continuation]:
         """For every worker with a score > 0: how far it matches and the blocks its chains end at."""
+        local_hashes = checks.query(local_hashes)
         out = {}
         for worker, blocks in self._held.items():
             reached = longest_chains(blocks, local_hashes, Continuation.root())
@@ -174,6 +180,7 @@ class RadixIndex:
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
         """Each worker's score for ``local_hashes`` (see module docs, also for ``early_exit``)."""
+        checks.query(local_hashes, early_exit)
         scores = {worker: c.position for worker, c in self.match_details(local_hashes).items()}
         if early_exit:
             for depth in range(1, max(scores.values(), default=0) + 1):

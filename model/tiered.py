@@ -29,9 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kvspec import checks
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored
-from kvspec.model.radix import Blocks, RadixIndex, anchored_events, chain_blocks, longest_chains, validate_stored
+from kvspec.model.radix import Blocks, RadixIndex, anchored_events, chain_blocks, longest_chains
 from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
+
+__all__ = ["TieredIndex"]
 
 
 class TieredIndex:
@@ -46,7 +49,7 @@ class TieredIndex:
 
     def apply_event(self, worker_id: int, event: KvCacheEvent, storage_tier: StorageTier = StorageTier.DEVICE) -> None:
         """Route one event to the tier it names (``Cleared`` reaches every tier)."""
-        storage_tier = StorageTier(storage_tier)
+        storage_tier = checks.index_event(worker_id, event, KvCacheEvent, storage_tier, StorageTier)
         worker = (worker_id, event.dp_rank)
         data = event.data
         if isinstance(data, Cleared):
@@ -57,8 +60,6 @@ class TieredIndex:
         if storage_tier is StorageTier.DEVICE:
             self._device.apply_event(worker_id, event)
             return
-        if isinstance(data, Stored):
-            validate_stored(data)
         tier = self._lower.setdefault(storage_tier, {})
         if isinstance(data, Stored) and data.blocks:
             chain_blocks(tier.setdefault(worker, {}), data)
@@ -70,12 +71,14 @@ class TieredIndex:
                 del tier[worker]
 
     def remove_worker(self, worker_id: int) -> None:
+        checks.worker_id("worker_id", worker_id)
         self._device.remove_worker(worker_id)
         for tier in self._lower.values():
             for worker in [w for w in tier if w[0] == worker_id]:
                 del tier[worker]
 
     def remove_worker_dp_rank(self, worker_id: int, dp_rank: int) -> None:
+        checks.worker(worker_id, dp_rank)
         self._device.remove_worker_dp_rank(worker_id, dp_rank)
         for tier in self._lower.values():
             tier.pop((worker_id, dp_rank), None)
@@ -91,6 +94,7 @@ class TieredIndex:
 
     def find_matches_by_tier(self, local_hashes: Sequence[int]) -> TieredMatches:
         """Device scores, then each allocated lower tier's extension hits (see module docs)."""
+        local_hashes = checks.query(local_hashes)
         continuations = self._device.match_details(local_hashes)
         device = OverlapScores({w: c.position for w, c in continuations.items()}, ())
         lower: dict[StorageTier, LowerTierMatches] = {}

@@ -19,6 +19,7 @@ nothing (rules in :mod:`kvspec.tracker_events`).
 
 from __future__ import annotations
 
+from kvspec import checks
 from kvspec.events import StorageTier
 from kvspec.tracker_events import (
     ConsolidatedClearAll,
@@ -31,6 +32,10 @@ from kvspec.tracker_events import (
     local_block_hash,
     sequence_hash,
 )
+
+__all__ = ["DedupTracker", "PassthroughTracker"]
+
+_external_hash = checks.exact(str)  # external hashes are strings (the subscriber stringifies them)
 
 
 class _Block:
@@ -157,6 +162,7 @@ class DedupTracker:
 
     def get_block_sources(self, block_hash: str) -> frozenset[EventSource] | None:
         """Sources holding the block that ``block_hash`` maps to, or ``None`` if it maps to nothing."""
+        _external_hash("block_hash", block_hash)
         seq = self.hash_mapping.get(block_hash)
         if seq is None or seq not in self.blocks:
             return None

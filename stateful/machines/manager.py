@@ -35,6 +35,7 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.events import Removed, Stored
 from kvspec.hashing import Plh
+from kvspec.model.eviction import BACKENDS
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
@@ -359,5 +360,5 @@ def machines() -> list[MachineSpec]:
             params={"eviction": eviction},
             description=f"G1 mocker KvManager (eviction={eviction}) driven by ActiveSequences and raw ops",
         )
-        for eviction in ("lineage", "lineage_fifo", "lru", "multi_lru")
+        for eviction in BACKENDS
     ]

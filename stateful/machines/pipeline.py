@@ -36,9 +36,10 @@ from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 from kvspec.stateful.machines.strategies import choose
 from kvspec.stateful.machines.radix import index_compare
+from kvspec.model.eviction import BACKENDS
 
 ALPHABET = 3
-EVICTIONS = ("lineage", "lineage_fifo", "lru", "multi_lru")
+EVICTIONS = tuple(BACKENDS)
 #: how many finished requests' token sequences stay among the invariant's queries
 PAST_QUERIES = 3
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.hashing import Plh
+from kvspec.model.eviction import BACKENDS
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
 from kvspec.stateful.machines.strategies import ALPHABET, chain_of, choose, impostor_of, path_of, plh_of
 
@@ -266,7 +267,7 @@ class PoolMachine(DifferentialMachine):
 
 def machines() -> list[MachineSpec]:
     specs = []
-    for eviction in ("lineage", "lineage_fifo", "lru", "multi_lru"):
+    for eviction in BACKENDS:
         for duplication in ("allow", "reject"):
             specs.append(MachineSpec(
                 name=f"pool[{eviction},{duplication}]",

@@ -67,7 +67,7 @@ def test_target_provides_radix_index_in_contract_mode():
     target = targets.resolve("dynamo")
     assert target.provided() == ["RadixIndex"] and target.mode == "contract"
     assert target.version.startswith("ai-dynamo-runtime 1.6")
-    assert targets.resolve("dynamo-router").provided() == ["TieredIndex"]
+    assert targets.resolve("dynamo-router").provided() == ["TieredIndex", "LanedIndex"]
 
 
 @needs_wheel

@@ -22,10 +22,11 @@ LAYERS = {
     # 0: the shared vocabulary
     "kvspec": 0, "kvspec.errors": 0, "kvspec.hashing": 0, "kvspec.protocol": 0, "kvspec.events": 0,
     "kvspec.scores": 0, "kvspec.sequence": 0, "kvspec.tracker_events": 0, "kvspec.codec": 0,
-    "kvspec.vocabulary": 0, "kvspec.checks": 0, "kvspec.escape": 0, "kvspec.frequency": 0,
+    "kvspec.vocabulary": 0, "kvspec.checks": 0, "kvspec.escape": 0,
     "kvspec._exports": 0, "kvspec.mooncake": 0, "kvspec.ttl": 0, "kvspec.offload": 0,
     # 1: the spec and its implementation (neither imports the other: see SIBLINGS)
     "kvspec.model": 1, "kvspec.impl": 1,
+    "kvspec.frequency": 1,  # the old path of the model's frequency rule, re-exported
     # 2: the target registry; 3: its plugins (adapters, mutants)
     "kvspec.targets": 2,
     "kvspec.adapters": 3, "kvspec.stateful.mutants": 3,

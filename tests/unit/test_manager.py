@@ -13,6 +13,7 @@ from kvspec.errors import KvSpecError
 from kvspec.events import Stored
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Use
 from kvspec.sequence import ActiveSequence, IdSource, PrefillCost
+from kvspec.model.eviction import BACKENDS
 
 NAMESPACES = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])
 
@@ -68,7 +69,7 @@ def ns_plh(h):
     return Plh(0, h, None)
 
 
-@pytest.mark.parametrize("eviction", ["lineage", "lineage_fifo", "lru", "multi_lru"])
+@pytest.mark.parametrize("eviction", sorted(BACKENDS))
 @pytest.mark.parametrize("seed", range(4))
 def test_model_and_impl_agree_on_random_scheduler_runs(eviction, seed):
     """A small randomized scheduler, applied to both; impl's structures are checked every step."""

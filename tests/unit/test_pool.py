@@ -7,9 +7,10 @@ import kvspec.model
 from kvspec.errors import BlockNotHeld, BlockStateError, DuplicateLineage, InvalidArgument
 from kvspec.frequency import ExactFrequency
 from kvspec.hashing import Plh
+from kvspec.model.eviction import BACKENDS
 
 NAMESPACES = [pytest.param(kvspec.model, id="model"), pytest.param(kvspec.impl, id="impl")]
-EVICTIONS = ["lineage", "lineage_fifo", "lru", "multi_lru"]
+EVICTIONS = sorted(BACKENDS)
 
 
 @pytest.fixture(params=NAMESPACES)

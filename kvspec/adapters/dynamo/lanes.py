@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kvspec.adapters.dynamo import router as dr
+from kvspec.adapters.dynamo.runtime import run
 from kvspec.events import StorageTier
 from kvspec.scores import LowerTierMatches, OverlapScores, TieredMatches
 
@@ -51,7 +52,7 @@ class LanedIndex(dr.TieredIndex):
         async def ask() -> Any:
             return await self.harness.router.get_overlap_scores(tokens)
 
-        return dr._run(ask())["workers"]
+        return run(ask())["workers"]
 
     def find_matches_by_tier(self, local_hashes: Sequence[int]) -> TieredMatches:
         rows = self.racing_rows(local_hashes)
