@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shlex
 import sys
 import time
@@ -82,6 +83,8 @@ def _result_label(r) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if getattr(args, "fuzz", False):
+        return cmd_fuzz(args)
     from kvspec.stateful.runner import INTERRUPT, interrupt_handler
 
     INTERRUPT.clear()
@@ -339,6 +342,55 @@ class _RichProgress(_ProgressDisplay):
                               eta=f"ETA {eta:.0f}s" if eta is not None else "")
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    """``kvspec check --fuzz``: the machines' rules from a seeded PRNG (:mod:`kvspec.stateful.fuzz`)."""
+    from kvspec.stateful.engine.differential import Step
+    from kvspec.stateful.fuzz import fuzz
+    from kvspec.stateful.runner import cpu_count
+    from kvspec.stateful.traces.schema import write_trace
+    from kvspec.targets import resolve
+
+    target = resolve(args.target)
+    seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(63)
+    jobs = cpu_count() if args.jobs == 0 else args.jobs
+    budget = " or ".join(([f"{args.fuzz_steps:,} steps"] if args.fuzz_steps is not None else [])
+                         + ([f"{args.duration:g}s in all"] if args.duration is not None else [])) or "20,000 steps"
+    print(f"kvspec check --fuzz: target {target.name} ({target.version}), seed {seed}, {budget} per machine, "
+          f"{args.fuzz_run_length} rules per run", flush=True)
+
+    def on_result(result) -> None:
+        if result.trace is not None:
+            result.trace_path = str(write_trace(result.trace, args.trace_dir))
+        print(f"  {result.status:7} {result.machine}  {result.examples} runs  {result.steps} steps  "
+              f"{result.seconds:.1f}s  {result.steps_per_second:,.0f} steps/s", flush=True)
+
+    per_machine = None
+    if args.duration is not None:  # --duration is the whole run's budget, spread over the machines
+        from kvspec.stateful.engine.registry import find_machines
+
+        per_machine = args.duration / max(1, len(find_machines(args.machine or None)))
+    results = fuzz(args.target, args.machine or None, steps=args.fuzz_steps, seconds=per_machine, seed=seed,
+                   run_length=args.fuzz_run_length, jobs=jobs, minimize=args.minimize,
+                   progress_every=args.progress or None, on_result=on_result)
+    if not results:
+        print(f"kvspec check: no machine matches {args.machine}", file=sys.stderr)
+        return 2
+    rows = [[r.machine, r.examples, r.steps, r.status + (f" ({r.reason})" if r.status == "skipped" else ""),
+             f"{r.seconds:.1f}s", f"{r.steps_per_second:,.0f}" if r.steps else "-"] for r in results]
+    print()
+    print(_table(rows, ["machine", "runs", "steps", "result", "time", "steps/s"]))
+    failures = [r for r in results if r.status in ("failed", "error")]
+    for r in failures:
+        print(f"\n=== {r.machine} against {r.target}: {r.status}: {r.reason}")
+        if r.trace is not None:
+            mark = r.trace["divergence"]["index"] if "divergence" in r.trace else len(r.trace["steps"]) - 1
+            for i, step in enumerate(r.trace["steps"]):
+                print(f"  {'>>' if i == mark else '  '} {Step.from_json(step).describe()}")
+            print(f"trace written to {r.trace_path}\nreproduce with: {r.trace['command']}")
+    print(f"\n{sum(r.status == 'passed' for r in results)} passed, {len(failures)} failed (seed {seed})")
+    return 1 if failures else 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from kvspec.stateful.traces.replay import render_result, replay_trace
     from kvspec.stateful.traces.schema import load_trace
@@ -570,6 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(0: off; default 5)")
     p.add_argument("--no-minimize", dest="minimize", action="store_false",
                    help="keep Hypothesis's shrunk steps as they are (default: delete unneeded steps by replay)")
+    p.add_argument("--fuzz", action="store_true",
+                   help="drive the rules from a seeded PRNG instead of Hypothesis's engine (no shrinking)")
+    p.add_argument("--fuzz-steps", type=int, metavar="N", help="with --fuzz: steps per machine (default 20,000)")
+    p.add_argument("--fuzz-run-length", type=int, default=100, metavar="RULES", help="with --fuzz: rules per run")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("replay", help="re-run a trace on the model and a target; exit 1 while it diverges")

@@ -17,12 +17,27 @@ Two rules beyond plain equality, checked on both sides:
 
 Comparison goes through a pluggable ``compare`` so that external engines can be held to a documented
 contract instead of exact equality (see ``kvspec.stateful.machines.radix``).
+
+Observation: ``observe="every-step"`` (the default, what ``kvspec check`` and replay use) reads
+and compares every observer after every step, as above.  ``observe="checkpoints"`` is the fuzz
+mode's cheaper contract (:mod:`kvspec.stateful.fuzz`): after every step it compares the return
+value or error and the ``drain_*`` observers (they are per-step and destructive); the other
+observers — the subject's *state* — are read only when someone asks (a machine reading
+``outcomes[-1]``) and compared at a :meth:`Differential.checkpoint`: every ``checkpoint_every``
+steps of a subject, and when the driver ends a run (a step that *is* the subject's only state
+observer, such as ``idx.dump_events()``, compares it like a checkpoint).  A state difference is therefore found a few
+steps late (a target that changes its state on an erroring step differs from the model, which
+did not, at the next checkpoint), and the fuzz driver replays the steps with
+``observe="every-step"`` to name the exact step, so traces read the same in both modes.  What this
+mode cannot see: a difference that a later step undoes before the checkpoint, and an erroring
+step that changes the *model* (the state is compared model against target, not before against
+after; ``kvspec check`` checks both).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -30,7 +45,11 @@ import attrs
 from kvspec import codec
 from kvspec.errors import KvSpecError
 
-__all__ = ["Comparator", "Differential", "Divergence", "Outcome", "Step", "exact_compare", "replay"]
+__all__ = ["OBSERVE_MODES", "Comparator", "Differential", "Divergence", "LazyObservations", "Outcome",
+           "StaleObservation", "Step", "exact_compare", "replay"]
+
+#: ``every-step``: every observer compared after every step; ``checkpoints``: see the module docs
+OBSERVE_MODES = ("every-step", "checkpoints")
 
 
 @attrs.frozen
@@ -105,6 +124,71 @@ def _encode_lenient(value: Any) -> Any:
         return {"$repr": repr(value)}
 
 
+def _read_observer(obj: Any, name: str) -> Any:
+    try:
+        return getattr(obj, name)()
+    except Exception as e:  # noqa: BLE001 - an observer may fail in any way; the failure is the value
+        return f"<{type(e).__name__}: {e}>"
+
+
+def _raise(exc: BaseException) -> None:
+    """``raise exc`` from a frame that does not keep ``exc`` in a variable (no reference cycle)."""
+    try:
+        raise exc
+    finally:
+        exc = None  # noqa: F841
+
+
+class StaleObservation(RuntimeError):
+    """An observer of an earlier step was read after a later step (``observe="checkpoints"``).
+
+    ``name`` is the observer: pass it in ``eager`` to have it read after every step."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"observer {name}() of an earlier step was not read in time: with "
+                         f"observe='checkpoints' read only the last step's observations, or name it in 'eager'")
+
+
+class LazyObservations(Mapping):
+    """One side's observers after one step, read on first access (``observe="checkpoints"``).
+
+    ``drain_*`` observers and the ``eager`` ones are read at once (drains are destructive and belong
+    to their step); the others when first asked for, which is only right while no later step has
+    touched the subject: once one has, the mapping is *stale* and an unread observer raises
+    :class:`StaleObservation` instead of answering with a later state.
+    """
+
+    __slots__ = ("_obj", "_names", "_values", "stale")
+
+    def __init__(self, obj: Any, names: Sequence[str], values: dict[str, Any]) -> None:
+        self._obj, self._names, self._values = obj, names, values
+        self.stale = False
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            if name not in self._names:
+                raise
+        if self.stale:
+            raise StaleObservation(name)
+        value = self._values[name] = _read_observer(self._obj, name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"LazyObservations(read={sorted(self._values)}, stale={self.stale})"
+
+
 class Divergence(AssertionError):
     """Model and target disagreed.  ``index`` is the failing step within ``steps``."""
 
@@ -159,6 +243,9 @@ class Differential:
         compare: Comparator = exact_compare,
         check_unchanged_on_error: bool = True,
         partial_errors: Sequence[str] = (),
+        observe: str = "every-step",
+        checkpoint_every: int = 16,
+        eager: Sequence[str] = (),
     ):
         self.model_ns = model
         self.target_ns = target
@@ -168,6 +255,21 @@ class Differential:
         #: error class names that legitimately leave a partial effect (the radix index's
         #: ``BlockNotFound``: the rest of the Removed event still applies)
         self.partial_errors = frozenset(partial_errors)
+        if observe not in OBSERVE_MODES:
+            raise ValueError(f"observe must be one of {OBSERVE_MODES}, not {observe!r}")
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.observe = observe
+        self.checkpoint_every = checkpoint_every
+        #: checkpoint mode: observers read after every step anyway (besides the drains)
+        self.eager = frozenset(eager)
+        self._every_step = observe == "every-step"
+        #: checkpoint mode: subject -> steps since its last checkpoint, and its latest observations
+        self._unchecked: dict[str, int] = {}
+        self._live: dict[str, tuple[LazyObservations, LazyObservations]] = {}
+        self._drains: dict[str, tuple[str, ...]] = {}
+        self._states: dict[str | None, tuple[str, ...]] = {}
+        self.checkpoints = 0
         self.steps: list[Step] = []
         self.outcomes: list[tuple[Outcome, Outcome]] = []
         self.model_objects: dict[str, Any] = {}
@@ -194,6 +296,8 @@ class Differential:
         :class:`kvspec.errors.KvSpecError`) when both sides agreed on raising it, so a rule can
         react to it like a caller of the model would.
         """
+        if not self._every_step:
+            return self._apply_at_checkpoints(step)
         self.steps.append(step)
         t0 = time.perf_counter()
         expected, model_exc = self._run(self.model_ns, self.model_objects, step, side="model")
@@ -204,7 +308,7 @@ class Differential:
         self.target_seconds += t2 - t1
         self.outcomes.append((expected, actual))
         if expected.error is not None and expected.error.startswith("crash:"):
-            raise model_exc  # a bug in the model or in the machine: surface it as is
+            _raise(model_exc)  # a bug in the model or in the machine: surface it as is
         diffs = self.compare(step, expected, actual)
         diffs += self._unchanged_on_error(step, expected, actual)
         if diffs:
@@ -213,25 +317,34 @@ class Differential:
         if step.subject in self.classes:
             self._last_observed[step.subject] = (expected.observed, actual.observed)
         if model_exc is not None:
-            raise model_exc
+            _raise(model_exc)
         return expected.value
 
     def _run(self, namespace: Any, objects: dict[str, Any], step: Step, side: str) -> tuple[Outcome, BaseException | None]:
-        value, error, message, exc = None, None, "", None
-        try:
-            if step.is_create:
-                cls = getattr(namespace, step.cls)
-                objects[step.subject] = cls(*step.args, **step.kwargs)
-                self.classes[step.subject] = step.cls
-            else:
-                obj = objects[step.subject]
-                value = getattr(obj, step.method)(*step.args, **step.kwargs)
-        except KvSpecError as e:
-            error, message, exc = type(e).__name__, str(e), e
-        except Exception as e:  # noqa: BLE001 - a target may fail in any way; report it
-            error, message, exc = f"crash:{type(e).__name__}", str(e), e
+        value, exc = self._call(namespace, objects, step)
+        if exc is not None and side == "target":
+            exc.__traceback__ = None  # only its class and message are reported; frees its frames
+        error, message = None, ""
+        if isinstance(exc, KvSpecError):
+            error, message = type(exc).__name__, str(exc)
+        elif exc is not None:  # a target may fail in any way; report it
+            error, message = f"crash:{type(exc).__name__}", str(exc)
         observed = self._observe(objects, step.subject, step.cls or self.classes.get(step.subject))
         return Outcome(value, error, message, observed), exc
+
+    def _call(self, namespace: Any, objects: dict[str, Any], step: Step) -> tuple[Any, BaseException | None]:
+        """Run the step on one side: ``(value, None)`` or ``(None, exception)``.
+
+        The exception is returned from inside its handler, which unbinds it from this frame: no
+        frame -> exception -> traceback -> frame cycle is left for the garbage collector."""
+        try:
+            if step.is_create:
+                objects[step.subject] = getattr(namespace, step.cls)(*step.args, **step.kwargs)
+                self.classes[step.subject] = step.cls
+                return None, None
+            return getattr(objects[step.subject], step.method)(*step.args, **step.kwargs), None
+        except Exception as e:  # noqa: BLE001 - a target may fail in any way; _run classifies it
+            return None, e
 
     def _observe(self, objects: dict[str, Any], subject: str, cls: str | None) -> dict[str, Any]:
         obj = objects.get(subject)
@@ -244,6 +357,116 @@ class Differential:
             except Exception as e:  # noqa: BLE001
                 out[name] = f"<{type(e).__name__}: {e}>"
         return out
+
+    # -- observe="checkpoints" -----------------------------------------------------------------
+
+    def _apply_at_checkpoints(self, step: Step) -> Any:
+        """:meth:`apply` with ``observe="checkpoints"``: value, error and drains now, the state at
+        the subject's next checkpoint.  Equal raw values skip the comparator: whatever it
+        tolerates, it accepts identical outcomes.  O(drains) besides the step itself."""
+        subject = step.subject
+        self.steps.append(step)
+        live = self._live.get(subject)
+        if live is not None:
+            live[0].stale = live[1].stale = True
+        t0 = time.perf_counter()
+        expected, model_exc = self._run_lazily(self.model_ns, self.model_objects, step, "model")
+        t1 = time.perf_counter()
+        actual, _ = self._run_lazily(self.target_ns, self.target_objects, step, "target")
+        self.target_seconds += time.perf_counter() - t1
+        self.model_seconds += t1 - t0
+        self.outcomes.append((expected, actual))
+        if expected.error is not None and expected.error.startswith("crash:"):
+            _raise(model_exc)  # a bug in the model or in the machine: surface it as is
+        drains_e = drains_a = {}
+        if isinstance(expected.observed, LazyObservations):  # nothing but the drains read yet
+            self._live[subject] = (expected.observed, actual.observed)
+            drains_e, drains_a = expected.observed._values, actual.observed._values
+        if not (expected.error == actual.error and drains_e == drains_a and expected.value == actual.value
+                and type(expected.value) is type(actual.value)):
+            self._compare_now(step, expected, actual, dict(drains_e), dict(drains_a))
+        if step.is_create:
+            self._unchecked[subject] = 0
+        elif expected.error is None and self._states_of(subject) == (step.method,):
+            self._unchecked[subject] = 0  # the step read the only state observer: compared above
+        else:
+            unchecked = self._unchecked[subject] = self._unchecked.get(subject, 0) + 1
+            if unchecked >= self.checkpoint_every:
+                self.checkpoint(subject)
+        if model_exc is not None:
+            _raise(model_exc)
+        return expected.value
+
+    def _run_lazily(self, namespace: Any, objects: dict[str, Any], step: Step, side: str) -> tuple[Outcome, BaseException | None]:
+        value, exc = self._call(namespace, objects, step)
+        error, message = None, ""
+        if exc is not None:
+            if side == "target":
+                exc.__traceback__ = None
+            error = type(exc).__name__ if isinstance(exc, KvSpecError) else f"crash:{type(exc).__name__}"
+            message = str(exc)
+        obj = objects.get(step.subject)
+        cls = step.cls or self.classes.get(step.subject)
+        if obj is None or cls is None:
+            return Outcome(value, error, message, {}), exc
+        drains = self._drains.get(cls)
+        if drains is None:
+            drains = self._drains[cls] = tuple(n for n in self.observers.get(cls, ())
+                                               if n.startswith("drain") or n in self.eager)
+        read = {name: _read_observer(obj, name) for name in drains} if drains else {}
+        return Outcome(value, error, message, LazyObservations(obj, self.observers.get(cls, ()), read)), exc
+
+    def _compare_now(self, step: Step, expected: Outcome, actual: Outcome, drains_e: dict, drains_a: dict) -> None:
+        shown_e = Outcome(expected.value, expected.error, expected.message, drains_e)
+        shown_a = Outcome(actual.value, actual.error, actual.message, drains_a)
+        diffs = self.compare(step, shown_e, shown_a)
+        for side, outcome in (("model", shown_e), ("target", shown_a)):
+            if outcome.error is not None and outcome.error not in self.partial_errors:
+                diffs += [f"{side} raised {outcome.error} but still produced {name}() = {now!r}"
+                          for name, now in outcome.observed.items() if now and name.startswith("drain")]
+        if diffs:
+            raise Divergence(diffs[0], steps=self.steps, index=len(self.steps) - 1, expected=shown_e,
+                             actual=shown_a, differences=diffs)
+
+    def _states_of(self, subject: str) -> tuple[str, ...]:
+        """The subject's state observers (every observer but the drains)."""
+        cls = self.classes.get(subject)
+        states = self._states.get(cls)
+        if states is None:
+            states = self._states[cls] = tuple(n for n in self.observers.get(cls, ()) if not n.startswith("drain"))
+        return states
+
+    def checkpoint(self, subject: str | None = None) -> None:
+        """Compare the state observers of ``subject`` (of every subject stepped since its last
+        checkpoint when ``None``) on both sides; raise :class:`Divergence` on a difference.
+
+        With ``observe="every-step"`` every step already did this: nothing to do.
+        """
+        if self._every_step:
+            return
+        subjects = [subject] if subject is not None else [s for s, n in self._unchecked.items() if n]
+        for name in subjects:
+            self._unchecked[name] = 0
+            cls = self.classes.get(name)
+            if cls is None or name not in self.model_objects or name not in self.target_objects:
+                continue
+            states = self._states_of(name)
+            live = self._live.get(name)
+            if live is not None and not live[0].stale:  # reuse what the machine already read
+                want = {n: live[0][n] for n in states}
+                got = {n: live[1][n] for n in states}
+            else:
+                want = {n: _read_observer(self.model_objects[name], n) for n in states}
+                got = {n: _read_observer(self.target_objects[name], n) for n in states}
+            self.checkpoints += 1
+            if want == got:
+                continue
+            step = next(s for s in reversed(self.steps) if s.subject == name)
+            expected, actual = Outcome(observed=want), Outcome(observed=got)
+            diffs = self.compare(step, expected, actual)
+            if diffs:
+                raise Divergence(f"at a checkpoint: {diffs[0]}", steps=self.steps, index=len(self.steps) - 1,
+                                 expected=expected, actual=actual, differences=diffs)
 
     def _unchanged_on_error(self, step: Step, expected: Outcome, actual: Outcome) -> list[str]:
         if not self.check_unchanged_on_error or step.is_create or step.subject not in self._last_observed:

@@ -75,6 +75,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     partial_errors: ClassVar[tuple[str, ...]] = ()
     stats: ClassVar[RunStats]
     model_namespace: ClassVar[Any] = kvspec.model
+    #: extra :class:`Differential` options; the fuzz driver sets ``observe="checkpoints"`` here
+    run_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Enter each :func:`weight`-ed rule as many times as its weight (see :func:`weight`)."""
@@ -92,6 +94,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             observers=cls.observers,
             compare=cls.compare,
             partial_errors=cls.partial_errors,
+            **cls.run_options,
         )
         cls.stats.examples += 1
 
@@ -100,7 +103,9 @@ class DifferentialMachine(RuleBasedStateMachine):
         try:
             return self.run.call(subject, method, *args, **kwargs), None
         except KvSpecError as error:
-            return None, error
+            # the error is a value here; its traceback would tie the caller's frame (which keeps
+            # the error) into a reference cycle only the garbage collector frees
+            return None, error.with_traceback(None)
 
     @invariant()
     def target_structures_hold(self) -> None:

@@ -37,6 +37,7 @@ LAYERS = {
     "kvspec.stateful.differential": 6, "kvspec.stateful.replay": 6, "kvspec.stateful.trace": 6,
     # 7: the runner (writes failures as traces), and its old path
     "kvspec.stateful.runner": 7, "kvspec.stateful.check": 7, "kvspec.stateful.corpus": 7, "kvspec.testing": 7,
+    "kvspec.stateful.fuzz": 7,
     # 8: front ends
     "kvspec.cli": 8, "kvspec.__main__": 8, "kvspec.bench": 8, "kvspec.install": 8, "kvspec.validate": 8,
 }
