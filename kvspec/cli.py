@@ -209,6 +209,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.rest) or 0)
 
 
+def cmd_install_engine(args: argparse.Namespace) -> int:
+    from kvspec.install import install
+
+    return install(args.engine, dry_run=args.dry_run, torch_index=args.torch_index)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kvspec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", action="store_true", help="only mutants without a trace in the corpus yet")
     p.add_argument("-j", "--jobs", type=int, default=1, help="mutants to search in parallel processes")
     p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("install-engine", help="install a real engine (vllm, sglang) into this environment, CPU only")
+    p.add_argument("engine", choices=["vllm", "sglang"])
+    p.add_argument("--dry-run", action="store_true", help="print the pip commands, run nothing")
+    p.add_argument("--torch-index", metavar="URL", help="index for the CPU torch wheel (default: pip's configuration)")
+    p.set_defaults(func=cmd_install_engine)
 
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)
