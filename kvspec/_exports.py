@@ -22,6 +22,7 @@ EXPORTS = {
     "DedupTracker": "tracker",
     "PassthroughTracker": "tracker",
     "NativeBlockPool": "native_pool",
+    "VllmPrefixCache": "vllm_cache",
 }
 
 

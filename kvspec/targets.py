@@ -31,6 +31,8 @@ KNOWN_CLASSES = (
     "TieredIndex",
     "DedupTracker",
     "PassthroughTracker",
+    "NativeBlockPool",
+    "VllmPrefixCache",
 )
 
 
