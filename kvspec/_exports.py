@@ -23,6 +23,7 @@ EXPORTS = {
     "PassthroughTracker": "tracker",
     "NativeBlockPool": "native_pool",
     "VllmPrefixCache": "vllm_cache",
+    "EventDedupFilter": "event_filter",
 }
 
 

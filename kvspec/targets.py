@@ -33,6 +33,7 @@ KNOWN_CLASSES = (
     "PassthroughTracker",
     "NativeBlockPool",
     "VllmPrefixCache",
+    "EventDedupFilter",
 )
 
 

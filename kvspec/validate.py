@@ -1,0 +1,359 @@
+"""``kvspec validate FILE...``: check a KV-event stream recorded from a running engine.
+
+A router (Dynamo's ``KvIndexer``, llm-d, aibrix) trusts each worker's event stream to describe the
+blocks the worker holds.  This validator replays a recorded stream against that **router
+contract**, per ``(worker, dp rank, storage tier)``:
+
+1. **Parents first.**  A ``Stored`` whose parent is not currently held (never announced, or
+   already removed) is a violation: the router cannot attach it (``ParentBlockNotFound``).
+2. **Remove what is held.**  A ``Removed`` naming a block that is not held is a violation.
+3. **Announce once.**  A ``Stored`` of a block already held is a violation unless the stream's
+   mode allows copies (``--mode copies``: vLLM's per-copy events; the block is then held until as
+   many removes as stores).
+4. **Clears reach only the tier they name**: ``Cleared`` forgets the (worker, rank)'s blocks on
+   its tier, nothing else.
+5. **No gaps.**  Event ids (Dynamo) or batch sequence numbers (vLLM / SGLang ZMQ frames) increase
+   by exactly one per (worker, rank).
+6. **Wire hashes are u64** (what Dynamo's router accepts); a negative hash (SGLang's signed int64)
+   is a violation.
+
+Formats (detected from the first byte; ``--format`` forces one):
+
+* ``dynamo`` — JSON lines of ``RouterEvent`` (``{"worker_id", "event": {"event_id", "data",
+  "dp_rank"}, "storage_tier"}``), e.g. what ``dump_tree_as_events`` or an event tap writes;
+* ``zmq`` — vLLM's (and SGLang's) ``KVEventBatch`` msgpack, as the ZMQ publisher sends it: a
+  sequence of msgpack records, each the multipart frames ``[topic, seq (8 bytes big-endian),
+  payload]`` or a bare payload ``[ts, events, dp_rank]``; events are tagged arrays
+  (``["BlockStored", hashes, parent, token_ids, block_size, ...]``, ``["BlockRemoved", hashes,
+  medium, ...]``, ``["AllBlocksCleared"]``).  ``--worker N`` names the worker (default 0).
+
+The first violation is printed with a **minimal witness**: the events of its stream that mention
+its blocks, then reduced by deleting events while the same violation (same kind, same event)
+persists.  Exit status: 0 clean, 1 violation, 2 bad input (one line, never a traceback).
+
+Memory is bounded by the blocks held (one pass; the witness is gathered by a second pass that
+keeps only events naming the violation's blocks).
+
+>>> import io
+>>> lines = [
+...     '{"worker_id": 1, "event": {"event_id": 0, "data": {"stored": {"parent_hash": null,'
+...     ' "blocks": [{"block_hash": 7, "tokens_hash": 1}]}}}}',
+...     '{"worker_id": 1, "event": {"event_id": 1, "data": {"removed": {"block_hashes": [7]}}}}',
+...     '{"worker_id": 1, "event": {"event_id": 2, "data": {"removed": {"block_hashes": [7]}}}}',
+... ]
+>>> violation = first_violation(parse_dynamo(io.StringIO("\\n".join(lines))), mode="exact")
+>>> violation.kind, violation.index
+('removed-not-held', 2)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from kvspec.errors import KvSpecError
+
+__all__ = ["Event", "StreamError", "Violation", "first_violation", "main", "minimal_witness", "parse_dynamo",
+           "parse_zmq", "validate_file"]
+
+MODES = ("exact", "copies")
+U64 = 2**64
+
+
+class StreamError(KvSpecError, ValueError):
+    """The file is not a stream of the format (exit 2)."""
+
+
+@attrs.frozen
+class Event:
+    """One event, reduced to what the contract needs.  ``seq`` is the event id or batch number."""
+
+    index: int
+    worker: int
+    rank: int
+    tier: str
+    seq: int | None
+    kind: str  # stored | removed | cleared
+    parent: int | None = None
+    hashes: tuple[int, ...] = ()
+
+    @property
+    def stream(self) -> tuple[int, int]:
+        return (self.worker, self.rank)
+
+    def describe(self) -> str:
+        where = f"worker {self.worker} rank {self.rank}" + ("" if self.tier == "device" else f" {self.tier}")
+        seq = "" if self.seq is None else f" #{self.seq}"
+        if self.kind == "stored":
+            return f"[{self.index}] {where}{seq}: Stored(parent={_h(self.parent)}, {[_h(h) for h in self.hashes]})"
+        if self.kind == "removed":
+            return f"[{self.index}] {where}{seq}: Removed({[_h(h) for h in self.hashes]})"
+        return f"[{self.index}] {where}{seq}: Cleared"
+
+
+def _h(value: int | None) -> str:
+    return "None" if value is None else f"{value:#x}" if value >= 0 else str(value)
+
+
+@attrs.frozen
+class Violation:
+    kind: str
+    index: int
+    message: str
+    #: the blocks the violation is about (the witness keeps events naming them)
+    blocks: tuple[int, ...] = ()
+
+
+# --- the contract ------------------------------------------------------------------------------------
+
+
+class Checker:
+    """Streaming state of the contract: held blocks (with counts in ``copies`` mode) per stream."""
+
+    def __init__(self, mode: str) -> None:
+        if mode not in MODES:
+            raise StreamError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.held: dict[tuple[int, int, str], dict[int, int]] = {}
+        self.last_seq: dict[tuple[int, int], int] = {}
+        self.events = 0
+
+    def feed(self, e: Event) -> Violation | None:
+        self.events += 1
+        if e.seq is not None:
+            last = self.last_seq.get(e.stream)
+            if last is not None and e.seq != last + 1 and e.seq != last:
+                return Violation("gap", e.index, f"{e.describe()}: event id {e.seq} after {last} "
+                                 f"(expected {last + 1})", ())
+            self.last_seq[e.stream] = e.seq
+        for h in ((e.parent,) if e.parent is not None else ()) + e.hashes:
+            if not 0 <= h < U64:
+                return Violation("hash-not-u64", e.index, f"{e.describe()}: hash {h} is not a u64 "
+                                 "(Dynamo's router rejects the event)", (h,))
+        held = self.held.setdefault((e.worker, e.rank, e.tier), {})
+        if e.kind == "cleared":
+            held.clear()
+            return None
+        if e.kind == "stored":
+            if e.parent is not None and e.parent not in held:
+                return Violation("parent-not-held", e.index, f"{e.describe()}: parent {_h(e.parent)} is not held "
+                                 "(never announced or already removed)", (e.parent,))
+            for h in e.hashes:
+                if h in held and self.mode == "exact":
+                    return Violation("stored-twice", e.index, f"{e.describe()}: block {_h(h)} is already held "
+                                     "(announced twice; --mode copies allows per-copy streams)", (h,))
+            for h in e.hashes:
+                held[h] = held.get(h, 0) + 1
+            return None
+        for h in e.hashes:
+            if h not in held:
+                return Violation("removed-not-held", e.index, f"{e.describe()}: block {_h(h)} is not held", (h,))
+            held[h] -= 1
+            if held[h] == 0:
+                del held[h]
+        return None
+
+
+def first_violation(events: Iterable[Event], mode: str = "exact") -> Violation | None:
+    checker = Checker(mode)
+    for e in events:
+        found = checker.feed(e)
+        if found is not None:
+            return found
+    return None
+
+
+def _same(a: Violation | None, b: Violation) -> bool:
+    return a is not None and a.kind == b.kind and a.index == b.index
+
+
+def minimal_witness(events: Sequence[Event], violation: Violation, mode: str) -> list[Event]:
+    """Fewest events (a subsequence of ``events``, ending with the violating one) that still fail
+    the same way: chunks are deleted while the same violation at the same event persists."""
+    assert events and events[-1].index == violation.index
+    kept = list(events)
+    chunk = max(1, len(kept) // 2)
+    while chunk >= 1:
+        i, removed_any = 0, False
+        while i < len(kept) - 1:
+            candidate = kept[:i] + kept[min(i + chunk, len(kept) - 1):]
+            if _same(first_violation(candidate, mode), violation):
+                kept, removed_any = candidate, True
+            else:
+                i += chunk
+        if not removed_any:
+            chunk //= 2
+    return kept
+
+
+# --- formats -----------------------------------------------------------------------------------------
+
+
+def _u(value: Any, what: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StreamError(f"{where}: {what} must be an integer, got {value!r}")
+    return value
+
+
+def parse_dynamo(lines: Iterable[str]) -> Iterator[Event]:
+    """``RouterEvent`` JSON lines -> events (blank lines skipped)."""
+    index = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            obj = json.loads(line)
+            worker = _u(obj["worker_id"], "worker_id", where)
+            ev = obj["event"]
+            tier = obj.get("storage_tier", "device")
+            seq = _u(ev["event_id"], "event_id", where)
+            rank = _u(ev.get("dp_rank", 0), "dp_rank", where)
+            data = ev["data"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StreamError(f"{where}: not a Dynamo RouterEvent ({type(exc).__name__}: {exc})") from None
+        if data == "cleared" or (isinstance(data, dict) and "cleared" in data):
+            yield Event(index, worker, rank, tier, seq, "cleared")
+        elif isinstance(data, dict) and "stored" in data:
+            stored = data["stored"]
+            try:
+                hashes = tuple(_u(b["block_hash"], "block_hash", where) for b in stored["blocks"])
+                parent = stored.get("parent_hash")
+            except (KeyError, TypeError) as exc:
+                raise StreamError(f"{where}: bad stored event ({exc})") from None
+            yield Event(index, worker, rank, tier, seq, "stored", None if parent is None else _u(parent, "parent", where),
+                        hashes)
+        elif isinstance(data, dict) and "removed" in data:
+            try:
+                hashes = tuple(_u(h, "block hash", where) for h in data["removed"]["block_hashes"])
+            except (KeyError, TypeError) as exc:
+                raise StreamError(f"{where}: bad removed event ({exc})") from None
+            yield Event(index, worker, rank, tier, seq, "removed", None, hashes)
+        else:
+            raise StreamError(f"{where}: unknown event data {str(data)[:60]!r}")
+        index += 1
+
+
+_MEDIUM_TIER = {None: "device", "GPU": "device", "CPU": "host_pinned", "DISK": "disk", "STORAGE": "external"}
+
+
+def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
+    """vLLM / SGLang ``KVEventBatch`` msgpack records -> events (see the module docstring)."""
+    try:
+        import msgpack
+    except ImportError:  # pragma: no cover - msgpack comes with the dynamo extra
+        raise StreamError("reading msgpack streams needs the msgpack package (pip install msgpack)") from None
+    unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
+    index = 0
+    record = 0
+    try:
+        for obj in unpacker:
+            record += 1
+            where = f"record {record}"
+            seq = None
+            if isinstance(obj, list) and len(obj) == 3 and all(isinstance(f, bytes) for f in obj):
+                seq = int.from_bytes(obj[1], "big")
+                obj = msgpack.unpackb(obj[2], raw=False, strict_map_key=False)
+            if not isinstance(obj, list) or len(obj) < 2 or not isinstance(obj[1], list):
+                raise StreamError(f"{where}: not a KVEventBatch [ts, events, dp_rank]")
+            rank = obj[2] if len(obj) > 2 and obj[2] is not None else 0
+            _u(rank, "data_parallel_rank", where)
+            for ev in obj[1]:
+                if not isinstance(ev, list) or not ev or not isinstance(ev[0], str):
+                    raise StreamError(f"{where}: not a tagged KV event: {str(ev)[:60]!r}")
+                tag = ev[0]
+                if tag == "BlockStored":
+                    hashes = tuple(_u(h, "block hash", where) for h in ev[1])
+                    parent = None if ev[2] is None else _u(ev[2], "parent hash", where)
+                    medium = ev[6] if len(ev) > 6 else None
+                    yield Event(index, worker, rank, _MEDIUM_TIER.get(medium, str(medium)), seq, "stored", parent, hashes)
+                elif tag == "BlockRemoved":
+                    hashes = tuple(_u(h, "block hash", where) for h in ev[1])
+                    medium = ev[2] if len(ev) > 2 else None
+                    yield Event(index, worker, rank, _MEDIUM_TIER.get(medium, str(medium)), seq, "removed", None, hashes)
+                elif tag == "AllBlocksCleared":
+                    yield Event(index, worker, rank, "device", seq, "cleared")
+                else:
+                    raise StreamError(f"{where}: unknown event tag {tag!r}")
+                index += 1
+                seq = None  # one sequence number per batch: only its first event carries it
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, IndexError, TypeError) as exc:
+        if isinstance(exc, StreamError):
+            raise
+        raise StreamError(f"record {record + 1}: not msgpack KVEventBatch data ({type(exc).__name__}: {exc})") from None
+
+
+def _opener(path: str, fmt: str, worker: int) -> Callable[[], Iterator[Event]]:
+    """A function that re-reads ``path`` from the start (the witness needs a second pass)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StreamError(f"{path}: no such file")
+    if fmt == "auto":
+        with p.open("rb") as f:
+            head = f.read(64).lstrip()
+        fmt = "dynamo" if head[:1] in (b"{", b"") else "zmq"
+
+    def events() -> Iterator[Event]:
+        if fmt == "dynamo":
+            with p.open("r", encoding="utf-8", errors="strict") as f:
+                try:
+                    yield from parse_dynamo(f)
+                except UnicodeDecodeError as exc:
+                    raise StreamError(f"{path}: not UTF-8 JSON lines ({exc.reason})") from None
+        else:
+            with p.open("rb") as f:
+                yield from parse_zmq(f, worker)
+
+    return events
+
+
+def validate_file(path: str, *, mode: str = "exact", fmt: str = "auto", worker: int = 0,
+                  witness_limit: int = 400) -> tuple[int, Violation | None, list[Event]]:
+    """``(events read, first violation or None, minimal witness)`` of one recorded stream."""
+    read = _opener(path, fmt, worker)
+    checker = Checker(mode)
+    violation = None
+    for e in read():
+        violation = checker.feed(e)
+        if violation is not None:
+            break
+    if violation is None:
+        return checker.events, None, []
+    relevant: list[Event] = []
+    blocks = set(violation.blocks)
+    target_stream = None
+    for e in read():
+        if e.index == violation.index:
+            target_stream = e.stream
+            relevant.append(e)
+            break
+        if e.kind == "cleared" or blocks.intersection(e.hashes) or (e.parent is not None and e.parent in blocks):
+            relevant.append(e)
+    relevant = [e for e in relevant if e.stream == target_stream][-witness_limit:]
+    if not _same(first_violation(relevant, mode), violation):
+        return checker.events, violation, relevant[-1:]  # the violation needs more context than its blocks
+    return checker.events, violation, minimal_witness(relevant, violation, mode)
+
+
+def main(paths: Sequence[str], *, mode: str = "exact", fmt: str = "auto", worker: int = 0, out=None) -> int:
+    import sys
+
+    out = out or sys.stdout
+    status = 0
+    for path in paths:
+        count, violation, witness = validate_file(path, mode=mode, fmt=fmt, worker=worker)
+        if violation is None:
+            print(f"{path}: OK, {count:,} events, no violation ({mode} mode)", file=out)
+            continue
+        status = 1
+        print(f"{path}: VIOLATION {violation.kind} at event {violation.index} ({count:,} events read)", file=out)
+        print(f"  {violation.message}", file=out)
+        print(f"  minimal witness ({len(witness)} events):", file=out)
+        for e in witness:
+            print(f"    {e.describe()}", file=out)
+    return status
