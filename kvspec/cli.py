@@ -215,6 +215,12 @@ def cmd_install_engine(args: argparse.Namespace) -> int:
     return install(args.engine, dry_run=args.dry_run, torch_index=args.torch_index)
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kvspec.validate import main as validate
+
+    return validate(args.files, mode=args.mode, fmt=args.format, worker=args.worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kvspec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the pip commands, run nothing")
     p.add_argument("--torch-index", metavar="URL", help="index for the CPU torch wheel (default: pip's configuration)")
     p.set_defaults(func=cmd_install_engine)
+
+    p = sub.add_parser("validate", help="check recorded KV-event streams against the router contract (exit 1 on a violation)")
+    p.add_argument("files", nargs="+", help="Dynamo RouterEvent JSON lines, or vLLM/SGLang KVEventBatch msgpack")
+    p.add_argument("--mode", choices=["exact", "copies"], default="exact",
+                   help="exact: a block is announced once; copies: per-copy streams (vLLM), held until as many removes")
+    p.add_argument("--format", choices=["auto", "dynamo", "zmq"], default="auto", help="stream format (default: auto)")
+    p.add_argument("--worker", type=int, default=0, help="worker id of a ZMQ (vLLM/SGLang) stream (default 0)")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)

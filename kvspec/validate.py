@@ -24,8 +24,8 @@ Formats (detected from the first byte; ``--format`` forces one):
 * ``zmq`` — vLLM's (and SGLang's) ``KVEventBatch`` msgpack, as the ZMQ publisher sends it: a
   sequence of msgpack records, each the multipart frames ``[topic, seq (8 bytes big-endian),
   payload]`` or a bare payload ``[ts, events, dp_rank]``; events are tagged arrays
-  (``["BlockStored", hashes, parent, token_ids, block_size, ...]``, ``["BlockRemoved", hashes,
-  medium, ...]``, ``["AllBlocksCleared"]``).  ``--worker N`` names the worker (default 0).
+  (maps tagged ``{"type": "BlockStored", "block_hashes", "parent_block_hash", ...}`` as vLLM's
+  msgspec structs encode, or tagged arrays ``["BlockStored", hashes, parent, ...]``).  ``--worker N`` names the worker (default 0).
 
 The first violation is printed with a **minimal witness**: the events of its stream that mention
 its blocks, then reduced by deleting events while the same violation (same kind, same event)
@@ -242,6 +242,30 @@ def parse_dynamo(lines: Iterable[str]) -> Iterator[Event]:
 _MEDIUM_TIER = {None: "device", "GPU": "device", "CPU": "host_pinned", "DISK": "disk", "STORAGE": "external"}
 
 
+
+#: field order of the array form (``array_like`` structs, tag first), as msgspec encodes them
+_ARRAY_FIELDS = {
+    "BlockStored": ("block_hashes", "parent_block_hash", "token_ids", "block_size", "lora_id", "medium"),
+    "BlockRemoved": ("block_hashes", "medium"),
+    "AllBlocksCleared": (),
+}
+
+
+def _event_fields(ev: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """``(tag, fields)`` of one event: a map with ``type`` (vLLM's tagged struct) or a tagged array."""
+    if isinstance(ev, dict) and isinstance(ev.get("type"), str):
+        fields = ev
+        tag = ev["type"]
+    elif isinstance(ev, list) and ev and isinstance(ev[0], str):
+        tag = ev[0]
+        fields = dict(zip(_ARRAY_FIELDS.get(tag, ()), ev[1:]))
+    else:
+        raise StreamError(f"{where}: not a tagged KV event: {str(ev)[:60]!r}")
+    if tag in ("BlockStored", "BlockRemoved") and not isinstance(fields.get("block_hashes"), list):
+        raise StreamError(f"{where}: {tag} without a block_hashes list")
+    return tag, fields
+
+
 def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
     """vLLM / SGLang ``KVEventBatch`` msgpack records -> events (see the module docstring)."""
     try:
@@ -264,18 +288,17 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
             rank = obj[2] if len(obj) > 2 and obj[2] is not None else 0
             _u(rank, "data_parallel_rank", where)
             for ev in obj[1]:
-                if not isinstance(ev, list) or not ev or not isinstance(ev[0], str):
-                    raise StreamError(f"{where}: not a tagged KV event: {str(ev)[:60]!r}")
-                tag = ev[0]
+                tag, fields = _event_fields(ev, where)
+                medium = fields.get("medium")
+                tier = _MEDIUM_TIER.get(medium, str(medium).lower())
                 if tag == "BlockStored":
-                    hashes = tuple(_u(h, "block hash", where) for h in ev[1])
-                    parent = None if ev[2] is None else _u(ev[2], "parent hash", where)
-                    medium = ev[6] if len(ev) > 6 else None
-                    yield Event(index, worker, rank, _MEDIUM_TIER.get(medium, str(medium)), seq, "stored", parent, hashes)
+                    hashes = tuple(_u(h, "block hash", where) for h in fields["block_hashes"])
+                    parent = fields.get("parent_block_hash")
+                    parent = None if parent is None else _u(parent, "parent hash", where)
+                    yield Event(index, worker, rank, tier, seq, "stored", parent, hashes)
                 elif tag == "BlockRemoved":
-                    hashes = tuple(_u(h, "block hash", where) for h in ev[1])
-                    medium = ev[2] if len(ev) > 2 else None
-                    yield Event(index, worker, rank, _MEDIUM_TIER.get(medium, str(medium)), seq, "removed", None, hashes)
+                    hashes = tuple(_u(h, "block hash", where) for h in fields["block_hashes"])
+                    yield Event(index, worker, rank, tier, seq, "removed", None, hashes)
                 elif tag == "AllBlocksCleared":
                     yield Event(index, worker, rank, "device", seq, "cleared")
                 else:
