@@ -87,9 +87,18 @@ SGLANG = Recipe(
     steps=(
         (TORCH,),
         ("--no-deps", "sglang==0.5.23"),
-        (),  # filled in below (the import-driven list)
+        (
+            # what sglang.srt.mem_cache.radix_cache imports, inside SGLang 0.5.23's requirements
+            # (transformers==5.19.0, tokenizers==0.23.2); triton is imported by its kernels' modules
+            "transformers==5.19.0", "tokenizers==0.23.2", "numpy", "requests", "triton==3.9.0", "packaging",
+            "pillow", "starlette", "msgspec", "pydantic", "pyzmq>=25.1.2", "tqdm", "IPython", "aiohttp",
+            "msgpack>=1.0",
+        ),
     ),
     verify=("sglang.srt.mem_cache.radix_cache",),
+    note="PyPI's torchvision is built against CUDA torch and fails to load beside the CPU build "
+    "('operator torchvision::nms does not exist'); SGLang imports torchvision.transforms at import time "
+    "(multimodal configs), so a stub package that raises on use is installed when no torchvision imports",
 )
 
 RECIPES = {"vllm": VLLM, "sglang": SGLANG}
@@ -134,6 +143,46 @@ def site_packages_bytes(path: str | None = None) -> int:
     return total
 
 
+#: files of the torchvision stub (see the SGLang recipe's note): importable, raises on any use
+TORCHVISION_STUB = {
+    "torchvision/__init__.py": (
+        '"""Stub installed by kvspec install-engine: PyPI\'s torchvision cannot load beside CPU torch.\n\n'
+        'SGLang imports torchvision.transforms at import time (multimodal configs); kvspec drives only\n'
+        'its KV cache, which never uses it.  Any use raises ImportError."""\n'
+        '__version__ = "0.0.0+kvspec.stub"\n'
+    ),
+    "torchvision/transforms/__init__.py": "from torchvision._unavailable import __getattr__  # noqa: F401\n",
+    **{f"torchvision/{name}": "from torchvision._unavailable import __getattr__  # noqa: F401\n"
+       for name in ("transforms/functional.py", "transforms/v2/__init__.py", "transforms/v2/functional.py",
+                    "io.py", "ops.py", "utils.py", "models/__init__.py", "datasets.py")},
+    "torchvision/_unavailable.py": (
+        "class Unavailable:\n"
+        "    def __init__(self, name):\n        self._name = name\n"
+        "    def __getattr__(self, attr):\n        return Unavailable(f'{self._name}.{attr}')\n"
+        "    def __call__(self, *args, **kwargs):\n"
+        "        raise ImportError(f'torchvision stub (kvspec install-engine): {self._name} is not available')\n"
+        "def __getattr__(name):\n"
+        "    if name.startswith('__'):\n        raise AttributeError(name)\n"
+        "    return Unavailable(name)\n"
+    ),
+}
+
+
+def install_torchvision_stub(python: str | None = None) -> str | None:
+    """Write the stub into site-packages unless a real torchvision imports; returns its path."""
+    python = python or sys.executable
+    if subprocess.run([python, "-c", "import torchvision.transforms"], capture_output=True, check=False).returncode == 0:
+        return None
+    subprocess.run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "torchvision"], check=False,
+                   capture_output=True)
+    root = Path(sysconfig.get_paths()["purelib"])
+    for rel, text in TORCHVISION_STUB.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root / "torchvision")
+
+
 def install(engine: str, *, dry_run: bool = False, torch_index: str | None = None, stream=None) -> int:
     """Run ``engine``'s recipe in this environment; print what ran, the time and the size added."""
     stream = stream or sys.stdout
@@ -149,6 +198,9 @@ def install(engine: str, *, dry_run: bool = False, torch_index: str | None = Non
         for cmd in cmds:
             print(f"PIP_CONSTRAINT={TORCH!r} {shlex.join(cmd)}", file=stream, flush=True)
         if dry_run:
+            if engine == "sglang":
+                print("then, unless a real torchvision imports: the torchvision stub (kvspec.install.TORCHVISION_STUB)",
+                      file=stream)
             return 0
         before = site_packages_bytes()
         start = time.monotonic()
@@ -157,6 +209,10 @@ def install(engine: str, *, dry_run: bool = False, torch_index: str | None = Non
             if result.returncode != 0:
                 print(f"kvspec install-engine: step failed (exit {result.returncode}): {shlex.join(cmd)}", file=stream)
                 return 1
+        if engine == "sglang":
+            stub = install_torchvision_stub()
+            if stub:
+                print(f"installed the torchvision stub at {stub} (see the note above)", file=stream)
         seconds = time.monotonic() - start
         added = site_packages_bytes() - before
     verify = [sys.executable, "-c", "import " + ", ".join(recipe.verify)]
