@@ -115,7 +115,8 @@ class Violation:
 class Checker:
     """Streaming state of the contract: held blocks (with counts in ``copies`` mode) per stream."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, gaps: bool = True) -> None:
+        self.gaps = gaps
         if mode not in MODES:
             raise StreamError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
@@ -125,7 +126,7 @@ class Checker:
 
     def feed(self, e: Event) -> Violation | None:
         self.events += 1
-        if e.seq is not None:
+        if e.seq is not None and self.gaps:
             last = self.last_seq.get(e.stream)
             if last is not None and e.seq != last + 1 and e.seq != last:
                 return Violation("gap", e.index, f"{e.describe()}: event id {e.seq} after {last} "
@@ -159,8 +160,9 @@ class Checker:
         return None
 
 
-def first_violation(events: Iterable[Event], mode: str = "exact") -> Violation | None:
-    checker = Checker(mode)
+def first_violation(events: Iterable[Event], mode: str = "exact", gaps: bool = True) -> Violation | None:
+    """The first violation of the contract in ``events`` (``gaps=False``: event ids not checked)."""
+    checker = Checker(mode, gaps)
     for e in events:
         found = checker.feed(e)
         if found is not None:
@@ -170,6 +172,30 @@ def first_violation(events: Iterable[Event], mode: str = "exact") -> Violation |
 
 def _same(a: Violation | None, b: Violation) -> bool:
     return a is not None and a.kind == b.kind and a.index == b.index
+
+
+def _reproduces(events: Sequence[Event], violation: Violation, mode: str) -> bool:
+    """Whether ``events`` fail exactly like ``violation``; a witness of anything but a gap may skip
+    event ids (deleting events must not turn every witness into a gap)."""
+    return _same(first_violation(events, mode, gaps=violation.kind == "gap"), violation)
+
+
+def backward_slice(events: Sequence[Event]) -> list[Event]:
+    """The events the last one can depend on: walking back, keep every event that names a block
+    already in the slice (as a block or a parent), every clear, and the event just before each kept
+    event id (a gap needs its predecessor); kept events add their blocks and parent to the slice."""
+    last = events[-1]
+    blocks = set(last.hashes) | ({last.parent} if last.parent is not None else set())
+    kept = [last]
+    need_prev = last.seq is not None
+    for e in reversed(events[:-1]):
+        names = set(e.hashes) | ({e.parent} if e.parent is not None else set())
+        if e.kind == "cleared" or names & blocks or need_prev:
+            kept.append(e)
+            blocks |= names
+            need_prev = False
+    kept.reverse()
+    return kept
 
 
 def minimal_witness(events: Sequence[Event], violation: Violation, mode: str) -> list[Event]:
@@ -182,7 +208,7 @@ def minimal_witness(events: Sequence[Event], violation: Violation, mode: str) ->
         i, removed_any = 0, False
         while i < len(kept) - 1:
             candidate = kept[:i] + kept[min(i + chunk, len(kept) - 1):]
-            if _same(first_violation(candidate, mode), violation):
+            if _reproduces(candidate, violation, mode):
                 kept, removed_any = candidate, True
             else:
                 i += chunk
@@ -275,9 +301,11 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
     unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
     index = 0
     record = 0
+    complete = 0  # bytes up to the end of the last complete record
     try:
         for obj in unpacker:
             record += 1
+            complete = unpacker.tell()
             where = f"record {record}"
             seq = None
             if isinstance(obj, list) and len(obj) == 3 and all(isinstance(f, bytes) for f in obj):
@@ -305,6 +333,8 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
                     raise StreamError(f"{where}: unknown event tag {tag!r}")
                 index += 1
                 seq = None  # one sequence number per batch: only its first event carries it
+        if unpacker.tell() != complete:
+            raise StreamError(f"record {record + 1}: truncated msgpack data after byte {complete}")
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, IndexError, TypeError) as exc:
         if isinstance(exc, StreamError):
             raise
@@ -336,7 +366,7 @@ def _opener(path: str, fmt: str, worker: int) -> Callable[[], Iterator[Event]]:
 
 
 def validate_file(path: str, *, mode: str = "exact", fmt: str = "auto", worker: int = 0,
-                  witness_limit: int = 400) -> tuple[int, Violation | None, list[Event]]:
+                  witness_limit: int = 400, window_limit: int = 20_000) -> tuple[int, Violation | None, list[Event]]:
     """``(events read, first violation or None, minimal witness)`` of one recorded stream."""
     read = _opener(path, fmt, worker)
     checker = Checker(mode)
@@ -347,19 +377,22 @@ def validate_file(path: str, *, mode: str = "exact", fmt: str = "auto", worker: 
             break
     if violation is None:
         return checker.events, None, []
-    relevant: list[Event] = []
-    blocks = set(violation.blocks)
-    target_stream = None
+    from collections import deque
+
+    window: deque[Event] = deque(maxlen=window_limit)
     for e in read():
+        window.append(e)
         if e.index == violation.index:
-            target_stream = e.stream
-            relevant.append(e)
             break
-        if e.kind == "cleared" or blocks.intersection(e.hashes) or (e.parent is not None and e.parent in blocks):
-            relevant.append(e)
-    relevant = [e for e in relevant if e.stream == target_stream][-witness_limit:]
-    if not _same(first_violation(relevant, mode), violation):
-        return checker.events, violation, relevant[-1:]  # the violation needs more context than its blocks
+    stream = window[-1].stream
+    events = [e for e in window if e.stream == stream]
+    relevant = backward_slice(events)
+    if not _reproduces(relevant, violation, mode):
+        relevant = events  # the slice lost the cause: reduce the whole window
+        if not _reproduces(relevant, violation, mode):
+            return checker.events, violation, relevant[-1:]  # the cause lies before the window
+        if _reproduces(relevant[-witness_limit:], violation, mode):
+            relevant = relevant[-witness_limit:]
     return checker.events, violation, minimal_witness(relevant, violation, mode)
 
 
