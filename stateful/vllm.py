@@ -141,6 +141,24 @@ class VllmPrefixCacheMachine(DifferentialMachine):
             self.call(subject, "schedule", rid, chunk)
 
 
+    @invariant()
+    def target_structure(self) -> None:
+        """The target's own invariants (``_check()``, where it has one) hold after every step."""
+        if not getattr(self, "ready", False):
+            return
+        for w in range(1, self.workers + 1):
+            check = getattr(self.run.target(f"w{w}"), "_check", None)
+            if check is None:
+                continue
+            try:
+                check()
+            except AssertionError as exc:
+                steps = self.run.steps
+                raise Divergence(f"target _check() failed: {exc}", steps=steps, index=len(steps) - 1,
+                                 expected=Outcome(), actual=Outcome(),
+                                 differences=[f"target _check() failed: {exc!r}"]) from exc
+
+
 class VllmRouterMachine(VllmPrefixCacheMachine):
     """Two workers publishing into one router index (see the module docstring)."""
 
@@ -200,6 +218,52 @@ class VllmRouterMachine(VllmPrefixCacheMachine):
                              differences=problems[:5])
 
 
+class EventFilterMachine(DifferentialMachine):
+    """The refcount filter, model against target: stores, removes (held, counted twice, never
+    stored), clears, on two dp ranks and two tiers; the forwarded event and the counts must agree."""
+
+    observers = {"EventDedupFilter": []}
+
+    @initialize()
+    def setup(self) -> None:
+        self.run.create("filter", "EventDedupFilter")
+        self.next_id = 0
+
+    def _event(self, data, rank: int):
+        from kvspec.events import KvCacheEvent
+
+        self.next_id += 1
+        return KvCacheEvent(self.next_id, data, rank)
+
+    @rule(hashes=st.lists(st.integers(0, 5), min_size=1, max_size=3), rank=st.integers(0, 1),
+          tier=st.sampled_from([StorageTier.DEVICE, StorageTier.HOST_PINNED]))
+    def store(self, hashes, rank, tier) -> None:
+        from kvspec.events import Stored, StoredBlock
+
+        self.run.call("filter", "apply", self._event(Stored(None, [StoredBlock(h, h) for h in hashes]), rank), tier)
+
+    @rule(hashes=st.lists(st.integers(0, 5), min_size=1, max_size=3), rank=st.integers(0, 1),
+          tier=st.sampled_from([StorageTier.DEVICE, StorageTier.HOST_PINNED]))
+    def remove(self, hashes, rank, tier) -> None:
+        from kvspec.events import Removed
+
+        self.run.call("filter", "apply", self._event(Removed(hashes), rank), tier)
+
+    @rule(rank=st.integers(0, 1))
+    def clear(self, rank) -> None:
+        from kvspec.events import Cleared
+
+        self.run.call("filter", "apply", self._event(Cleared(), rank), StorageTier.DEVICE)
+
+    @rule(h=st.integers(0, 5), rank=st.integers(0, 1), tier=st.sampled_from([StorageTier.DEVICE, StorageTier.HOST_PINNED]))
+    def count(self, h, rank, tier) -> None:
+        self.run.call("filter", "count", h, rank, tier)
+
+    @rule(bad=st.sampled_from([None, "stored", 3]))
+    def misuse(self, bad) -> None:
+        self.attempt("filter", "apply", bad, StorageTier.DEVICE)
+
+
 ROUTER_VARIANTS = (
     # name, filter, report_full allowed, known finding against vllm and the model
     ("raw", False, False, "V1"),
@@ -226,8 +290,15 @@ def machines() -> list[MachineSpec]:
             known_failures={"vllm": "V1"},
         ),
     ]
+    specs.append(MachineSpec(
+        name="event-filter",
+        factory=EventFilterMachine,
+        requires=("EventDedupFilter",),
+        description="refcount event filter (Dynamo's EventDedupFilter): stores pass and count, removes pass at zero",
+    ))
     for name, filtered, full, finding in ROUTER_VARIANTS:
-        known = {"vllm": finding, "model": finding} if finding else {}
+        # the model and impl reproduce vLLM's semantics faithfully, so the finding is theirs too
+        known = {"vllm": finding, "model": finding, "impl": finding} if finding else {}
         specs.append(MachineSpec(
             name=f"vllm-router[{name}]",
             factory=VllmRouterMachine,

@@ -44,7 +44,7 @@ def test_machine_passes_against_real_vllm(vllm, name):
 @pytest.mark.parametrize("name", ["vllm-prefix-cache[per-hash]"])
 def test_per_hash_machine_reports_finding_v1_as_known(vllm, name):
     result = check_machine(machine(name), vllm, profile="ci", max_examples=60, progress_every=None,
-                           minimize=False)
+                           minimize=False, shrink=False)
     assert result.status == "known", result.reason
     assert "V1" in result.reason
 
