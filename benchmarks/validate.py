@@ -30,13 +30,19 @@ def write_stream(path: Path, events: int, fmt: str, capacity: int, seed: int = 0
     held: OrderedDict[int, None] = OrderedDict()
     next_hash = 1
     written = 0
+    recent: list[int] = []  # the newest chain ends still held: parents of the next chains
     with path.open("wb") as out:
         while written < events:
-            parent = rng.choice(list(held)[-8:]) if held and rng.random() < 0.7 else None
+            parent = rng.choice(recent) if recent and rng.random() < 0.7 else None
             chain = list(range(next_hash, next_hash + rng.randint(1, 4)))
             next_hash += len(chain)
             evict = max(0, len(held) + len(chain) - capacity)
-            victims = [h for h in held if h != parent][:evict]
+            victims = []
+            for h in held:  # oldest first; stop as soon as enough are found (O(evict))
+                if len(victims) == evict:
+                    break
+                if h != parent:
+                    victims.append(h)
             batch = []
             for h in victims:
                 del held[h]
@@ -44,6 +50,7 @@ def write_stream(path: Path, events: int, fmt: str, capacity: int, seed: int = 0
             batch.append(("stored", parent, chain))
             for h in chain:
                 held[h] = None
+            recent = [h for h in recent[-7:] if h in held] + [chain[-1]]
             for kind, p, hashes in batch:
                 if fmt == "dynamo":
                     data = ({"removed": {"block_hashes": hashes}} if kind == "removed" else
