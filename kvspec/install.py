@@ -94,7 +94,7 @@ SGLANG = Recipe(
             "transformers==5.19.0", "tokenizers==0.23.3", "numpy==2.4.6", "requests==2.34.2", "triton==3.9.0",
             "packaging==26.4", "pillow==13.0.0", "starlette==1.10.0", "msgspec==0.23.0", "pydantic==2.13.5",
             "pyzmq==27.3.0", "tqdm==4.70.1", "ipython==9.18.1", "aiohttp==3.14.5", "dill==0.4.1",
-            "apache-tvm-ffi==0.1.11", "sentencepiece==0.2.1", "compressed-tensors==0.18.0", "gguf==0.19.0",
+            "apache-tvm-ffi==0.1.11", "sentencepiece==0.2.1", "compressed-tensors==0.18.0", "gguf==0.19.0", "orjson==3.13.0",
             "msgpack>=1.0",
         ),
     ),
