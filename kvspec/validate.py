@@ -14,8 +14,9 @@ contract**, per ``(worker, dp rank, storage tier)``:
    its tier, nothing else.
 5. **No gaps.**  Event ids (Dynamo) or batch sequence numbers (vLLM / SGLang ZMQ frames) increase
    by exactly one per (worker, rank).
-6. **Wire hashes are u64** (what Dynamo's router accepts); a negative hash (SGLang's signed int64)
-   is a violation.
+6. **Wire hashes are u64** (what Dynamo's JSON events carry); a negative hash in a JSON stream is a
+   violation.  In a ZMQ stream a negative int64 (SGLang publishes signed hashes) is read as its
+   two's-complement u64, as Dynamo's ZMQ relay does (checked on the 1.6.1 wheel).
 
 Formats (detected from the first byte; ``--format`` forces one):
 
@@ -296,6 +297,11 @@ def _event_fields(ev: Any, where: str) -> tuple[str, dict[str, Any]]:
     return tag, fields
 
 
+def _as_u64(h: int) -> int:
+    """A signed int64 hash as Dynamo's ZMQ relay reads it (two's complement); others unchanged."""
+    return h + U64 if -(1 << 63) <= h < 0 else h
+
+
 def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
     """vLLM / SGLang ``KVEventBatch`` msgpack records -> events (see the module docstring)."""
     try:
@@ -324,12 +330,12 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
                 medium = fields.get("medium")
                 tier = _MEDIUM_TIER.get(medium, str(medium).lower())
                 if tag == "BlockStored":
-                    hashes = tuple(_u(h, "block hash", where) for h in fields["block_hashes"])
+                    hashes = tuple(_as_u64(_u(h, "block hash", where)) for h in fields["block_hashes"])
                     parent = fields.get("parent_block_hash")
-                    parent = None if parent is None else _u(parent, "parent hash", where)
+                    parent = None if parent is None else _as_u64(_u(parent, "parent hash", where))
                     yield Event(index, worker, rank, tier, seq, "stored", parent, hashes)
                 elif tag == "BlockRemoved":
-                    hashes = tuple(_u(h, "block hash", where) for h in fields["block_hashes"])
+                    hashes = tuple(_as_u64(_u(h, "block hash", where)) for h in fields["block_hashes"])
                     yield Event(index, worker, rank, tier, seq, "removed", None, hashes)
                 elif tag == "AllBlocksCleared":
                     yield Event(index, worker, rank, "device", seq, "cleared")

@@ -58,6 +58,15 @@ def test_dynamo_json_stream_of_finding_v1(capsys):
     assert code == 0
 
 
+def test_real_sglang_stream_with_signed_hashes_is_clean(capsys):
+    """SGLang 0.5.23 publishes signed int64 hashes; Dynamo's ZMQ relay reads them as u64."""
+    records = [msgpack.unpackb(r[2], raw=False)
+               for r in msgpack.Unpacker(open(DATA / "sglang.msgpack", "rb"), raw=False)]
+    assert any(h < 0 for r in records for ev in r[1] for h in ev.get("block_hashes", []))
+    code, out, _ = run(capsys, DATA / "sglang.msgpack")
+    assert code == 0 and "OK, 6 events" in out
+
+
 def test_zmq_frames_carry_vllm_batch_sequence_numbers():
     records = list(msgpack.Unpacker(open(DATA / "vllm-clean.msgpack", "rb"), raw=False))
     assert [int.from_bytes(r[1], "big") for r in records] == [0, 1, 2, 3]
