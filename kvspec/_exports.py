@@ -24,6 +24,7 @@ EXPORTS = {
     "NativeBlockPool": "native_pool",
     "VllmPrefixCache": "vllm_cache",
     "EventDedupFilter": "event_filter",
+    "SglangRadixCache": "sglang_cache",
 }
 
 
