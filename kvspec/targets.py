@@ -34,6 +34,7 @@ KNOWN_CLASSES = (
     "NativeBlockPool",
     "VllmPrefixCache",
     "EventDedupFilter",
+    "SglangRadixCache",
 )
 
 

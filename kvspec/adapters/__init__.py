@@ -8,3 +8,4 @@ from kvspec.adapters import dynamo as _dynamo  # noqa: E402,F401 - registers tar
 from kvspec.adapters import dynamo_mocker as _dynamo_mocker  # noqa: E402,F401 - registers target "dynamo-mocker"
 from kvspec.adapters import dynamo_router as _dynamo_router  # noqa: E402,F401 - registers "dynamo-router"
 from kvspec.adapters import vllm as _vllm  # noqa: E402,F401 - registers "vllm" (imports vLLM only when resolved)
+from kvspec.adapters import sglang as _sglang  # noqa: E402,F401 - registers "sglang" (imports SGLang only when resolved)

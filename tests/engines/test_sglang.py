@@ -10,10 +10,8 @@ from array import array
 
 import pytest
 
-from kvspec.adapters._engine import Engine
+from kvspec.adapters.sglang import ENGINE
 
-ENGINE = Engine("sglang", ("torch", "msgspec", "sglang.srt.mem_cache.radix_cache",
-                           "sglang.srt.mem_cache.base_prefix_cache"))
 REASON = ENGINE.unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"SGLang: {REASON}")
 

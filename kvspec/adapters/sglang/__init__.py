@@ -1,7 +1,31 @@
-"""SGLang 0.5.23 (``kvspec install-engine sglang``): recording its real KV-event stream on CPU.
+"""Target ``sglang``: SGLang 0.5.23's real ``RadixCache`` (LRU) on CPU, as ``SglangRadixCache``.
 
-Only :mod:`.record` exists today: a ``RadixCache`` built with ``create_simulated`` (no model, a
-counting allocator, events on), driven by insert / match_prefix / lock / evict, its events
-published as SGLang's ZMQ publisher encodes them.  The ``sglang`` *target* (an exact model of the
-node-granular leaf-LRU policy) is not built yet; see docs/findings.md.
+* :mod:`.radix_cache` — the adapter (``create_simulated``, a counter clock, hash translation),
+  checked exactly against :class:`kvspec.model.SglangRadixCache`;
+* :mod:`.record` — records a real event stream as SGLang's ZMQ publisher encodes it.
+
+Importing this package registers the target and never imports SGLang; without it every machine
+is reported skipped with the install hint (``kvspec install-engine sglang``).
 """
+
+from typing import Any
+
+from kvspec.adapters._engine import Engine
+from kvspec.targets import Target, register_target
+
+__all__ = ["ENGINE", "load_target"]
+
+ENGINE = Engine("sglang", ("torch", "msgspec", "sglang.srt.mem_cache.radix_cache",
+                           "sglang.srt.mem_cache.base_prefix_cache"))
+
+
+def load_target() -> Target:
+    def build() -> dict[str, Any]:
+        from kvspec.adapters.sglang.radix_cache import SglangRadixCache
+
+        return {"SglangRadixCache": SglangRadixCache}
+
+    return ENGINE.target("sglang", build)
+
+
+register_target("sglang", load_target)
