@@ -82,3 +82,17 @@ def test_signed_hashes_reach_a_dynamo_router_as_u64_and_stay_consistent():
         assert not rows or rows[0]["device_blocks"] == 0
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("name", ["sglang-radix-cache", "sglang-router"])
+def test_machine_passes_against_real_sglang(name):
+    from kvspec.stateful.base import find_machines
+    from kvspec.stateful.check import check_machine
+    from kvspec.targets import resolve
+
+    (spec,) = [s for s in find_machines([name]) if s.name == name]
+    target = resolve("sglang")
+    assert target.provided() == ["SglangRadixCache"]
+    result = check_machine(spec, target, profile="ci", progress_every=None)
+    assert result.status == "passed", result.reason
+    assert result.steps > 500
