@@ -272,7 +272,7 @@ def _callgrind_child(argv: Sequence[str]) -> int:
     events, sets = build_workload(int(total), int(workers), seed=int(seed))
     queries = sets[name][: int(n)]
     if side == "dynamo":
-        from kvspec.adapters.dynamo import import_core
+        from kvspec.adapters.dynamo.runtime import import_core
 
         index = import_core().RadixTree()
         for worker, event in events:

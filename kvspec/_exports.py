@@ -26,6 +26,9 @@ EXPORTS = {
     "RouterIndexer": "approx",
     "OffloadKvManager": "offload",
     "LanedIndex": "lanes",
+    "VllmPrefixCache": "vllm_cache",
+    "EventDedupFilter": "event_filter",
+    "SglangRadixCache": "sglang_cache",
 }
 
 

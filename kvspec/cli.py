@@ -550,6 +550,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.rest) or 0)
 
 
+def cmd_install_engine(args: argparse.Namespace) -> int:
+    from kvspec.install import install
+
+    return install(args.engine, dry_run=args.dry_run, torch_index=args.torch_index)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from kvspec.validate import main as validate
+
+    return validate(args.files, mode=args.mode, fmt=args.format, worker=args.worker)
+
+
 def _env(name: str, kind: type):
     """The default of an option from the environment (``KVSPEC_DURATION=20``); a bad value is exit 2."""
     raw = os.environ.get(name)
@@ -656,6 +668,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing", action="store_true", help="only mutants without a trace in the corpus yet")
     p.add_argument("-j", "--jobs", type=int, default=1, help="mutants to search in parallel processes")
     p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("install-engine", help="install a real engine (vllm, sglang) into this environment, CPU only")
+    p.add_argument("engine", choices=["vllm", "sglang"])
+    p.add_argument("--dry-run", action="store_true", help="print the pip commands, run nothing")
+    p.add_argument("--torch-index", metavar="URL", help="index for the CPU torch wheel (default: pip's configuration)")
+    p.set_defaults(func=cmd_install_engine)
+
+    p = sub.add_parser("validate", help="check recorded KV-event streams against the router contract (exit 1 on a violation)")
+    p.add_argument("files", nargs="+", help="Dynamo RouterEvent JSON lines, or vLLM/SGLang KVEventBatch msgpack")
+    p.add_argument("--mode", choices=["exact", "copies"], default="exact",
+                   help="exact: a block is announced once; copies: per-copy streams (vLLM), held until as many removes")
+    p.add_argument("--format", choices=["auto", "dynamo", "zmq"], default="auto", help="stream format (default: auto)")
+    p.add_argument("--worker", type=int, default=0, help="worker id of a ZMQ (vLLM/SGLang) stream (default 0)")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("list", help="list machines and targets")
     p.set_defaults(func=cmd_list)

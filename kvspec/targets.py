@@ -44,6 +44,10 @@ KNOWN_CLASSES = (
     "RouterIndexer",
     "OffloadKvManager",
     "LanedIndex",
+    "NativeBlockPool",
+    "VllmPrefixCache",
+    "EventDedupFilter",
+    "SglangRadixCache",
 )
 
 

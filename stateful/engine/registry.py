@@ -35,8 +35,10 @@ FAMILIES = (
     "kvspec.stateful.machines.radix",
     "kvspec.stateful.machines.radix_contract",
     "kvspec.stateful.machines.router",
+    "kvspec.stateful.machines.sglang",
     "kvspec.stateful.machines.tiered",
     "kvspec.stateful.machines.tracker",
+    "kvspec.stateful.machines.vllm",
 )
 
 #: Entry-point group for machine families of other packages.

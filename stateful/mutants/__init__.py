@@ -39,7 +39,7 @@ class Mutant:
 
 
 #: The modules that define mutants, one per machine family they target.
-MODULES = ("approx", "index", "lanes", "manager", "offload", "pipeline", "pool", "tracker")
+MODULES = ("approx", "index", "lanes", "manager", "offload", "pipeline", "pool", "sglang", "tracker", "vllm")
 
 
 def _collect() -> dict[str, Mutant]:

@@ -15,7 +15,9 @@ from kvspec.stateful.runner import check_machine
 pytestmark = pytest.mark.stateful
 
 ALL = all_machines()
-SPECS = [s for s in ALL if "exact" in s.modes and set(s.requires) <= set(EXPORTS)]
+#: machines documenting a finding of the modelled semantics itself (``known_failures["impl"]``, e.g. the
+#: vLLM router-view machines) are checked in tests/engines, not here
+SPECS = [s for s in ALL if "exact" in s.modes and set(s.requires) <= set(EXPORTS) and "impl" not in s.known_failures]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
@@ -28,5 +30,6 @@ def test_machine_against_impl(spec):
 def test_only_engine_machines_are_excluded():
     excluded = [s for s in ALL if s not in SPECS]
     for spec in excluded:
-        assert "contract" in spec.modes or not set(spec.requires) <= set(EXPORTS), spec.name
+        assert ("contract" in spec.modes or not set(spec.requires) <= set(EXPORTS)
+                or "impl" in spec.known_failures), spec.name
     assert len(SPECS) >= 20, [s.name for s in SPECS]

@@ -80,7 +80,9 @@ def _imports(name: str, path: Path) -> set[str]:
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            targets = [f"{base}.{alias.name}" for alias in node.names]
+            if not any(t in MODULES for t in targets):  # ``from pkg import mod`` needs pkg.mod, not pkg
+                targets.append(base)
         for target in targets:
             while target and target not in MODULES:
                 target = target.rpartition(".")[0]
