@@ -5,10 +5,87 @@ ERRORS: class -> method -> kvspec errors the reference model raised for the mach
 """
 
 CALLS = {
+    'approx': {
+        'ApproxIndex': {
+            '__init__': [(3, [])],
+            'advance': [(1, [])],
+            'dump_events': [(0, [])],
+            'find_matches': [(2, [])],
+            'prune': [(0, [])],
+            'record_routing_decision': [(3, [])],
+            'remove_worker': [(1, [])],
+            'remove_worker_dp_rank': [(2, [])],
+        },
+        'RouterIndexer': {
+            '__init__': [(3, [])],
+        },
+    },
+    'approx-router-primary': {
+        'RouterIndexer': {
+            '__init__': [(3, []), (5, [])],
+            'advance': [(1, [])],
+            'apply_event': [(2, [])],
+            'dump_events': [(0, [])],
+            'find_matches': [(2, [])],
+            'find_matches_by_tier': [(1, [])],
+            'prune': [(0, [])],
+            'record_routing_decision': [(3, [])],
+            'remove_worker': [(1, [])],
+            'remove_worker_dp_rank': [(2, [])],
+        },
+    },
+    'approx-router-side': {
+        'RouterIndexer': {
+            '__init__': [(3, []), (5, [])],
+            'advance': [(1, [])],
+            'apply_event': [(3, [])],
+            'clear_all_blocks': [(1, [])],
+            'dump_events': [(0, [])],
+            'find_matches': [(1, ['early_exit']), (2, [])],
+            'find_matches_by_tier': [(1, [])],
+            'prune': [(0, [])],
+            'record_routing_decision': [(3, [])],
+            'remove_worker': [(1, [])],
+            'remove_worker_dp_rank': [(2, [])],
+        },
+    },
+    'contract-approx': {
+        'RouterIndexer': {
+            '__init__': [(2, []), (3, [])],
+            'advance': [(1, [])],
+            'dump_events': [(0, [])],
+            'find_matches': [(1, [])],
+            'record_routing_decision': [(3, [])],
+        },
+    },
+    'lanes': {
+        'LanedIndex': {
+            '__init__': [(0, [])],
+            'apply_event': [(3, [])],
+            'drain': [(0, [])],
+            'find_matches_by_tier': [(1, [])],
+            'step': [(3, [])],
+        },
+    },
+    'lanes-router': {
+        'LanedIndex': {
+            '__init__': [(0, [])],
+            'apply_event': [(3, [])],
+            'drain': [(0, [])],
+            'find_matches_by_tier': [(1, [])],
+            'step': [(3, [])],
+        },
+    },
+    'lanes-soak': {
+        'LanedIndex': {
+            '__init__': [(0, [])],
+        },
+    },
     'legacy': {
         'LegacyKvManager': {
             '__init__': [(2, [])],
             'prefill_cost': [(1, [])],
+            'probe_new_blocks': [(1, [])],
             'process': [(1, [])],
         },
     },
@@ -34,6 +111,13 @@ CALLS = {
         },
     },
     'manager[multi_lru]': {
+        'KvManager': {
+            '__init__': [(2, ['dp_rank', 'eviction'])],
+            'prefill_cost': [(1, [])],
+            'process': [(1, [])],
+        },
+    },
+    'manager[hashmap]': {
         'KvManager': {
             '__init__': [(2, ['dp_rank', 'eviction'])],
             'prefill_cost': [(1, [])],
@@ -85,15 +169,51 @@ CALLS = {
             'submit': [(3, [])],
         },
     },
-    'pipeline': {
-        'KvManager': {
-            '__init__': [(2, ['dp_rank', 'eviction'])],
+    'offload-manager[lineage]': {
+        'OffloadKvManager': {
+            '__init__': [(2, ['dp_rank', 'eviction', 'num_g2_blocks', 'offload_ticks_per_block', 'onboard_ticks_per_block'])],
+            'prefill_cost': [(1, [])],
             'process': [(1, [])],
+            'swap_in': [(2, [])],
+            'tick': [(1, [])],
+        },
+    },
+    'offload-manager[lru]': {
+        'OffloadKvManager': {
+            '__init__': [(2, ['dp_rank', 'eviction', 'num_g2_blocks', 'offload_ticks_per_block', 'onboard_ticks_per_block'])],
+            'prefill_cost': [(1, [])],
+            'process': [(1, [])],
+            'swap_in': [(2, [])],
+            'tick': [(1, [])],
+        },
+    },
+    'offload-pipeline': {
+        'OffloadKvManager': {
+            '__init__': [(2, ['dp_rank', 'eviction', 'num_g2_blocks', 'offload_ticks_per_block'])],
+            'prefill_cost': [(1, [])],
+            'process': [(1, [])],
+            'swap_in': [(2, [])],
+            'tick': [(1, [])],
         },
         'TieredIndex': {
             '__init__': [(0, [])],
             'apply_event': [(3, [])],
             'find_matches': [(1, ['early_exit'])],
+            'find_matches_by_tier': [(1, [])],
+        },
+    },
+    'pipeline': {
+        'KvManager': {
+            '__init__': [(2, ['dp_rank', 'eviction'])],
+            'prefill_cost': [(1, [])],
+            'process': [(1, [])],
+        },
+        'TieredIndex': {
+            '__init__': [(0, [])],
+            'apply_event': [(3, [])],
+            'clear_all_blocks': [(1, [])],
+            'find_matches': [(1, ['early_exit'])],
+            'find_matches_by_tier': [(1, [])],
             'remove_worker': [(1, [])],
             'remove_worker_dp_rank': [(2, [])],
         },
@@ -194,6 +314,30 @@ CALLS = {
             'release_mutable': [(1, [])],
         },
     },
+    'pool[hashmap,allow]': {
+        'BlockPool': {
+            '__init__': [(1, ['duplication', 'eviction', 'frequency'])],
+            'allocate': [(1, [])],
+            'allocate_with_evictions': [(1, [])],
+            'check_presence': [(1, [])],
+            'match_blocks': [(1, [])],
+            'register': [(2, [])],
+            'release': [(1, [])],
+            'release_mutable': [(1, [])],
+        },
+    },
+    'pool[hashmap,reject]': {
+        'BlockPool': {
+            '__init__': [(1, ['duplication', 'eviction', 'frequency'])],
+            'allocate': [(1, [])],
+            'allocate_with_evictions': [(1, [])],
+            'check_presence': [(1, [])],
+            'match_blocks': [(1, [])],
+            'register': [(2, [])],
+            'release': [(1, [])],
+            'release_mutable': [(1, [])],
+        },
+    },
     'radix': {
         'RadixIndex': {
             '__init__': [(0, [])],
@@ -201,6 +345,7 @@ CALLS = {
             'clear_all_blocks': [(1, [])],
             'dump_events': [(0, [])],
             'find_matches': [(1, ['early_exit'])],
+            'match_details': [(1, [])],
             'remove_worker': [(1, [])],
             'remove_worker_dp_rank': [(2, [])],
         },
@@ -222,6 +367,7 @@ CALLS = {
             'clear_all_blocks': [(1, [])],
             'dump_events': [(0, [])],
             'find_matches': [(1, ['early_exit'])],
+            'match_details': [(1, [])],
             'remove_worker': [(1, [])],
             'remove_worker_dp_rank': [(2, [])],
         },
@@ -263,6 +409,7 @@ CALLS = {
         'DedupTracker': {
             '__init__': [(0, [])],
             'get_block_sources': [(1, [])],
+            'get_block_tiers': [(1, [])],
             'handle_clear_all': [(0, [])],
             'handle_remove': [(2, []), (3, [])],
             'handle_store': [(5, []), (7, []), (8, [])],
@@ -279,6 +426,10 @@ CALLS = {
 }
 
 ERRORS = {
+    'ApproxIndex': {
+        'advance': ['InvalidArgument'],
+        'record_routing_decision': ['InvalidArgument'],
+    },
     'BlockPool': {
         'allocate': ['InvalidArgument'],
         'allocate_with_evictions': ['InvalidArgument'],
@@ -305,12 +456,23 @@ ERRORS = {
         'cache': ['BlockNotHeld', 'BlockStateError', 'InvalidArgument'],
         'release': ['BlockNotHeld'],
     },
+    'OffloadKvManager': {
+        'process': ['BlockNotHeld', 'DuplicateLineage', 'InvalidParent', 'LengthMismatch', 'UnknownPartialBlock'],
+        'swap_in': ['InvalidArgument'],
+        'tick': ['InvalidArgument'],
+    },
     'PassthroughTracker': {
         'handle_remove': ['InvalidArgument'],
         'handle_store': ['InvalidArgument'],
     },
     'RadixIndex': {
         'apply_event': ['BlockNotFound', 'InvalidBlockSequence', 'ParentBlockNotFound'],
+    },
+    'RouterIndexer': {
+        '__init__': ['InvalidConfiguration'],
+        'advance': ['InvalidArgument'],
+        'apply_event': ['BlockNotFound', 'InvalidArgument', 'InvalidBlockSequence', 'ParentBlockNotFound'],
+        'record_routing_decision': ['InvalidArgument'],
     },
     'SequentialReplay': {
         'submit': ['ReplayStalled'],

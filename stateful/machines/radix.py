@@ -147,13 +147,20 @@ class IndexRules(DifferentialMachine):
         self.run.call(self.subject, "dump_events")
 
 
+def _offers(machine: DifferentialMachine, method: str) -> bool:
+    """Whether the target's subject has ``method`` (for methods a target may leave out)."""
+    return callable(getattr(machine.run.target_objects.get(machine.subject), method, None))
+
+
 class RadixMachine(IndexRules):
     """``RadixIndex`` compared exactly with the reference model."""
 
-    @precondition(_holds_blocks)
+    @precondition(lambda self: _holds_blocks(self) and _offers(self, "match_details"))
     @rule(data=tapes())
     def match_details(self, data) -> None:
-        """How far each worker matches and which blocks its chains end at (``find_matches``' basis)."""
+        """How far each worker matches and which blocks its chains end at (``find_matches``' basis).
+        Optional for a target: Dynamo's binding keeps it internal, so it is asked only of targets
+        that offer it."""
         self.run.call(self.subject, "match_details", self.events.draw_query(data))
 
 
