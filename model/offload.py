@@ -197,6 +197,7 @@ class OffloadKvManager(KvManager):
             return None
         for plh in victims:
             evicted.append((plh, self.registry.pop(plh)))
+            del self.lineage[plh.key]  # an evicted identity no longer holds its lineage key
         return slot
 
     def _withhold(self, evicted: list, slots: list[int], limit: int) -> None:
@@ -292,7 +293,7 @@ class OffloadKvManager(KvManager):
         return self.engine.start_onboard(blocks, slots, parent_hash, self.clock)
 
     def _present_in_g1(self, block: G2OffloadBlock) -> bool:
-        return block.seq_hash in self.fulls or any(p.key == block.plh.key for p in self.registry)
+        return block.seq_hash in self.fulls or block.plh.key in self.lineage
 
     def _register_swapped_in(self, transfer: Transfer) -> None:
         parent, run = transfer.parent, []
@@ -305,7 +306,7 @@ class OffloadKvManager(KvManager):
                 parent = block.seq_hash
                 continue
             self.pool.release(self.pool.register(slot, block.plh))
-            self.registry[block.plh] = block.seq_hash
+            self._register(block.plh, block.seq_hash)
             run.append(StoredBlock(block.seq_hash, block.local_hash))
         if run:
             self._publish(Stored(parent, run))

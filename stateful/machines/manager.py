@@ -293,8 +293,8 @@ class ManagerMachine(DifferentialMachine):
         elif which == "deref_twice":
             if not held:
                 return
-            h = held[0]
-            op = Deref([h] * (self.raw_full[h.hash] + 1))
+            h = held[0]  # one more time than the manager holds it (a subclass may pin it too)
+            op = Deref([h] * (self.run.model("mgr").active_refcounts()[h.hash] + 1))
         elif which == "promote_unknown":
             op = Promote(10**9, plh.current, plh.parent, 0, plh)
         elif which == "lengths":

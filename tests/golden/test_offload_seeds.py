@@ -14,11 +14,11 @@ import pytest
 
 import kvspec.impl
 import kvspec.model
-from kvspec.errors import InvalidArgument
+from kvspec.errors import DuplicateLineage, InvalidArgument
 from kvspec.events import Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
 from kvspec.offload import SwapInHandle, SwapInOutcome
-from kvspec.protocol import Deref, FullBlock, Use
+from kvspec.protocol import Deref, FullBlock, PartialBlock, Use
 
 DEVICE, HOST = StorageTier.DEVICE, StorageTier.HOST_PINNED
 NAMESPACES = pytest.mark.parametrize("ns", [kvspec.model, kvspec.impl], ids=["model", "impl"])
@@ -194,6 +194,42 @@ def test_use_blocked_withholds_for_the_rest_of_the_request(ns):
     blocks = [FullBlock(h) for h in (4, 5, 6)]
     assert mgr.process(Use(blocks, [], [plh(h) for h in (4, 5, 6)])) == 0
     assert mgr.num_active_blocks() == 3 and mgr.pending_transfers()[0][2:] == ((1, 2, 3), 3)
+
+
+@NAMESPACES
+def test_an_offloaded_identity_frees_its_lineage_key(ns):
+    """Regression (fuzz, ``offload-manager[lineage]``): an eviction turned into an offload drops the
+    evicted identity from G1 like any eviction, so another identity with its lineage key
+    ``(position, current)`` is accepted, as soon as the eviction happens (before the copy ends)."""
+    mgr = ns.OffloadKvManager(1, 2, num_g2_blocks=1)
+    assert use(mgr, 11, 1100) == 1
+    deref(mgr, 11)
+    assert mgr.process(Use([PartialBlock(1)], [], [])) == 0  # block 11 goes to G2, the slot is withheld
+    impostor = Use([FullBlock(11)], [1100], [Plh(0, 11, 999)])
+    assert mgr.process(impostor) == 0  # accepted; it waits for the withheld slot like any Use
+    tick_to_deadline(mgr)
+    mgr.drain_events()
+    assert mgr.process(impostor) == 1
+    assert events(mgr) == [(DEVICE, Stored(None, [StoredBlock(11, 1100)]))]
+
+
+@NAMESPACES
+def test_a_swapped_in_identity_holds_its_lineage_key(ns):
+    """A block that came back from G2 is a live G1 identity: another identity with its lineage key
+    is refused with DuplicateLineage before anything changes."""
+    mgr = ns.OffloadKvManager(1, 4, num_g2_blocks=1)
+    assert use(mgr, 1, 101) == 1
+    deref(mgr, 1)
+    assert use(mgr, 2, 202) == 0
+    tick_to_deadline(mgr)
+    handle = mgr.swap_in([plh(1)], None)
+    mgr.tick(handle.deadline)
+    mgr.drain_events()
+    before = (mgr.eviction_order(), mgr.num_active_blocks(), mgr.pending_transfers(), mgr.g2_blocks())
+    with pytest.raises(DuplicateLineage):
+        mgr.process(Use([FullBlock(1)], [101], [Plh(0, 1, 999)]))
+    assert (mgr.eviction_order(), mgr.num_active_blocks(), mgr.pending_transfers(), mgr.g2_blocks()) == before
+    assert events(mgr) == []
 
 
 @NAMESPACES
