@@ -51,7 +51,7 @@ class PoolMachine(DifferentialMachine):
     def create(self, capacity, frequency, thresholds):
         """MultiLRU also draws low custom thresholds, so one extra touch changes a tier."""
         self.capacity = capacity
-        extra = {"thresholds": thresholds} if thresholds and self.params["eviction"] == "multi_lru" else {}
+        extra = {"thresholds": thresholds} if thresholds and BACKENDS[self.params["eviction"]].needs_frequency else {}
         self.run.create("pool", "BlockPool", capacity, eviction=self.params["eviction"],
                         duplication=self.params["duplication"], frequency=frequency, **extra)
 
