@@ -304,14 +304,15 @@ def _instructions(args: list[str]) -> int | None:
 
 
 def callgrind_table(total: int, workers: int, seed: int, n: int, sides: Sequence[str]) -> None:
-    """Instructions per query: (run with n queries - run with 0) / n, per side and query set."""
-    print(f"\ninstructions per query (valgrind callgrind, {total:,} blocks, {n} queries, "
+    """Instructions per query: (run with n queries - run with none) / n, per side and query set."""
+    print(f"\ninstructions per query (valgrind callgrind, {total:,} blocks, {n} queries per set, "
           "difference of two runs)")
+    base = {side: _instructions([side, str(total), QUERY_SETS[0], "0", str(workers), str(seed)]) for side in sides}
     for name in QUERY_SETS:
         row = []
         for side in sides:
             full = _instructions([side, str(total), name, str(n), str(workers), str(seed)])
-            empty = _instructions([side, str(total), name, "0", str(workers), str(seed)])
+            empty = base[side]
             row.append(f"{side} {'n/a' if full is None or empty is None else f'{(full - empty) / n:,.0f}'}")
         print(f"  {name:>6}: " + ", ".join(row), flush=True)
 
