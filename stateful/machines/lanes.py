@@ -38,7 +38,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from hypothesis import settings as hypothesis_settings
@@ -70,8 +70,9 @@ class Replayed:
     def __init__(self, steps: Sequence[Step], subject: str = "idx", with_contract: bool = True) -> None:
         self.reference = kvspec.model.TieredIndex()
         self.contract = ContractModel() if with_contract else None
-        #: rank -> E -> (parent, L) of every block it ever published as stored, any tier
-        self.ever: dict[tuple[int, int], dict[int, tuple[int | None, int]]] = {}
+        #: rank -> every (E, parent, L) it ever published as stored, on any tier: a block re-filed
+        #: under another parent or local hash keeps its earlier filings too (either may be credited)
+        self.ever: dict[tuple[int, int], set[tuple[int, int | None, int]]] = {}
         self.quiescent = True
         for step in steps:
             if step.subject != subject or step.is_create:
@@ -88,29 +89,33 @@ class Replayed:
                 if self.contract is not None:
                     mirror_step(self.contract, step, error)
                 if isinstance(event.data, Stored):
-                    blocks = self.ever.setdefault((worker_id, event.dp_rank), {})
+                    filings = self.ever.setdefault((worker_id, event.dp_rank), set())
                     parent = event.data.parent_hash
                     for block in event.data.blocks:
-                        blocks.setdefault(block.block_hash, (parent, block.tokens_hash))
+                        filings.add((block.block_hash, parent, block.tokens_hash))
                         parent = block.block_hash
             elif step.method == "drain":
                 self.quiescent = True
 
 
-def racing_bound(ever: Mapping[int, tuple[int | None, int]], query: Sequence[int]) -> int:
-    """The longest query prefix whose every block the rank ever published (by L-path)."""
-    paths: set[tuple[int, ...]] = set()
-    for e in ever:
-        path, seen, cur = [], set(), e
-        while cur is not None and cur in ever and cur not in seen:
-            seen.add(cur)
-            parent, local = ever[cur]
-            path.append(local)
-            cur = parent
-        if cur is None:
-            paths.add(tuple(reversed(path)))
+def racing_bound(filings: Iterable[tuple[int, int | None, int]], query: Sequence[int]) -> int:
+    """The longest query prefix spelled by a root-anchored chain of filings ``(E, parent, L)`` the
+    rank ever published as stored.
+
+    Every filing counts, on any tier and whatever came after it: the index re-files a block stored
+    again under a new parent or local hash, and a lower tier continues chains from blocks of another
+    tier, so a racing answer may be built from any of them.  The walk keeps every block that ends a
+    chain spelling the prefix so far (linear in the filings per query position).
+    """
+    hanging: dict[tuple[int | None, int], set[int]] = {}
+    for e, parent, local in filings:
+        hanging.setdefault((parent, local), set()).add(e)
+    frontier: set[int | None] = {None}
     k = 0
-    while k < len(query) and tuple(query[: k + 1]) in paths:
+    while k < len(query):
+        frontier = {e for parent in frontier for e in hanging.get((parent, query[k]), ())}
+        if not frontier:
+            break
         k += 1
     return k
 
@@ -121,7 +126,7 @@ def race_differences(query: Sequence[int], answer: Any, replayed: Replayed, side
     for m in answer.lower_tier.values():
         workers |= {w for w, h in m.hits.items() if h}
     for worker in sorted(workers):
-        bound = racing_bound(replayed.ever.get(worker, {}), query)
+        bound = racing_bound(replayed.ever.get(worker, set()), query)
         for name, value in zip(("device", "device+host", "total"), cumulative(answer, worker)):
             if value > bound:
                 diffs.append(f"{side} credits {worker} with {value} ({name}) on {list(query)}, more than it ever "
@@ -333,7 +338,8 @@ class LanesSoakMachine(DifferentialMachine):
                 answer = target.find_matches_by_tier(query)
                 for rk in ranks:  # the ever-stored sets only grow: read them after the answer
                     got = answer.device.scores.get((1, rk), 0)
-                    bound = racing_bound(dict(scripts[rk].ever), query)
+                    filings = [(e, parent, local) for e, (parent, local) in dict(scripts[rk].ever).items()]
+                    bound = racing_bound(filings, query)
                     if got > bound:
                         problems.append(f"racing: rank {rk} credited {got} on {query}, ever stored {bound}")
 
