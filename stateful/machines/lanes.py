@@ -7,13 +7,14 @@ the sequential reference exactly.  These machines do the same against any target
 
 * rules publish events on the lanes (the shared index-event generator: stores, removals,
   ``Cleared``, on every tier), *step* a lane by a few events, *drain* (a quiescent point), and
-  query — racing (between drains) or quiescent (right after a drain);
+  query — by tier, or the device tier only (with or without early exit), racing (between drains)
+  or quiescent (right after a drain);
 * **racing query**: for every rank, its device, device+host and total counts never exceed the
   longest query prefix whose blocks that rank ever published as stored;
 * **quiescent query**: the answer equals the sequential reference — a ``TieredIndex`` that applied
   every event at once in publish order — exactly in ``exact`` mode, and within the tiered
   contract's bounds in ``contract`` mode (equal whenever the rank's history has no hole);
-* ``exact`` mode also compares every answer, ``pending`` and ``dropped`` with the model (whose
+* ``exact`` mode also compares every answer, ``pending``, ``dropped`` and the dump with the model (whose
   drain order differs from the implementation's: lanes must not interfere).
 
 The reference, the bounds and quiescence are recomputed from the recorded steps, so ``kvspec
@@ -59,6 +60,8 @@ from kvspec.stateful.machines.router import ROUTER_ALPHABET, cumulative, tier_di
 __all__ = ["LanesMachine", "LanesSoakMachine", "Replayed", "machines", "racing_bound"]
 
 TIERS = (StorageTier.DEVICE, *LOWER_TIERS)
+#: the queries checked against the racing bound and, at quiescent points, the sequential reference
+QUERIES = ("find_matches", "find_matches_by_tier")
 VALID_ONLY = EventMix(unknown_parent=False, parent_in_blocks=False, repeat_in_batch=False, refile=False,
                       worker_specific_e=False, remove_unknown=False, remove_repeat=False, mid_chain_removal=True)
 
@@ -121,13 +124,17 @@ def racing_bound(filings: Iterable[tuple[int, int | None, int]], query: Sequence
 
 
 def race_differences(query: Sequence[int], answer: Any, replayed: Replayed, side: str) -> list[str]:
+    """Every count of ``answer`` (a ``TieredMatches``, or the device-only ``OverlapScores``) within the
+    racing bound of its worker."""
     diffs = []
-    workers = set(answer.device.scores)
-    for m in answer.lower_tier.values():
+    tiered = hasattr(answer, "lower_tier")
+    workers = set(answer.device.scores) if tiered else set(answer.scores)
+    for m in answer.lower_tier.values() if tiered else ():
         workers |= {w for w, h in m.hits.items() if h}
     for worker in sorted(workers):
         bound = racing_bound(replayed.ever.get(worker, set()), query)
-        for name, value in zip(("device", "device+host", "total"), cumulative(answer, worker)):
+        counts = cumulative(answer, worker) if tiered else [answer.scores[worker]]
+        for name, value in zip(("device", "device+host", "total"), counts):
             if value > bound:
                 diffs.append(f"{side} credits {worker} with {value} ({name}) on {list(query)}, more than it ever "
                              f"stored ({bound})")
@@ -138,7 +145,7 @@ class LanesMachine(DifferentialMachine):
     """``lanes`` / ``lanes-router``: see the module docstring."""
 
     subject: ClassVar[str] = "idx"
-    observers: ClassVar[Mapping[str, Sequence[str]]] = {"LanedIndex": ("pending", "dropped")}
+    observers: ClassVar[Mapping[str, Sequence[str]]] = {"LanedIndex": ("pending", "dropped", "dump_events")}
 
     def __init__(self) -> None:
         super().__init__()
@@ -156,16 +163,16 @@ class LanesMachine(DifferentialMachine):
         if self.contract_mode:
             if step.is_create and expected.error != actual.error:
                 return [f"construction: target {actual.error} {actual.message}"]
-            if step.method != "find_matches_by_tier" or actual.error is not None:
+            if step.method not in QUERIES or actual.error is not None:
                 return []
         else:
             diffs = index_compare(step, expected, actual)
-            if diffs or step.method != "find_matches_by_tier" or expected.error is not None:
+            if diffs or step.method not in QUERIES or expected.error is not None:
                 return diffs
         query = step.args[0]
         replayed = Replayed(self.run.steps[:-1], self.subject, with_contract=self.contract_mode)
-        if replayed.quiescent:
-            want = replayed.reference.find_matches_by_tier(query)
+        if replayed.quiescent and not (self.contract_mode and step.method == "find_matches"):
+            want = getattr(replayed.reference, step.method)(*step.args)
             if self.contract_mode:
                 return tier_differences(query, want, actual.value, replayed.contract)
             if expected.value != want:
@@ -228,6 +235,14 @@ class LanesMachine(DifferentialMachine):
     def quiescent_query(self, data) -> None:
         self.run.call(self.subject, "drain")
         self.run.call(self.subject, "find_matches_by_tier", self.events.draw_query(data))
+
+    @rule(data=tapes())
+    def device_query(self, data) -> None:
+        """The device-only query, racing or quiescent: within the racing bound, and (exact mode) equal
+        to the sequential reference at a quiescent point, early exit included."""
+        if pick(data, [False, True]):
+            self.run.call(self.subject, "drain")
+        self.run.call(self.subject, "find_matches", self.events.draw_query(data), pick(data, [False, True]))
 
 
 # -- soak: concurrent writers and readers, bounded in time -----------------------------------------
