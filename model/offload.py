@@ -197,6 +197,7 @@ class OffloadKvManager(KvManager):
             return None
         for plh in victims:
             evicted.append((plh, self.registry.pop(plh)))
+            del self.lineage[plh.key]  # G1 no longer holds it: its lineage key is free (as in _take_slot)
         return slot
 
     def _withhold(self, evicted: list, slots: list[int], limit: int) -> None:
