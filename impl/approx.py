@@ -27,7 +27,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from kvspec.errors import InvalidArgument
+from kvspec import checks
+from kvspec.errors import InvalidArgument, InvalidConfiguration
 from kvspec.events import KvCacheEvent, RouterEvent, StorageTier, StoredBlock
 from kvspec.hashing import sequence_hashes
 from kvspec.impl.radix import BlockTable
@@ -40,25 +41,6 @@ __all__ = ["ApproxIndex", "RouterIndexer", "TimerHeap"]
 Key = tuple[int, int, int]  # (worker_id, dp_rank, E)
 #: rebuild the heap once it holds this many items per live timer (Dynamo uses 50)
 REBUILD_FACTOR = 50
-
-
-def _valid_ticks(ticks: object) -> int:
-    if isinstance(ticks, bool) or not isinstance(ticks, int) or ticks < 0:
-        raise InvalidArgument(f"ticks must be an integer >= 0, got {ticks!r}")
-    return ticks
-
-
-def _valid_request(worker_id: object, dp_rank: object, local_hashes: object) -> list[int]:
-    for name, value, bound in (("worker_id", worker_id, 2**64), ("dp_rank", dp_rank, 2**32)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
-            raise InvalidArgument(f"{name} {value!r} is out of range")
-    if isinstance(local_hashes, (str, bytes)) or not isinstance(local_hashes, Sequence):
-        raise InvalidArgument(f"local_hashes must be a sequence of integers, got {local_hashes!r}")
-    out = list(local_hashes)
-    for h in out:
-        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < 2**64:
-            raise InvalidArgument(f"local hash {h!r} is not a u64")
-    return out
 
 
 class TimerHeap:
@@ -150,7 +132,7 @@ class ApproxIndex:
 
     def record_routing_decision(self, worker_id: int, dp_rank: int, local_hashes: Sequence[int]) -> list[TtlEntry]:
         """O(k log n) for k blocks, plus the prune it may trigger."""
-        local_hashes = _valid_request(worker_id, dp_rank, local_hashes)
+        local_hashes = checks.routed_request(worker_id, dp_rank, local_hashes)
         if not local_hashes:
             return []
         hashes = sequence_hashes(local_hashes)
@@ -163,7 +145,7 @@ class ApproxIndex:
         return self.prune()
 
     def advance(self, ticks: int) -> list[TtlEntry]:
-        self._now += _valid_ticks(ticks)
+        self._now += checks.ticks(ticks)
         return self._detach(self._timers.pop_expired(self._now))
 
     def prune(self) -> list[TtlEntry]:
@@ -233,12 +215,12 @@ class RouterIndexer:
 
     def record_routing_decision(self, worker_id: int, dp_rank: int, local_hashes: Sequence[int]) -> list[TtlEntry]:
         if self._approx is None:
-            _valid_request(worker_id, dp_rank, local_hashes)
+            checks.routed_request(worker_id, dp_rank, local_hashes)
             return []
         return self._approx.record_routing_decision(worker_id, dp_rank, local_hashes)
 
     def advance(self, ticks: int) -> list[TtlEntry]:
-        self._now += _valid_ticks(ticks)
+        self._now += checks.ticks(ticks)
         return self._approx.advance(ticks) if self._approx is not None else []
 
     def prune(self) -> list[TtlEntry]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from kvspec.errors import InvalidArgument, KvSpecError
+from kvspec import checks
+from kvspec.errors import KvSpecError
 from kvspec.events import KvCacheEvent, RouterEvent, StorageTier
 from kvspec.impl.tiered import TieredIndex
 from kvspec.scores import OverlapScores, TieredMatches
@@ -32,8 +33,7 @@ class LanedIndex:
         self._dropped = 0
 
     def apply_event(self, worker_id: int, event: KvCacheEvent, storage_tier: StorageTier = StorageTier.DEVICE) -> None:
-        if not isinstance(event, KvCacheEvent):
-            raise InvalidArgument(f"apply_event needs a KvCacheEvent, got {event!r}")
+        checks.queued_event(event, KvCacheEvent)
         lane = self._lanes.get((worker_id, event.dp_rank))
         if lane is None:
             lane = self._lanes[(worker_id, event.dp_rank)] = deque()
@@ -52,8 +52,7 @@ class LanedIndex:
             self._dropped += 1
 
     def step(self, worker_id: int, dp_rank: int, count: int = 1) -> int:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise InvalidArgument(f"count must be an integer >= 0, got {count!r}")
+        checks.lane_count(count)
         done = 0
         key = (worker_id, dp_rank)
         while done < count and key in self._lanes:

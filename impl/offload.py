@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict, deque
 from typing import Any
 
-from kvspec.errors import InvalidArgument
+from kvspec import checks
 from kvspec.events import KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
 from kvspec.impl.manager import KvManager
@@ -243,8 +243,7 @@ class OffloadKvManager(KvManager):
     # -- clock -----------------------------------------------------------------------------------
 
     def tick(self, now: int) -> None:
-        if isinstance(now, bool) or not isinstance(now, int) or now < self._clock:
-            raise InvalidArgument(f"the clock is at {self._clock}; cannot tick to {now!r}")
+        checks.clock_to(self._clock, now)
         self._clock = now
         engine, pool = self._engine, self._pool
         while (batch := engine.pop_due(now)) is not None:
@@ -268,11 +267,7 @@ class OffloadKvManager(KvManager):
     # -- swap-in ---------------------------------------------------------------------------------
 
     def swap_in(self, plhs, parent_hash=None):
-        if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, Plh) for p in plhs):
-            raise InvalidArgument(f"swap_in needs a list of Plh, got {plhs!r}")
-        if parent_hash is not None and (isinstance(parent_hash, bool) or not isinstance(parent_hash, int)
-                                        or not 0 <= parent_hash < 2**64):
-            raise InvalidArgument(f"parent_hash must be a u64 or None, got {parent_hash!r}")
+        checks.swap_in(plhs, parent_hash, Plh)
         blocks = self._engine.onboard_prefix(list(plhs))
         if not blocks:
             return SwapInOutcome.NO_HITS

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from kvspec.errors import InvalidArgument, InvalidBlockSequence, InvalidParent, LengthMismatch
@@ -69,6 +69,7 @@ __all__ = [
     "block_size",
     "capacity",
     "choice",
+    "clock_to",
     "count",
     "dp_rank",
     "enum_member",
@@ -79,6 +80,7 @@ __all__ = [
     "integer",
     "is_int",
     "kv_manager_options",
+    "lane_count",
     "manager_options",
     "multi_lru_options",
     "one_of",
@@ -87,10 +89,14 @@ __all__ = [
     "plh_position",
     "pool_options",
     "query",
+    "queued_event",
+    "routed_request",
     "sample_size",
     "sequence",
     "stored_acyclic",
+    "swap_in",
     "thresholds",
+    "ticks",
     "u32",
     "u64",
     "use_lengths",
@@ -439,6 +445,61 @@ def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
 def worker(worker_id_: Any, dp_rank_: Any = 0) -> tuple[int, int]:
     """A worker rank ``(worker_id, dp_rank)``: a u64 and a u32."""
     return worker_id("worker_id", worker_id_), dp_rank("dp_rank", dp_rank_)
+
+
+# --- clocks, lanes, routing decisions, swap-ins ------------------------------------------------
+
+
+def ticks(value: Any) -> int:
+    """``advance(ticks)``: a clock advance is an int number of ticks, ``>= 0``."""
+    if not is_int(value) or value < 0:
+        raise InvalidArgument(f"ticks must be an integer >= 0, got {value!r}")
+    return value
+
+
+def clock_to(clock: int, now: Any) -> int:
+    """``tick(now)``: the clock moves to an int ``now``, never backwards."""
+    if not is_int(now) or now < clock:
+        raise InvalidArgument(f"the clock is at {clock}; cannot tick to {now!r}")
+    return now
+
+
+def lane_count(value: Any) -> int:
+    """``step(worker_id, dp_rank, count)``: how many queued events to apply, an int ``>= 0``."""
+    if not is_int(value) or value < 0:
+        raise InvalidArgument(f"count must be an integer >= 0, got {value!r}")
+    return value
+
+
+def queued_event(value: Any, event_type: type) -> Any:
+    """``apply_event`` of an event lane: an instance of ``event_type`` (checked when the lane
+    reaches it, the rest of the event rules apply then)."""
+    if not isinstance(value, event_type):
+        raise InvalidArgument(f"apply_event needs a {event_type.__name__}, got {value!r}")
+    return value
+
+
+def routed_request(worker_id_: Any, dp_rank_: Any, local_hashes: Any) -> list[int]:
+    """``record_routing_decision(worker_id, dp_rank, local_hashes)``: a u64 worker id, a u32 rank
+    and any sequence (not a string) of u64 local hashes."""
+    for name, value, bound in (("worker_id", worker_id_, U64), ("dp_rank", dp_rank_, U32)):
+        if not is_int(value) or not 0 <= value < bound:
+            raise InvalidArgument(f"{name} {value!r} is out of range")
+    if isinstance(local_hashes, (str, bytes)) or not isinstance(local_hashes, Sequence):
+        raise InvalidArgument(f"local_hashes must be a sequence of integers, got {local_hashes!r}")
+    out = list(local_hashes)
+    for h in out:
+        if not is_int(h) or not 0 <= h < U64:
+            raise InvalidArgument(f"local hash {h!r} is not a u64")
+    return out
+
+
+def swap_in(plhs: Any, parent_hash: Any, plh_type: type) -> None:
+    """``swap_in(plhs, parent_hash)``: a list or tuple of ``plh_type`` and a u64 or ``None``."""
+    if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, plh_type) for p in plhs):
+        raise InvalidArgument(f"swap_in needs a list of Plh, got {plhs!r}")
+    if parent_hash is not None and (not is_int(parent_hash) or not 0 <= parent_hash < U64):
+        raise InvalidArgument(f"parent_hash must be a u64 or None, got {parent_hash!r}")
 
 
 # --- block-pool options ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kvspec import checks
 from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.hashing import sequence_hashes
@@ -53,30 +54,6 @@ from kvspec.ttl import (DEFAULT_MAX_TREE_SIZE, DEFAULT_PRUNE_TARGET_RATIO, Prune
                         check_router_config, pop_order)
 
 __all__ = ["ApproxIndex", "RouterIndexer"]
-
-
-def check_ticks(ticks: object) -> int:
-    """A clock advance is a non-negative integer number of ticks."""
-    if isinstance(ticks, bool) or not isinstance(ticks, int) or ticks < 0:
-        raise InvalidArgument(f"ticks must be an integer >= 0, got {ticks!r}")
-    return ticks
-
-
-def check_local_hashes(local_hashes: object) -> list[int]:
-    """Local hashes of a routed request: a sequence of u64 integers."""
-    if isinstance(local_hashes, (str, bytes)) or not isinstance(local_hashes, Sequence):
-        raise InvalidArgument(f"local_hashes must be a sequence of integers, got {local_hashes!r}")
-    for h in local_hashes:
-        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < 2**64:
-            raise InvalidArgument(f"local hash {h!r} is not a u64")
-    return list(local_hashes)
-
-
-def check_worker(worker_id: object, dp_rank: object) -> tuple[int, int]:
-    for name, value, bound in (("worker_id", worker_id, 2**64), ("dp_rank", dp_rank, 2**32)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
-            raise InvalidArgument(f"{name} {value!r} is out of range")
-    return worker_id, dp_rank
 
 
 class ApproxIndex:
@@ -93,8 +70,7 @@ class ApproxIndex:
 
     def record_routing_decision(self, worker_id: int, dp_rank: int, local_hashes: Sequence[int]) -> list[TtlEntry]:
         """Store the routed blocks under the root with expiry ``now + ttl``; prune if too big."""
-        check_worker(worker_id, dp_rank)
-        local_hashes = check_local_hashes(local_hashes)
+        local_hashes = checks.routed_request(worker_id, dp_rank, local_hashes)
         if not local_hashes:
             return []
         hashes = sequence_hashes(local_hashes)
@@ -107,7 +83,7 @@ class ApproxIndex:
 
     def advance(self, ticks: int) -> list[TtlEntry]:
         """Move the clock by ``ticks``; remove and return every entry with ``expiry <= now``."""
-        self._now += check_ticks(ticks)
+        self._now += checks.ticks(ticks)
         return self._drop([e for e in self._entries.values() if e.expiry <= self._now])
 
     def prune(self) -> list[TtlEntry]:
@@ -187,14 +163,13 @@ class RouterIndexer:
 
     def record_routing_decision(self, worker_id: int, dp_rank: int, local_hashes: Sequence[int]) -> list[TtlEntry]:
         """Write the decision to the ApproxIndex, if any; return what it pruned."""
-        check_worker(worker_id, dp_rank)
-        check_local_hashes(local_hashes)
+        checks.routed_request(worker_id, dp_rank, local_hashes)
         if self._approx is None:
             return []
         return self._approx.record_routing_decision(worker_id, dp_rank, local_hashes)
 
     def advance(self, ticks: int) -> list[TtlEntry]:
-        self._now += check_ticks(ticks)
+        self._now += checks.ticks(ticks)
         return self._approx.advance(ticks) if self._approx is not None else []
 
     def prune(self) -> list[TtlEntry]:

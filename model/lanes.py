@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kvspec.errors import InvalidArgument, KvSpecError
+from kvspec import checks
+from kvspec.errors import KvSpecError
 from kvspec.events import KvCacheEvent, RouterEvent, StorageTier
 from kvspec.model.tiered import TieredIndex
 from kvspec.scores import OverlapScores, TieredMatches
@@ -46,8 +47,7 @@ class LanedIndex:
 
     def apply_event(self, worker_id: int, event: KvCacheEvent, storage_tier: StorageTier = StorageTier.DEVICE) -> None:
         """Queue ``event`` on the lane of ``(worker_id, event.dp_rank)``."""
-        if not isinstance(event, KvCacheEvent):
-            raise InvalidArgument(f"apply_event needs a KvCacheEvent, got {event!r}")
+        checks.queued_event(event, KvCacheEvent)
         self._lanes.setdefault((worker_id, event.dp_rank), []).append((event, StorageTier(storage_tier)))
 
     def _apply(self, lane: tuple[int, int]) -> None:
@@ -61,8 +61,7 @@ class LanedIndex:
 
     def step(self, worker_id: int, dp_rank: int, count: int = 1) -> int:
         """Apply the next ``count`` events of one lane; returns how many it applied."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise InvalidArgument(f"count must be an integer >= 0, got {count!r}")
+        checks.lane_count(count)
         done = 0
         while done < count and (worker_id, dp_rank) in self._lanes:
             self._apply((worker_id, dp_rank))

@@ -42,7 +42,7 @@ raises :class:`~kvspec.errors.InvalidArgument` and changes nothing.
 
 from __future__ import annotations
 
-from kvspec.errors import InvalidArgument
+from kvspec import checks
 from kvspec.events import KvCacheEvent, Removed, StorageTier, Stored, StoredBlock
 from kvspec.hashing import Plh
 from kvspec.model.manager import KvManager
@@ -243,8 +243,7 @@ class OffloadKvManager(KvManager):
 
     def tick(self, now: int) -> None:
         """Move the clock to ``now``; complete every copy due by then (module docs)."""
-        if isinstance(now, bool) or not isinstance(now, int) or now < self.clock:
-            raise InvalidArgument(f"the clock is at {self.clock}; cannot tick to {now!r}")
+        checks.clock_to(self.clock, now)
         self.clock = now
         for transfer in self.engine.due(now):
             if transfer.kind == "offload":
@@ -267,11 +266,7 @@ class OffloadKvManager(KvManager):
 
     def swap_in(self, plhs: list[Plh], parent_hash: int | None = None) -> SwapInHandle | SwapInOutcome:
         """Schedule the G2→G1 copy of the leading G2 run of ``plhs`` (module docs)."""
-        if not isinstance(plhs, (list, tuple)) or not all(isinstance(p, Plh) for p in plhs):
-            raise InvalidArgument(f"swap_in needs a list of Plh, got {plhs!r}")
-        if parent_hash is not None and (isinstance(parent_hash, bool) or not isinstance(parent_hash, int)
-                                        or not 0 <= parent_hash < 2**64):
-            raise InvalidArgument(f"parent_hash must be a u64 or None, got {parent_hash!r}")
+        checks.swap_in(plhs, parent_hash, Plh)
         blocks = self.engine.onboard_prefix(list(plhs))
         if not blocks:
             return SwapInOutcome.NO_HITS

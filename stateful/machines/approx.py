@@ -4,7 +4,7 @@ Rules read like its spec (``kvspec.model.approx``): a router *routes* a request 
 (``record_routing_decision``: the request's blocks are stored with a TTL), the explicit clock
 *advances* (entries whose expiry has come are removed and returned), the index is *pruned* (down
 to ``floor(max * ratio)`` entries, earliest expiry and deepest block first), workers and ranks are
-*removed*, and queries ask for scores.  The TTL, the size bound and the ratio are small (4 ticks,
+*removed* (a router's ``clear_all_blocks`` too), and queries ask for scores.  The TTL, the size bound and the ratio are small (4 ticks,
 6 to 8 entries, 0.5) so that expiry, refresh-by-rerouting and pruning all happen within a few
 steps.  Compared exactly after every step: return values (expired and pruned entries in order,
 scores) and errors, the live timers (``entries``/``approx_entries``), the clock, and the dump as
@@ -18,7 +18,7 @@ a multiset of blocks.
   routing decisions, clock advances and prunes; queries merge device scores (maximum) and seed
   lower tiers from the primary only.
 
-Every machine also tries the forbidden configuration (no KV events and a predicted TTL): both
+Every router machine also tries the forbidden configuration (no KV events and a predicted TTL): both
 sides must refuse it with :class:`~kvspec.errors.InvalidConfiguration`.
 """
 
@@ -84,13 +84,20 @@ class RoutingRules:
     def prune(self) -> None:
         self.run.call(self.subject, "prune")
 
+    def is_router(self) -> bool:
+        return self.run.classes.get(self.subject) == "RouterIndexer"
+
     @rule(data=tapes())
     def remove_routed_worker(self, data) -> None:
+        """Forget one rank, a worker, or (a router only) clear a worker's blocks in every index."""
         worker_id, dp_rank = pick(data, ROUTE_WORKERS)
-        if pick(data, [True, False]):
+        how = pick(data, ["rank", "worker", "clear"] if self.is_router() else ["rank", "worker"])
+        if how == "rank":
             self.run.call(self.subject, "remove_worker_dp_rank", worker_id, dp_rank)
-        else:
+        elif how == "worker":
             self.run.call(self.subject, "remove_worker", worker_id)
+        else:
+            self.run.call(self.subject, "clear_all_blocks", worker_id)
 
     def draw_routed_query(self, data) -> list[int]:
         if self.routed and pick(data, [True, True, False]):
@@ -116,6 +123,7 @@ class RoutingRules:
         except KvSpecError:
             pass
 
+    @precondition(lambda self: self.is_router())
     @rule()
     def forbidden_configuration(self) -> None:
         """No KV events *and* a predicted TTL: both sides refuse with InvalidConfiguration."""
@@ -129,8 +137,8 @@ class ApproxMachine(RoutingRules, DifferentialMachine):
     """An ``ApproxIndex`` (or a ``RouterIndexer`` without KV events) compared exactly."""
 
     subject = "idx"
-    observers = {"ApproxIndex": ("entries", "now", "dump_events"),
-                 "RouterIndexer": ("approx_entries", "now", "dump_events")}
+    observers = {"ApproxIndex": ("entries", "now", "size", "dump_events"),
+                 "RouterIndexer": ("approx_entries", "now", "records_routing_decisions", "dump_events")}
     compare = staticmethod(index_compare)
 
     def __init__(self) -> None:
@@ -176,7 +184,7 @@ class ApproxSideMachine(RoutingRules, TieredMachine):
 
     subject = "idx"
     index_class = "RouterIndexer"
-    observers = {"RouterIndexer": ("approx_entries", "now", "dump_events")}
+    observers = {"RouterIndexer": ("approx_entries", "now", "records_routing_decisions", "dump_events")}
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,7 +7,8 @@ the sequential reference exactly.  These machines do the same against any target
 
 * rules publish events on the lanes (the shared index-event generator: stores, removals,
   ``Cleared``, on every tier), *step* a lane by a few events, *drain* (a quiescent point), and
-  query — racing (between drains) or quiescent (right after a drain);
+  query — by tier, or the device tier only (with or without early exit), racing (between drains)
+  or quiescent (right after a drain);
 * **racing query**: for every rank, its device, device+host and total counts never exceed the
   longest query prefix whose blocks that rank ever published as stored;
 * **quiescent query**: the answer equals the sequential reference — a ``TieredIndex`` that applied
@@ -39,7 +40,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from hypothesis import settings as hypothesis_settings
@@ -60,6 +61,8 @@ from kvspec.stateful.machines.router import ROUTER_ALPHABET, cumulative, tier_di
 __all__ = ["LanesMachine", "LanesSoakMachine", "Replayed", "machines", "racing_bound"]
 
 TIERS = (StorageTier.DEVICE, *LOWER_TIERS)
+#: the queries checked against the racing bound and, at quiescent points, the sequential reference
+QUERIES = ("find_matches", "find_matches_by_tier")
 VALID_ONLY = EventMix(unknown_parent=False, parent_in_blocks=False, repeat_in_batch=False, refile=False,
                       worker_specific_e=False, remove_unknown=False, remove_repeat=False, mid_chain_removal=True)
 
@@ -71,8 +74,9 @@ class Replayed:
     def __init__(self, steps: Sequence[Step], subject: str = "idx", with_contract: bool = True) -> None:
         self.reference = kvspec.model.TieredIndex()
         self.contract = ContractModel() if with_contract else None
-        #: rank -> E -> (parent, L) of every block it ever published as stored, any tier
-        self.ever: dict[tuple[int, int], dict[int, tuple[int | None, int]]] = {}
+        #: rank -> every (E, parent, L) it ever published as stored, on any tier: a block re-filed
+        #: under another parent or local hash keeps its earlier filings too (either may be credited)
+        self.ever: dict[tuple[int, int], set[tuple[int, int | None, int]]] = {}
         self.quiescent = True
         for step in steps:
             if step.subject != subject or step.is_create:
@@ -89,41 +93,49 @@ class Replayed:
                 if self.contract is not None:
                     mirror_step(self.contract, step, error)
                 if isinstance(event.data, Stored):
-                    blocks = self.ever.setdefault((worker_id, event.dp_rank), {})
+                    filings = self.ever.setdefault((worker_id, event.dp_rank), set())
                     parent = event.data.parent_hash
                     for block in event.data.blocks:
-                        blocks.setdefault(block.block_hash, (parent, block.tokens_hash))
+                        filings.add((block.block_hash, parent, block.tokens_hash))
                         parent = block.block_hash
             elif step.method == "drain":
                 self.quiescent = True
 
 
-def racing_bound(ever: Mapping[int, tuple[int | None, int]], query: Sequence[int]) -> int:
-    """The longest query prefix whose every block the rank ever published (by L-path)."""
-    paths: set[tuple[int, ...]] = set()
-    for e in ever:
-        path, seen, cur = [], set(), e
-        while cur is not None and cur in ever and cur not in seen:
-            seen.add(cur)
-            parent, local = ever[cur]
-            path.append(local)
-            cur = parent
-        if cur is None:
-            paths.add(tuple(reversed(path)))
+def racing_bound(filings: Iterable[tuple[int, int | None, int]], query: Sequence[int]) -> int:
+    """The longest query prefix spelled by a root-anchored chain of filings ``(E, parent, L)`` the
+    rank ever published as stored.
+
+    Every filing counts, on any tier and whatever came after it: the index re-files a block stored
+    again under a new parent or local hash, and a lower tier continues chains from blocks of another
+    tier, so a racing answer may be built from any of them.  The walk keeps every block that ends a
+    chain spelling the prefix so far (linear in the filings per query position).
+    """
+    hanging: dict[tuple[int | None, int], set[int]] = {}
+    for e, parent, local in filings:
+        hanging.setdefault((parent, local), set()).add(e)
+    frontier: set[int | None] = {None}
     k = 0
-    while k < len(query) and tuple(query[: k + 1]) in paths:
+    while k < len(query):
+        frontier = {e for parent in frontier for e in hanging.get((parent, query[k]), ())}
+        if not frontier:
+            break
         k += 1
     return k
 
 
 def race_differences(query: Sequence[int], answer: Any, replayed: Replayed, side: str) -> list[str]:
+    """Every count of ``answer`` (a ``TieredMatches``, or the device-only ``OverlapScores``) within the
+    racing bound of its worker."""
     diffs = []
-    workers = set(answer.device.scores)
-    for m in answer.lower_tier.values():
+    tiered = hasattr(answer, "lower_tier")
+    workers = set(answer.device.scores) if tiered else set(answer.scores)
+    for m in answer.lower_tier.values() if tiered else ():
         workers |= {w for w, h in m.hits.items() if h}
     for worker in sorted(workers):
-        bound = racing_bound(replayed.ever.get(worker, {}), query)
-        for name, value in zip(("device", "device+host", "total"), cumulative(answer, worker)):
+        bound = racing_bound(replayed.ever.get(worker, set()), query)
+        counts = cumulative(answer, worker) if tiered else [answer.scores[worker]]
+        for name, value in zip(("device", "device+host", "total"), counts):
             if value > bound:
                 diffs.append(f"{side} credits {worker} with {value} ({name}) on {list(query)}, more than it ever "
                              f"stored ({bound})")
@@ -152,16 +164,16 @@ class LanesMachine(DifferentialMachine):
         if self.contract_mode:
             if step.is_create and expected.error != actual.error:
                 return [f"construction: target {actual.error} {actual.message}"]
-            if step.method != "find_matches_by_tier" or actual.error is not None:
+            if step.method not in QUERIES or actual.error is not None:
                 return []
         else:
             diffs = index_compare(step, expected, actual)
-            if diffs or step.method != "find_matches_by_tier" or expected.error is not None:
+            if diffs or step.method not in QUERIES or expected.error is not None:
                 return diffs
         query = step.args[0]
         replayed = Replayed(self.run.steps[:-1], self.subject, with_contract=self.contract_mode)
-        if replayed.quiescent:
-            want = replayed.reference.find_matches_by_tier(query)
+        if replayed.quiescent and not (self.contract_mode and step.method == "find_matches"):
+            want = getattr(replayed.reference, step.method)(*step.args)
             if self.contract_mode:
                 return tier_differences(query, want, actual.value, replayed.contract)
             if expected.value != want:
@@ -224,6 +236,14 @@ class LanesMachine(DifferentialMachine):
     def quiescent_query(self, data) -> None:
         self.run.call(self.subject, "drain")
         self.run.call(self.subject, "find_matches_by_tier", self.events.draw_query(data))
+
+    @rule(data=tapes())
+    def device_query(self, data) -> None:
+        """The device-only query, racing or quiescent: within the racing bound, and (exact mode) equal
+        to the sequential reference at a quiescent point, early exit included."""
+        if pick(data, [False, True]):
+            self.run.call(self.subject, "drain")
+        self.run.call(self.subject, "find_matches", self.events.draw_query(data), pick(data, [False, True]))
 
 
 # -- soak: concurrent writers and readers, bounded in time -----------------------------------------
@@ -334,7 +354,8 @@ class LanesSoakMachine(DifferentialMachine):
                 answer = target.find_matches_by_tier(query)
                 for rk in ranks:  # the ever-stored sets only grow: read them after the answer
                     got = answer.device.scores.get((1, rk), 0)
-                    bound = racing_bound(dict(scripts[rk].ever), query)
+                    filings = [(e, parent, local) for e, (parent, local) in dict(scripts[rk].ever).items()]
+                    bound = racing_bound(filings, query)
                     if got > bound:
                         problems.append(f"racing: rank {rk} credited {got} on {query}, ever stored {bound}")
 

@@ -38,7 +38,8 @@ from kvspec.stateful.machines.pipeline import PipelineMachine, held_hashes, held
 __all__ = ["OffloadManagerMachine", "OffloadPipelineMachine", "machines"]
 
 MANAGER_OBSERVERS = ["drain_events", "num_active_blocks", "num_active_block_refs", "num_inactive_blocks",
-                     "active_refcounts", "eviction_order", "g2_blocks", "pending_transfers", "now"]
+                     "active_refcounts", "eviction_order", "g2_blocks", "pending_transfers",
+                     "earliest_offload_deadline", "now"]
 HOST = StorageTier.HOST_PINNED
 advances = st.sampled_from(["deadline", "deadline", 0, 1, 2, 5])
 
@@ -281,8 +282,12 @@ class OffloadPipelineMachine(PipelineMachine):
         elif pins:
             self.process(req.subject, Deref(pins))
 
-    def restart(self, data, whole_worker, now):  # restarts drop parked pins with the manager
-        super().restart(data, whole_worker, now)
+    @precondition(lambda self: any(held_hashes(self.run.model(s)) for s in self.ranks))
+    @rule(data=st.data(), whole_worker=st.booleans())
+    def restart_holding(self, data, whole_worker):
+        """A worker (or rank) that holds blocks restarts now: the router has something to forget
+        (``remove_worker``, ``clear_all_blocks``, ``remove_worker_dp_rank``) on every tier."""
+        self.restart(data, whole_worker, True)
 
     @invariant()
     def router_matches_what_workers_hold(self):

@@ -53,13 +53,14 @@ def _reroute_keeps_expiry():
 
 
 def _expiry_exclusive():
-    from kvspec.impl.approx import ApproxIndex, _valid_ticks
+    from kvspec import checks
+    from kvspec.impl.approx import ApproxIndex
 
     class ExpiryExclusive(ApproxIndex):
         """An entry survives the tick of its expiry (removed only once ``now > expiry``)."""
 
         def advance(self, ticks):
-            self._now += _valid_ticks(ticks)
+            self._now += checks.ticks(ticks)
             return self._detach(self._timers.pop_expired(self._now - 1))
 
     return ExpiryExclusive

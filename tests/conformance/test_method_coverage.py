@@ -32,10 +32,17 @@ pytestmark = pytest.mark.stateful
 
 SPECS = [s for s in all_machines() if "exact" in s.modes and set(s.requires) <= set(EXPORTS)]
 
-#: Methods a machine may leave alone, with the reason (kept short and justified).
+#: Methods a machine may leave alone, with the reason (kept short and justified): ``(class, method)``
+#: for every machine, ``(machine, class, method)`` for one.
 NOT_DRIVEN = {
     # upstream's passthrough tracker stores nothing: its block count is 0 by definition
     ("PassthroughTracker", "num_blocks"),
+    # a routing decision prunes as soon as the tree outgrows max_tree_size (the only way it grows),
+    # so a prune() of its own always finds it within bounds: called and compared, always []
+    ("ApproxIndex", "prune"),
+    ("RouterIndexer", "prune"),
+    # lanes-router publishes valid events only (the shape a real router gets): nothing is dropped
+    ("lanes-router", "LanedIndex", "dropped"),
 }
 
 
@@ -95,7 +102,7 @@ def test_every_public_method_is_driven_where_it_matters(spec, monkeypatch):
     for cls in sorted(driven & set(EXPORTS)):
         observers = set(spec.build(kvspec_target()).observers.get(cls, ()))
         for method in sorted(_public_methods(getattr(kvspec.model, cls))):
-            if (cls, method) in NOT_DRIVEN:
+            if (cls, method) in NOT_DRIVEN or (spec.name, cls, method) in NOT_DRIVEN:
                 continue
             evidence = seen.get((cls, method), set())
             if method in observers:
