@@ -28,7 +28,7 @@ import heapq
 from collections.abc import Sequence
 
 from kvspec import checks
-from kvspec.errors import InvalidArgument, InvalidConfiguration
+from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, RouterEvent, StorageTier, StoredBlock
 from kvspec.hashing import sequence_hashes
 from kvspec.impl.radix import BlockTable
