@@ -74,7 +74,7 @@ VLLM = Recipe(
             "cachetools==8.0.2", "cloudpickle==3.1.3", "py-cpuinfo==9.0.0",
             "prometheus_client==0.26.0", "pillow==13.0.0", "pybase64==1.5.1",
             "apache-tvm-ffi==0.1.11", "partial-json-parser==0.2.1.1.post7", "llguidance==1.7.6",
-            "msgpack>=1.0",
+            "uvloop==0.23.0", "msgpack>=1.0",
         ),
     ),
     verify=("vllm.v1.core.kv_cache_manager", "vllm.v1.request", "vllm.distributed.kv_events"),
