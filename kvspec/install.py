@@ -95,6 +95,7 @@ SGLANG = Recipe(
             "packaging==26.4", "pillow==13.0.0", "starlette==1.10.0", "msgspec==0.23.0", "pydantic==2.13.5",
             "pyzmq==27.3.0", "tqdm==4.70.1", "ipython==9.18.1", "aiohttp==3.14.5", "dill==0.4.1",
             "apache-tvm-ffi==0.1.11", "sentencepiece==0.2.1", "compressed-tensors==0.18.0", "gguf==0.19.0", "orjson==3.13.0",
+            "pybase64==1.5.1",
             "msgpack>=1.0",
         ),
     ),
