@@ -74,6 +74,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     #: error class names allowed to leave a partial effect (see ``Differential.partial_errors``)
     partial_errors: ClassVar[tuple[str, ...]] = ()
     stats: ClassVar[RunStats]
+    #: class name -> methods the machine calls only when the target offers them (pre-flight skips them)
+    optional_methods: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     model_namespace: ClassVar[Any] = kvspec.model
     #: extra :class:`Differential` options; the fuzz driver sets ``observe="checkpoints"`` here
     run_options: ClassVar[Mapping[str, Any]] = {}

@@ -393,6 +393,26 @@ CALLS = {
             'find_matches_by_tier': [(1, [])],
         },
     },
+    'sglang-radix-cache': {
+        'SglangRadixCache': {
+            '__init__': [(1, [])],
+            'evict': [(1, [])],
+            'insert': [(1, [])],
+            'lock': [(1, [])],
+            'match': [(1, [])],
+            'unlock': [(1, [])],
+        },
+    },
+    'sglang-router': {
+        'SglangRadixCache': {
+            '__init__': [(1, [])],
+            'evict': [(1, [])],
+            'insert': [(1, [])],
+            'lock': [(1, [])],
+            'match': [(1, [])],
+            'unlock': [(1, [])],
+        },
+    },
     'tiered': {
         'TieredIndex': {
             '__init__': [(0, [])],
@@ -423,6 +443,63 @@ CALLS = {
             'handle_store': [(5, []), (7, []), (8, [])],
         },
     },
+    'vllm-prefix-cache': {
+        'VllmPrefixCache': {
+            '__init__': [(2, ['events'])],
+            'add_request': [(3, [])],
+            'append_token': [(2, [])],
+            'free': [(1, [])],
+            'preempt': [(1, [])],
+            'schedule': [(2, [])],
+        },
+    },
+    'vllm-prefix-cache[per-hash]': {
+        'VllmPrefixCache': {
+            '__init__': [(2, ['events'])],
+            'add_request': [(3, [])],
+            'append_token': [(2, [])],
+            'free': [(1, [])],
+            'preempt': [(1, [])],
+            'schedule': [(2, [])],
+        },
+    },
+    'event-filter': {
+        'EventDedupFilter': {
+            '__init__': [(0, [])],
+            'apply': [(2, [])],
+            'count': [(3, [])],
+        },
+    },
+    'vllm-router[raw]': {
+        'VllmPrefixCache': {
+            '__init__': [(2, ['events'])],
+            'add_request': [(3, [])],
+            'append_token': [(2, [])],
+            'free': [(1, [])],
+            'preempt': [(1, [])],
+            'schedule': [(2, [])],
+        },
+    },
+    'vllm-router[refcount]': {
+        'VllmPrefixCache': {
+            '__init__': [(2, ['events'])],
+            'add_request': [(3, [])],
+            'append_token': [(2, [])],
+            'free': [(1, [])],
+            'preempt': [(1, [])],
+            'schedule': [(2, [])],
+        },
+    },
+    'vllm-router[refcount,full]': {
+        'VllmPrefixCache': {
+            '__init__': [(2, ['events'])],
+            'add_request': [(3, [])],
+            'append_token': [(2, [])],
+            'free': [(1, [])],
+            'preempt': [(1, [])],
+            'schedule': [(2, [])],
+        },
+    },
 }
 
 ERRORS = {
@@ -441,6 +518,9 @@ ERRORS = {
     'DedupTracker': {
         'handle_remove': ['InvalidArgument'],
         'handle_store': ['InvalidArgument'],
+    },
+    'EventDedupFilter': {
+        'apply': ['InvalidArgument'],
     },
     'KvManager': {
         'process': ['BlockNotHeld', 'DuplicateLineage', 'InvalidParent', 'LengthMismatch', 'UnknownPartialBlock'],
@@ -477,7 +557,17 @@ ERRORS = {
     'SequentialReplay': {
         'submit': ['ReplayStalled'],
     },
+    'SglangRadixCache': {
+        'evict': ['InvalidArgument'],
+        'insert': ['InvalidArgument'],
+        'unlock': ['InvalidArgument'],
+    },
     'TieredIndex': {
         'apply_event': ['BlockNotFound', 'InvalidBlockSequence', 'ParentBlockNotFound'],
+    },
+    'VllmPrefixCache': {
+        'add_request': ['InvalidArgument'],
+        'append_token': ['InvalidArgument'],
+        'schedule': ['InvalidArgument'],
     },
 }

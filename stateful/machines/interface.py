@@ -97,7 +97,10 @@ def preflight(spec: MachineSpec, target: Target) -> list[str]:
         methods = {m: list(shapes) for m, shapes in table.get(cls_name, {}).items()}
         for observer in observers.get(cls_name, ()):
             methods.setdefault(observer, [Call(0)])
+        optional = set(getattr(spec.factory, "optional_methods", {}).get(cls_name, ()))
         for method, shapes in sorted(methods.items()):
+            if method in optional and getattr(cls, method, None) is None:
+                continue  # the machine asks it only of targets that offer it
             if method == "__init__":
                 for call in shapes:
                     why = _binds(cls, call, bound=False)

@@ -155,6 +155,8 @@ def _offers(machine: DifferentialMachine, method: str) -> bool:
 class RadixMachine(IndexRules):
     """``RadixIndex`` compared exactly with the reference model."""
 
+    optional_methods = {"RadixIndex": ("match_details",)}
+
     @precondition(lambda self: _holds_blocks(self) and _offers(self, "match_details"))
     @rule(data=tapes())
     def match_details(self, data) -> None:

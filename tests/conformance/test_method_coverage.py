@@ -30,7 +30,8 @@ from kvspec.stateful.runner import check_machine
 
 pytestmark = pytest.mark.stateful
 
-SPECS = [s for s in all_machines() if "exact" in s.modes and set(s.requires) <= set(EXPORTS)]
+SPECS = [s for s in all_machines() if "exact" in s.modes and set(s.requires) <= set(EXPORTS)
+         and "impl" not in s.known_failures]  # a machine documenting a finding on impl is checked in tests/engines
 
 #: Methods a machine may leave alone, with the reason (kept short and justified): ``(class, method)``
 #: for every machine, ``(machine, class, method)`` for one.
@@ -43,6 +44,10 @@ NOT_DRIVEN = {
     ("RouterIndexer", "prune"),
     # lanes-router publishes valid events only (the shape a real router gets): nothing is dropped
     ("lanes-router", "LanedIndex", "dropped"),
+    # what the cache holds, read by the router invariants on both sides after every step (not a
+    # step of its own): a wrong answer shows as a router discrepancy there
+    ("VllmPrefixCache", "held_hashes"),
+    ("SglangRadixCache", "held_hashes"),
 }
 
 

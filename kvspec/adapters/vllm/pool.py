@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kvspec import checks
 from kvspec.adapters.vllm import runtime
 from kvspec.errors import BlockNotHeld, BlockStateError, InvalidArgument, PoolExhausted
 
@@ -69,8 +70,7 @@ class NativeBlockPool:
 
     def acquire(self, prefix: list[int], fresh: int) -> list[int]:
         prefix = _hash_list(prefix)
-        if not _is_int(fresh) or fresh < 0:
-            raise InvalidArgument(f"fresh must be a non-negative int, got {fresh!r}")
+        checks.count("fresh", fresh)
         hits = []
         for h in prefix:
             block = self._primary(h)
@@ -93,9 +93,9 @@ class NativeBlockPool:
         return ids
 
     def cache(self, copy_id: int, hash_: int) -> bool:
+        checks.block_id("copy_id", copy_id)  # the model's argument rules, in the model's order
+        checks.u64("hash", hash_)
         block = self._held(copy_id)
-        if not _is_int(hash_) or hash_ < 0:
-            raise InvalidArgument(f"hash must be a non-negative int, got {hash_!r}")
         if block.block_hash is not None:
             raise BlockStateError(f"copy {copy_id} is already cached")
         first = self._primary(hash_) is None
