@@ -279,7 +279,7 @@ def fuzz_machine(
     """
     target = resolve(target)
     seed = random.SystemRandom().getrandbits(63) if seed is None else seed
-    skip = spec.applies_to(target)
+    skip = spec.applies_to(target) or getattr(spec.factory, "fuzz_unsupported", None)
     if skip:
         return FuzzResult(spec.name, target.name, "skipped", reason=skip, seed=seed, run_length=run_length)
     if steps is None and seconds is None:

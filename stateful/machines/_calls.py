@@ -16,15 +16,13 @@ CALLS = {
             'remove_worker': [(1, [])],
             'remove_worker_dp_rank': [(2, [])],
         },
-        'RouterIndexer': {
-            '__init__': [(3, [])],
-        },
     },
     'approx-router-primary': {
         'RouterIndexer': {
             '__init__': [(3, []), (5, [])],
             'advance': [(1, [])],
             'apply_event': [(2, [])],
+            'clear_all_blocks': [(1, [])],
             'dump_events': [(0, [])],
             'find_matches': [(2, [])],
             'find_matches_by_tier': [(1, [])],
@@ -63,6 +61,7 @@ CALLS = {
             '__init__': [(0, [])],
             'apply_event': [(3, [])],
             'drain': [(0, [])],
+            'find_matches': [(2, [])],
             'find_matches_by_tier': [(1, [])],
             'step': [(3, [])],
         },
@@ -72,6 +71,7 @@ CALLS = {
             '__init__': [(0, [])],
             'apply_event': [(3, [])],
             'drain': [(0, [])],
+            'find_matches': [(2, [])],
             'find_matches_by_tier': [(1, [])],
             'step': [(3, [])],
         },
@@ -192,14 +192,16 @@ CALLS = {
             '__init__': [(2, ['dp_rank', 'eviction', 'num_g2_blocks', 'offload_ticks_per_block'])],
             'prefill_cost': [(1, [])],
             'process': [(1, [])],
-            'swap_in': [(2, [])],
             'tick': [(1, [])],
         },
         'TieredIndex': {
             '__init__': [(0, [])],
             'apply_event': [(3, [])],
+            'clear_all_blocks': [(1, [])],
             'find_matches': [(1, ['early_exit'])],
             'find_matches_by_tier': [(1, [])],
+            'remove_worker': [(1, [])],
+            'remove_worker_dp_rank': [(2, [])],
         },
     },
     'pipeline': {
@@ -533,7 +535,7 @@ ERRORS = {
     },
     'NativeBlockPool': {
         'acquire': ['BlockNotHeld', 'PoolExhausted'],
-        'cache': ['BlockNotHeld', 'BlockStateError', 'InvalidArgument'],
+        'cache': ['BlockNotHeld', 'InvalidArgument'],
         'release': ['BlockNotHeld'],
     },
     'OffloadKvManager': {
