@@ -137,11 +137,6 @@ class BlockTable:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def holds_root(self, worker: Worker, local: int) -> bool:
-        """Does ``worker`` hold a block at the root with local hash ``local``?  O(blocks there)."""
-        children = self.edges.get((None, local), {})
-        return any(worker in holders for holders in children.values())
-
     def root_holders(self, local: int) -> set[Worker]:
         """Workers holding a root block with local hash ``local``."""
         out: set[Worker] = set()
