@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kvspec import checks
 from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import block_hashes, sequence_hashes
@@ -29,10 +30,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tokens(tokens: Any, what: str) -> list[int]:
-    if not isinstance(tokens, (list, tuple)) or not all(_is_int(t) and 0 <= t < 2**32 for t in tokens):
-        raise InvalidArgument(f"{what} must be a list of u32 token ids, got {tokens!r}")
-    return list(tokens)
+_tokens = checks.vllm_tokens
 
 
 class _Req:

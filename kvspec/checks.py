@@ -93,6 +93,7 @@ __all__ = [
     "routed_request",
     "sample_size",
     "sequence",
+    "sglang_tokens",
     "stored_acyclic",
     "swap_in",
     "thresholds",
@@ -101,6 +102,7 @@ __all__ = [
     "u64",
     "use_lengths",
     "use_parent",
+    "vllm_tokens",
     "worker",
     "worker_id",
 ]
@@ -612,3 +614,20 @@ def _short(value: Any, limit: int = 80) -> str:
         return repr(value)
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- engine caches (vLLM, SGLang) -------------------------------------------------------------
+
+
+def vllm_tokens(tokens: Any, what: str = "tokens") -> list[int]:
+    """vLLM's prompt or output tokens: a list or tuple of u32 token ids (``what`` names it)."""
+    if not isinstance(tokens, (list, tuple)) or not all(is_int(t) and 0 <= t < 2**32 for t in tokens):
+        raise InvalidArgument(f"{what} must be a list of u32 token ids, got {tokens!r}")
+    return list(tokens)
+
+
+def sglang_tokens(tokens: Any) -> list[int]:
+    """SGLang's token keys: a list or tuple of non-negative int31 token ids (its tensors are int32)."""
+    if not isinstance(tokens, (list, tuple)) or not all(is_int(t) and 0 <= t < 2**31 for t in tokens):
+        raise InvalidArgument(f"tokens must be a list of non-negative int31 token ids, got {tokens!r}")
+    return list(tokens)

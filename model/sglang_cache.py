@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kvspec import checks
 from kvspec.errors import InvalidArgument
 from kvspec.events import Cleared, KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import block_hashes, sequence_hashes
@@ -42,11 +43,7 @@ from kvspec.hashing import block_hashes, sequence_hashes
 __all__ = ["SglangRadixCache"]
 
 
-def _tokens(tokens: Any) -> list[int]:
-    if not isinstance(tokens, (list, tuple)) or not all(
-            isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in tokens):
-        raise InvalidArgument(f"tokens must be a list of non-negative int31 token ids, got {tokens!r}")
-    return list(tokens)
+_tokens = checks.sglang_tokens
 
 
 class _Node:

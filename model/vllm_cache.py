@@ -57,6 +57,7 @@ from typing import Any
 
 import attrs
 
+from kvspec import checks
 from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import block_hashes, sequence_hashes
@@ -68,10 +69,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_tokens(tokens: Any, what: str = "tokens") -> list[int]:
-    if not isinstance(tokens, (list, tuple)) or not all(_is_int(t) and 0 <= t < 2**32 for t in tokens):
-        raise InvalidArgument(f"{what} must be a list of u32 token ids, got {tokens!r}")
-    return list(tokens)
+check_tokens = checks.vllm_tokens
 
 
 @attrs.define
