@@ -22,12 +22,11 @@ from kvspec.hashing import block_hashes, sequence_hashes
 
 __all__ = ["VllmPrefixCache"]
 
-EVENT_MODES = ("per-copy", "per-hash")
+EVENT_MODES = checks.VLLM_EVENT_MODES
 HEAD, TAIL = -1, -2
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_is_int = checks.is_int
 
 
 _tokens = checks.vllm_tokens
@@ -47,12 +46,7 @@ class _Req:
 
 class VllmPrefixCache:
     def __init__(self, num_blocks: int, block_size: int, events: str = "per-copy") -> None:
-        if not _is_int(num_blocks) or num_blocks < 2:
-            raise InvalidArgument(f"num_blocks must be an int >= 2 (block 0 is the null block), got {num_blocks!r}")
-        if not _is_int(block_size) or block_size < 1:
-            raise InvalidArgument(f"block_size must be a positive int, got {block_size!r}")
-        if events not in EVENT_MODES:
-            raise InvalidArgument(f"events must be one of {EVENT_MODES}, got {events!r}")
+        checks.vllm_cache_options(num_blocks, block_size, events)
         self.block_size, self.events, self.num_blocks = block_size, events, num_blocks
         ids = list(range(1, num_blocks))
         chain = [HEAD, *ids, TAIL]
@@ -94,13 +88,7 @@ class VllmPrefixCache:
             req.hashes += sequence_hashes(new, req.hashes[-1] if req.hashes else None)
 
     def add_request(self, request_id: str, prompt: list[int], report_full: bool = False) -> None:
-        if not isinstance(request_id, str) or not request_id:
-            raise InvalidArgument(f"request_id must be a non-empty str, got {request_id!r}")
-        prompt = _tokens(prompt, "prompt")
-        if not prompt:
-            raise InvalidArgument("prompt must not be empty")
-        if not isinstance(report_full, bool):
-            raise InvalidArgument(f"report_full must be a bool, got {report_full!r}")
+        prompt = checks.vllm_request(request_id, prompt, report_full)
         if request_id in self._requests:
             raise InvalidArgument(f"request {request_id!r} already exists")
         req = _Req(prompt, report_full)

@@ -64,6 +64,7 @@ __all__ = [
     "MAX_POSITION",
     "U32",
     "U64",
+    "VLLM_EVENT_MODES",
     "attrs_rule",
     "block_id",
     "block_size",
@@ -102,6 +103,8 @@ __all__ = [
     "u64",
     "use_lengths",
     "use_parent",
+    "vllm_cache_options",
+    "vllm_request",
     "vllm_tokens",
     "worker",
     "worker_id",
@@ -631,3 +634,30 @@ def sglang_tokens(tokens: Any) -> list[int]:
     if not isinstance(tokens, (list, tuple)) or not all(is_int(t) and 0 <= t < 2**31 for t in tokens):
         raise InvalidArgument(f"tokens must be a list of non-negative int31 token ids, got {tokens!r}")
     return list(tokens)
+
+
+#: how a vLLM prefix cache publishes events: one per physical copy (vLLM's behaviour) or per hash
+VLLM_EVENT_MODES = ("per-copy", "per-hash")
+
+
+def vllm_cache_options(num_blocks: Any, block_size: Any, events: Any) -> None:
+    """``VllmPrefixCache(num_blocks, block_size, events)``: block 0 is vLLM's null block, so at least two."""
+    if not is_int(num_blocks) or num_blocks < 2:
+        raise InvalidArgument(f"num_blocks must be an int >= 2 (block 0 is the null block), got {num_blocks!r}")
+    if not is_int(block_size) or block_size < 1:
+        raise InvalidArgument(f"block_size must be a positive int, got {block_size!r}")
+    if events not in VLLM_EVENT_MODES:
+        raise InvalidArgument(f"events must be one of {VLLM_EVENT_MODES}, got {events!r}")
+
+
+def vllm_request(request_id: Any, prompt: Any, report_full: Any) -> list[int]:
+    """``add_request(request_id, prompt, report_full)``: a non-empty id, a non-empty prompt of u32
+    tokens, a bool.  Returns the prompt as a list."""
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidArgument(f"request_id must be a non-empty str, got {request_id!r}")
+    prompt = vllm_tokens(prompt, "prompt")
+    if not prompt:
+        raise InvalidArgument("prompt must not be empty")
+    if not isinstance(report_full, bool):
+        raise InvalidArgument(f"report_full must be a bool, got {report_full!r}")
+    return prompt

@@ -62,11 +62,10 @@ from kvspec.errors import InvalidArgument
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import block_hashes, sequence_hashes
 
-EVENT_MODES = ("per-copy", "per-hash")
+EVENT_MODES = checks.VLLM_EVENT_MODES
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_is_int = checks.is_int
 
 
 check_tokens = checks.vllm_tokens
@@ -86,12 +85,7 @@ class VllmPrefixCache:
     """vLLM 0.33's ``KVCacheManager`` with one full-attention group (see the module rules)."""
 
     def __init__(self, num_blocks: int, block_size: int, events: str = "per-copy") -> None:
-        if not _is_int(num_blocks) or num_blocks < 2:
-            raise InvalidArgument(f"num_blocks must be an int >= 2 (block 0 is the null block), got {num_blocks!r}")
-        if not _is_int(block_size) or block_size < 1:
-            raise InvalidArgument(f"block_size must be a positive int, got {block_size!r}")
-        if events not in EVENT_MODES:
-            raise InvalidArgument(f"events must be one of {EVENT_MODES}, got {events!r}")
+        checks.vllm_cache_options(num_blocks, block_size, events)
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.events = events
@@ -108,13 +102,7 @@ class VllmPrefixCache:
 
     def add_request(self, request_id: str, prompt: list[int], report_full: bool = False) -> None:
         """A new waiting request (vLLM's ``Request``); nothing is allocated yet."""
-        if not isinstance(request_id, str) or not request_id:
-            raise InvalidArgument(f"request_id must be a non-empty str, got {request_id!r}")
-        prompt = check_tokens(prompt, "prompt")
-        if not prompt:
-            raise InvalidArgument("prompt must not be empty")
-        if not isinstance(report_full, bool):
-            raise InvalidArgument(f"report_full must be a bool, got {report_full!r}")
+        prompt = checks.vllm_request(request_id, prompt, report_full)
         if request_id in self._requests:
             raise InvalidArgument(f"request {request_id!r} already exists")
         self._requests[request_id] = _Request(prompt, report_full)
