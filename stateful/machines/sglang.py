@@ -30,10 +30,6 @@ prompts = st.tuples(st.sampled_from(PREFIXES), st.lists(st.integers(0, 2), max_s
 class SglangMachine(DifferentialMachine):
     observers = {"SglangRadixCache": ["nodes", "drain_events"]}
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.ready = False
-
     @initialize(page_size=st.sampled_from([1, 1, 2, 3]))
     def setup(self, page_size: int) -> None:
         self.page_size = page_size
@@ -43,7 +39,6 @@ class SglangMachine(DifferentialMachine):
         self.problems: list[str] = []
         self.run.create("cache", "SglangRadixCache", page_size)
         self.delivered()
-        self.ready = True
 
     def call(self, method, *args):
         value, error = self.attempt("cache", method, *args)
@@ -63,35 +58,40 @@ class SglangMachine(DifferentialMachine):
         if len(tokens) >= self.page_size and tuple(tokens) not in self.seen:
             self.seen = (self.seen + [tuple(tokens)])[-6:]
 
-    @precondition(lambda self: self.ready)
     @rule(tokens=prompts)
     def insert(self, tokens):
         self.call("insert", tokens)
         self._remember(tokens)
 
-    @precondition(lambda self: self.ready)
+    @precondition(lambda self: self.seen)
+    @rule(pick=st.integers(0, 5), cut=st.integers(0, 8), token=st.integers(0, 2))
+    def insert_beside_seen(self, pick, cut, token):
+        """Insert a prompt that leaves a known one part-way: the node holding it splits (locks included)."""
+        seen = self.seen[pick % len(self.seen)]
+        tokens = list(seen[: cut % len(seen)]) + [token] * self.page_size
+        self.call("insert", tokens)
+        self._remember(tokens)
+
     @rule(tokens=prompts)
     def match(self, tokens):
         self.call("match", tokens)
 
-    @precondition(lambda self: self.ready and len(self.locks) < 4)
+    @precondition(lambda self: len(self.locks) < 4)
     @rule(tokens=prompts)
     def lock(self, tokens):
         value, error = self.call("lock", tokens)
         if error is None:
             self.locks.append(value)
 
-    @precondition(lambda self: self.ready and self.locks)
+    @precondition(lambda self: self.locks)
     @rule(pick=st.integers(0, 100))
     def unlock(self, pick):
         self.call("unlock", self.locks.pop(pick % len(self.locks)))
 
-    @precondition(lambda self: self.ready)
     @rule(num_tokens=st.integers(0, 10))
     def evict(self, num_tokens):
         self.call("evict", num_tokens)
 
-    @precondition(lambda self: self.ready)
     @rule(bad=st.sampled_from([-1, 99]))
     def misuse(self, bad):
         self.call("unlock", bad)
@@ -100,8 +100,6 @@ class SglangMachine(DifferentialMachine):
 
     @invariant()
     def target_structure(self):
-        if not self.ready:
-            return
         check = getattr(self.run.target("cache"), "_check", None)
         problems = list(self.problems)
         if check is not None:
