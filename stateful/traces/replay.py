@@ -351,7 +351,7 @@ def render_result(result: ReplayResult) -> str:
         lines.append(f"DIVERGENCE at step {d.index + 1}: {d.steps[d.index].describe()}  ({kind}: {why})")
         only, extra = flagged_fields(d.differences)
         diff = outcome_diff(d.expected, d.actual, only)
-        lines += diff if diff else [f"  {d.summary}"]
+        lines += diff if diff else [f"  - {x}" for x in d.differences] or [f"  {d.summary}"]
         lines += [f"  - {x}" for x in extra if diff]
         lines.append(f"FAIL: {against} diverges from the model (exit 1)")
     elif result.failure is not None:
