@@ -6,13 +6,18 @@ Every trace in the corpus is replayed (``tests/regressions/test_corpus.py``) aga
   scenario that once broke something; it must never break the real implementation);
 * its recorded target — a ``mutant:<name>`` must *still diverge* (otherwise the trace no longer
   demonstrates the planted bug and has gone stale); any other registered target (an adapter whose
-  bug was fixed) must agree.
+  bug was fixed) must agree;
+* every real engine (:data:`ENGINES`: ``vllm``, ``sglang``) that provides all the classes the
+  machine needs — the engine must agree with the model on a scenario that once broke something,
+  unless the machine lists a known finding against it (its reproducers live in ``tests/engines``).
+  Without the engine installed that replay is skipped with the install hint (:func:`unavailable`).
 
 :func:`regenerate` (``kvspec corpus --out tests/regressions``) seeds the corpus with one trace per
 self-test mutant (:data:`kvspec.stateful.mutants.MUTANTS`): it runs the machines named in the
 mutant's ``caught_by`` under the ``ci`` profile (derandomized, so regenerating is reproducible),
 keeps the first shrunk divergence as ``mutant-<name>.json`` and checks it replays as described.
-Users drop their own traces (from ``kvspec check``) next to them.
+Users drop their own traces (from ``kvspec check``) next to them.  ``--missing`` writes only the
+traces not in the corpus yet and says so when none is missing.
 """
 
 from __future__ import annotations
@@ -26,17 +31,36 @@ from pathlib import Path
 from typing import TextIO
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.registry import find_machines, lookup_machine
 from kvspec.stateful.runner import check_machine
 from kvspec.stateful.traces.replay import replay_trace
 from kvspec.stateful.traces.schema import Trace, load_trace, write_trace
-from kvspec.targets import registered_targets
+from kvspec.targets import registered_targets, resolve
 
-__all__ = ["corpus_files", "describe", "expectations", "regenerate", "verify"]
+__all__ = ["ENGINES", "corpus_files", "describe", "engine_targets", "expectations", "regenerate", "unavailable",
+           "verify"]
 
 
 def corpus_files(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob("*.json"))
+
+
+#: the real-engine targets: name -> the adapter package (its ``CLASSES``: what it provides)
+ENGINES = {"vllm": "kvspec.adapters.vllm", "sglang": "kvspec.adapters.sglang"}
+
+
+def engine_targets(machine: str) -> list[str]:
+    """The engines that can run ``machine`` (they provide every class it needs) and are not known
+    to fail it (``known_failures``); decided without importing any engine."""
+    import importlib
+
+    spec = lookup_machine(machine)
+    names = []
+    for name, package in ENGINES.items():
+        provided = set(importlib.import_module(package).CLASSES)
+        if set(spec.requires) <= provided and name not in spec.known_failures:
+            names.append(name)
+    return names
 
 
 def expectations(trace: Trace) -> list[tuple[str, bool]]:
@@ -47,20 +71,34 @@ def expectations(trace: Trace) -> list[tuple[str, bool]]:
         plan.append((recorded, True))
     elif recorded not in ("impl", "model") and recorded in registered_targets():
         plan.append((recorded, False))
+    try:
+        engines = engine_targets(trace.machine)
+    except KvSpecError:  # a machine kvspec no longer has: replaying against impl says so
+        engines = []
+    plan += [(name, False) for name in engines if name != recorded]
     return plan
+
+
+def unavailable(target: str, error: KvSpecError) -> str | None:
+    """Why ``target`` cannot replay a trace (``error`` came from the replay), with the install hint
+    of an absent engine; ``None`` when ``error`` is a real problem with the trace."""
+    if "cannot run against" not in str(error):
+        return None
+    version = resolve(target).version
+    return f"{error} ({version})" if version.startswith("unavailable") else str(error)
 
 
 def verify(trace: Trace) -> list[str]:
     """Problems with a corpus trace (empty: it replays as :func:`expectations` demands).
 
-    A target that lacks the machine's classes is skipped, not a problem.
+    A target that lacks the machine's classes (an engine not installed) is skipped, not a problem.
     """
     problems = []
     for target, must_diverge in expectations(trace):
         try:
             result = replay_trace(trace, target)
         except KvSpecError as exc:
-            if "cannot run against" in str(exc):
+            if unavailable(target, exc) is not None:
                 continue
             problems.append(f"{target}: {exc}")
             continue
@@ -87,6 +125,11 @@ def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile
         return 2
     if missing_only:
         names = [n for n in names if not (out / f"mutant-{n}.json").exists()]
+        if names:
+            print(f"  missing: {', '.join(names)}", file=stream, flush=True)
+        else:
+            print(f"  none missing: every mutant{'' if mutants else f' ({len(MUTANTS)})'} has a trace in {out}",
+                  file=stream)
     status = 0
     if jobs <= 1 or len(names) <= 1:
         outcomes = (_one(name, str(out), profile) for name in names)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.corpus import corpus_files, expectations
+from kvspec.stateful.corpus import corpus_files, expectations, unavailable
 from kvspec.stateful.traces.replay import render_result, replay_trace
 from kvspec.stateful.traces.schema import load_trace
 
@@ -37,8 +37,9 @@ def test_corpus_trace(path, target, must_diverge):
     try:
         result = replay_trace(trace, target)
     except KvSpecError as exc:
-        if "cannot run against" in str(exc):
-            pytest.skip(str(exc))
+        reason = unavailable(target, exc)  # an engine not installed: skipped with its install hint
+        if reason is not None:
+            pytest.skip(reason)
         raise
     if must_diverge:
         assert result.divergence is not None or result.failure is not None, (
