@@ -86,3 +86,30 @@ def test_corpus_command_writes_a_verified_trace(tmp_path, capsys):
     assert trace.target == "mutant:tracker-passthrough-dedups" and trace.machine == "tracker[passthrough]"
     assert "ok     " in out and "stale  " in out and "mutant-no-longer-exists.json" in out
     assert main(["corpus", "--out", str(tmp_path), "--mutant", "no-such-mutant"]) == 2
+
+
+@pytest.mark.parametrize(("trace_name", "engine", "package"), [
+    ("mutant-vllm-dedupe-copies.json", "vllm", "kvspec.adapters.vllm.runtime"),
+    ("mutant-sglang-split-forgets-lock.json", "sglang", "kvspec.adapters.sglang"),
+])
+def test_an_engine_replay_is_skipped_with_the_install_hint_when_the_engine_is_absent(
+        monkeypatch, trace_name, engine, package):
+    """Engine machines' traces are also replayed against the real engine; without it installed the
+    case is skipped, saying how to install it, instead of failing (whether or not it is installed here)."""
+    import importlib
+
+    from kvspec.stateful.corpus import verify
+
+    absent = f"{engine} not importable (ModuleNotFoundError: simulated); run: kvspec install-engine {engine}"
+    monkeypatch.setattr(importlib.import_module(package).ENGINE, "_error", absent)
+    monkeypatch.setattr(importlib.import_module(package).ENGINE, "_loaded", None)
+    trace = load_trace(HERE / trace_name)
+    assert (engine, False) in expectations(trace)
+    with pytest.raises(KvSpecError) as info:
+        replay_trace(trace, engine)
+    reason = unavailable(engine, info.value)
+    assert reason is not None and f"kvspec install-engine {engine}" in reason
+    assert verify(trace) == []  # the corpus command skips it too
+    with pytest.raises(KvSpecError) as broken:
+        replay_trace(HERE / "mutant-impostor-accepted.json", "no_such_module_anywhere")
+    assert unavailable("impl", broken.value) is None  # a real problem is not a skip
