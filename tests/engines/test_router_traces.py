@@ -115,3 +115,16 @@ def test_v1_against_real_vllm_is_a_replayable_minimized_trace():
     replayed = replay_trace(trace)  # against the recorded target: real vLLM
     assert replayed.target.name == "vllm" and replayed.reproduced
     assert replay_trace(trace, "impl").reproduced  # the same history breaks a router over impl alike
+
+
+def test_fuzz_mode_router_failure_is_a_replayable_minimized_trace():
+    """``kvspec check --fuzz`` compares only differing raw outcomes; the router is then checked by
+    an invariant, and the every-step replay names the exact step, minimized."""
+    from kvspec.stateful.fuzz import fuzz_machine
+
+    result = fuzz_machine(lookup_machine("vllm-router[raw]"), "impl", steps=20_000, seed=1)
+    assert result.status == "known", result.reason
+    trace = validate_trace(result.trace)
+    _router_divergence(trace)
+    assert trace.data["minimized"]["from_steps"] > len(trace.steps)
+    assert replay_trace(trace, "impl").reproduced

@@ -113,3 +113,16 @@ def test_an_engine_replay_is_skipped_with_the_install_hint_when_the_engine_is_ab
     with pytest.raises(KvSpecError) as broken:
         replay_trace(HERE / "mutant-impostor-accepted.json", "no_such_module_anywhere")
     assert unavailable("impl", broken.value) is None  # a real problem is not a skip
+
+
+def test_every_mutant_has_a_corpus_trace(capsys):
+    """Each self-test mutant, the engine machines' included, has its minimized trace here; the
+    command that writes the missing ones says none is missing."""
+    from kvspec.cli import main
+    from kvspec.stateful.mutants import MUTANTS
+
+    have = {p.stem[len("mutant-"):] for p in corpus_files(HERE) if p.name.startswith("mutant-")}
+    missing = sorted(set(MUTANTS) - have)
+    assert not missing, f"no corpus trace for {missing}: run kvspec corpus --missing --out tests/regressions"
+    assert main(["corpus", "--out", str(HERE), "--missing"]) == 0
+    assert f"none missing: every mutant ({len(MUTANTS)}) has a trace" in capsys.readouterr().out
