@@ -13,6 +13,7 @@ With vLLM installed the same is checked against the real engine.
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,30 @@ def test_fuzz_mode_router_failure_is_a_replayable_minimized_trace():
     _router_divergence(trace)
     assert trace.data["minimized"]["from_steps"] > len(trace.steps)
     assert replay_trace(trace, "impl").reproduced
+
+
+DATA = Path(__file__).parent / "data"
+#: the traces ``kvspec check --target vllm`` (dev profile) wrote for the findings, as written
+FINDING_TRACES = {"V1": DATA / "v1-vllm-router-raw.json", "V2": DATA / "v2-vllm-router-refcount-full.json"}
+
+
+@pytest.mark.parametrize("finding", sorted(FINDING_TRACES))
+def test_finding_trace_replays_on_the_model_as_on_vllm(finding):
+    """The model and impl reproduce vLLM's semantics, so the finding's trace diverges there too."""
+    trace = load_trace(FINDING_TRACES[finding])
+    assert trace.target == "vllm" and trace.data["minimized"]["from_steps"] > len(trace.steps)
+    assert lookup_machine(trace.machine).known_failures["vllm"] == finding
+    for target in ("impl", "model"):
+        result = replay_trace(trace, target)
+        assert result.divergence is not None and result.divergence.index == len(trace.steps) - 1
+
+
+@pytest.mark.skipif(ENGINE.unavailable_reason() is not None, reason=f"vLLM: {ENGINE.unavailable_reason()}")
+@pytest.mark.parametrize("finding", sorted(FINDING_TRACES))
+def test_finding_trace_still_reproduces_on_real_vllm(finding):
+    """Like the strict xfails in test_vllm.py: when vLLM fixes the finding this fails; then update
+    docs/findings.md and the machine's known_failures."""
+    result = replay_trace(load_trace(FINDING_TRACES[finding]))
+    assert result.target.name == "vllm" and result.reproduced
+    _router_divergence(result.prepared.trace)
+    assert result.divergence.differences == result.prepared.trace.data["divergence"]["differences"]
