@@ -70,8 +70,8 @@ def test_kvspec_check_writes_a_minimized_router_trace_that_replays_and_reports(t
     md, test_file = tmp_path / "bug.md", tmp_path / "test_bug.py"
     assert main(["report", str(path), "-o", str(md), "--pytest", str(test_file)]) == 0
     assert "note: the trace no longer diverges" not in capsys.readouterr().err
-    text = md.read_text()
-    assert any(kind in text for kind in ROUTER_KINDS)
+    title = md.read_text().splitlines()[0]
+    assert any(f"{kind} after `VllmPrefixCache." in title for kind in ROUTER_KINDS), title
     failure = _run_generated(test_file.read_text(), "impl")
     assert isinstance(failure, AssertionError), test_file.read_text()
     assert any(kind in str(failure) for kind in ROUTER_KINDS)
