@@ -114,7 +114,7 @@ def test_seed_makes_runs_reproducible():
 
 def test_database_directory_is_used(tmp_path):
     db = tmp_path / "db"
-    result = check_machine(toy_machine.SPEC, "toy-broken", profile="dev", max_examples=20, seed=5,
+    result = check_machine(toy_machine.SPEC, "toy-broken", profile="dev", max_examples=200, seed=5,
                            database=str(db))
     assert result.status == "failed"
     assert any(p.is_file() for p in db.rglob("*")), "the failing example was not saved"
@@ -143,7 +143,7 @@ def test_jobs_spread_machines_over_processes(monkeypatch):
     real = base.all_machines
     monkeypatch.setattr(base, "all_machines", lambda: [*real(), twin])
     seen = []
-    results = check("toy-broken", ["toy-shelf"], profile="ci", max_examples=15, jobs=2, database="none",
+    results = check("toy-broken", ["toy-shelf"], profile="ci", max_examples=100, jobs=2, database="none",
                     on_result=seen.append)
     assert [r.machine for r in results] == ["toy-shelf", "toy-shelf-twin"]
     assert all(r.status == "failed" and r.trace for r in results)
