@@ -328,6 +328,23 @@ class DeviceTable:
 
     # -- mutation ----------------------------------------------------------------------------
 
+    def store_event(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                    names: list[int]) -> None:
+        """A Stored event's chain (``names`` its block hashes): :class:`ParentBlockNotFound` unless
+        ``worker`` holds ``parent``, else :meth:`store_chain`.  The hot path: the chain continues
+        the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container created)."""
+        where = self.trie.where.get(worker)
+        if where is not None:
+            if parent is not None:
+                node = where.get(parent)
+                if node is None:
+                    raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+                if self.trie.extend_leaf(worker, node, parent, names, blocks):
+                    return
+        elif parent is not None and parent not in self.irregular.held.get(worker, ()):
+            raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+        self.store_chain(worker, parent, blocks, names)
+
     def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
                     names: list[int] | None = None) -> None:
         """File ``blocks`` one under the other, the first under ``parent``.
@@ -460,15 +477,11 @@ class RadixIndex:
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
         """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_chain`)."""
-        checks.index_event(worker_id, event, KvCacheEvent)
+        names = checks.device_event(worker_id, event, KvCacheEvent)
         worker = (worker_id, event.dp_rank)
         data = event.data
-        if isinstance(data, Stored):
-            names = check_acyclic_batch(data)
-            parent = data.parent_hash
-            if parent is not None and not self._table.holds(worker, parent):
-                raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-            self._table.store_chain(worker, parent, data.blocks, names)
+        if names is not None:  # Stored
+            self._table.store_event(worker, data.parent_hash, data.blocks, names)
         elif isinstance(data, Removed):
             self._remove(worker, data.block_hashes)
         elif isinstance(data, Cleared):

@@ -131,6 +131,27 @@ class LaneTrie:
 
     # -- storing -----------------------------------------------------------------------------
 
+    def extend_leaf(self, worker: Worker, node: Node, parent: int, es: list[int], blocks) -> bool:
+        """The common case of :meth:`store`, O(k) in C: ``parent`` ends ``worker``'s lane in
+        ``node``, a leaf nobody else holds, so the chain ``es`` (of ``blocks``) continues that run in
+        place — two list extends and one dict update, no container created.  Returns False
+        (changing nothing) when that is not the case or when a block of ``es`` is already held or
+        a hole of the worker (then :meth:`store` decides)."""
+        if node.kids is not None or len(node.lanes) != 1:
+            return False
+        lane = node.lanes[worker]
+        blocks_of = self.where[worker]
+        if lane[-1] != parent or not blocks_of.keys().isdisjoint(es):
+            return False
+        holes = self.holes.get(worker)
+        if holes and not holes.keys().isdisjoint(es):
+            return False
+        node.labels += map(tokens_hash_of, blocks)
+        lane += es
+        node.ends[worker] = node.depth + len(lane)
+        blocks_of.update(dict.fromkeys(es, node))
+        return True
+
     def store(self, worker: Worker, parent: int | None, es: list[int], ls: list[int]) -> None:
         """File the chain ``es`` (local hashes ``ls``) under ``parent`` (held, or None for the root).
 
@@ -147,15 +168,6 @@ class LaneTrie:
         else:
             node = blocks[parent]
             lane = node.lanes[worker]
-            if lane[-1] == parent and node.kids is None and len(node.lanes) == 1 \
-                    and blocks.keys().isdisjoint(es) \
-                    and (not holes or holes.keys().isdisjoint(es)):
-                # the common case, O(k) in C: a new chain continues the worker's own leaf run
-                node.labels += ls
-                lane += es
-                node.ends[worker] = node.depth + len(node.labels)
-                blocks.update(dict.fromkeys(es, node))
-                return
             offset = len(lane) - 1 if lane[-1] == parent else lane.index(parent)
         i, k = 0, len(es)
         while i < k:
