@@ -41,6 +41,7 @@ created per block, so storing a chain allocates O(1) container objects, not O(bl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 from operator import attrgetter
 
 Worker = tuple[int, int]
@@ -149,7 +150,8 @@ class LaneTrie:
         node.labels += map(tokens_hash_of, blocks)
         lane += es
         node.ends[worker] = node.depth + len(lane)
-        blocks_of.update(dict.fromkeys(es, node))
+        for e in es:  # a loop of stores beats building a dict to merge (no temporary)
+            blocks_of[e] = node
         return True
 
     def store(self, worker: Worker, parent: int | None, es: list[int], ls: list[int]) -> None:
@@ -202,7 +204,8 @@ class LaneTrie:
                         node.kids = {}
                     node.kids[ls[i]] = child
                     node = child
-                blocks.update(dict.fromkeys(rest, node))
+                for e in rest:
+                    blocks[e] = node
                 return
             if worker in child.lanes:
                 node, offset = child, -1
@@ -215,7 +218,8 @@ class LaneTrie:
                 child, _ = self._split(child, j)
             child.lanes[worker] = run
             child.ends[worker] = child.end
-            blocks.update(dict.fromkeys(run, child))
+            for e in run:
+                blocks[e] = child
             i += j
             node, offset = child, j - 1
 
@@ -321,20 +325,19 @@ class LaneTrie:
         A name repeated within one event is not an error (an event names a set).
         """
         blocks = self.where.get(worker, {})
-        missing: list[int] = []
-        touched: dict[Node, list[int]] = {}
-        named: set[int] = set()
-        for e in hashes:
-            if e in named:
-                continue
-            named.add(e)
-            node = blocks.pop(e, None)
-            if node is None:
-                missing.append(e)
-            else:
-                touched.setdefault(node, []).append(e)
-        if not touched:
+        names = list(dict.fromkeys(hashes))  # each name once, in order
+        found = list(map(blocks.pop, names, repeat(None)))  # O(k) in C
+        missing = [e for e, node in zip(names, found) if node is None] if None in found else []
+        if len(missing) == len(names):
             return missing
+        touched: dict[Node, list[int]]
+        if found.count(found[0]) == len(found):  # the common case: one lane
+            touched = {found[0]: names}
+        else:
+            touched = {}
+            for e, node in zip(names, found):
+                if node is not None:
+                    touched.setdefault(node, []).append(e)
         holes = self.holes.setdefault(worker, {})
         above: list[Node] = []
         for node, names in touched.items():
