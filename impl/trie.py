@@ -11,6 +11,7 @@ worker has at most one block per path, and all of its blocks fit in one trie ove
     Node.ends[w]         depth+len       the lane's score if a query passes the whole node
     Node.first[w]        depth           where the lane's first hole is (a cache of ``gaps``)
     Node.kids[L]         child node      keyed by the child's first label
+    Node.below[w]        count           how many children hold a lane of w (None iff no kids)
     LaneTrie.where[w][E] node            the node holding each held block of ``w`` (a lane entry)
     LaneTrie.holes[w][E] node            the node holding each hole of ``w`` (a gaps entry)
 
@@ -51,13 +52,15 @@ Blocks = dict[int, tuple[int | None, int]]
 class Node:
     """One run of path positions and the lanes of the workers that hold all of them (module docs)."""
 
-    __slots__ = ("labels", "depth", "kids", "parent", "lanes", "ends", "gaps", "first")
+    __slots__ = ("labels", "depth", "kids", "below", "parent", "lanes", "ends", "gaps", "first")
 
     def __init__(self, labels: list[int], depth: int, parent: Node | None) -> None:
         self.labels = labels
         self.depth = depth
         self.parent = parent
         self.kids: dict[int, Node] | None = None
+        #: worker -> number of children where it has a lane (so "a lane below?" is O(1))
+        self.below: dict[Worker, int] | None = None
         self.lanes: dict[Worker, list[int | None]] = {}
         self.ends: dict[Worker, int] = {}
         self.gaps: dict[Worker, dict[int, int]] | None = None
@@ -201,8 +204,9 @@ class LaneTrie:
                     child.lanes[worker] = rest
                     child.ends[worker] = child.depth + len(locals_)
                     if node.kids is None:
-                        node.kids = {}
+                        node.kids, node.below = {}, {}
                     node.kids[ls[i]] = child
+                    node.below[worker] = node.below.get(worker, 0) + 1
                     node = child
                 for e in rest:
                     blocks[e] = node
@@ -217,6 +221,7 @@ class LaneTrie:
             if j < len(child.labels):
                 child, _ = self._split(child, j)
             child.lanes[worker] = run
+            node.below[worker] = node.below.get(worker, 0) + 1
             child.ends[worker] = child.end
             for e in run:
                 blocks[e] = child
@@ -257,6 +262,7 @@ class LaneTrie:
         if at <= size - at:  # a new top node
             top = Node(node.labels[:at], node.depth, node.parent)
             top.kids = {node.labels[at]: node}
+            top.below = dict.fromkeys(node.lanes, 1)
             node.parent.kids[node.labels[0]] = top
             node.parent = top
             node.labels = node.labels[at:]
@@ -266,14 +272,15 @@ class LaneTrie:
                 top.lanes[worker] = lane[:at]
                 node.lanes[worker] = lane[at:]
             top.ends = dict.fromkeys(top.lanes, top.end)
-            below = False
+            new_bottom = False
         else:  # a new bottom node
             bottom = Node(node.labels[at:], node.depth + at, node)
-            bottom.kids = node.kids
+            bottom.kids, bottom.below = node.kids, node.below
             if bottom.kids:
                 for kid in bottom.kids.values():
                     kid.parent = bottom
             node.kids = {bottom.labels[0]: bottom}
+            node.below = dict.fromkeys(node.lanes, 1)
             node.labels = node.labels[:at]
             moved, kept = bottom, node
             for worker, lane in node.lanes.items():
@@ -281,7 +288,7 @@ class LaneTrie:
                 node.lanes[worker] = lane[:at]
             bottom.ends = node.ends
             node.ends = dict.fromkeys(node.lanes, node.end)
-            below = True
+            new_bottom = True
         for worker, lane in moved.lanes.items():
             blocks = self.where[worker]
             blocks.update(dict.fromkeys(lane, moved))
@@ -295,7 +302,7 @@ class LaneTrie:
                         top_gaps.setdefault(worker, {})[offset] = e
                     else:
                         low_gaps.setdefault(worker, {})[offset - at] = e
-            top_node, low_node = (kept, moved) if below else (moved, kept)
+            top_node, low_node = (kept, moved) if new_bottom else (moved, kept)
             top_node.gaps = top_gaps or None
             low_node.gaps = low_gaps or None
             top_node.first = low_node.first = None
@@ -303,17 +310,17 @@ class LaneTrie:
                 holes = self.holes[worker]
                 for e in gaps.values():
                     holes[e] = moved
-        low = moved if below else kept
+        low = moved if new_bottom else kept
         if low.gaps:
             self._shed(low)
-        return (kept, moved) if below else (moved, kept)
+        return (kept, moved) if new_bottom else (moved, kept)
 
     def _shed(self, low: Node) -> None:
         """After a split: a lane that is holes only in the bottom part, with nothing below, leaves it
         (the top part then still holds a block of that lane, so nothing above changes).  O(lanes)."""
-        kids = low.kids.values() if low.kids else ()
+        below = low.below or ()
         for worker, gaps in list(low.gaps.items()):
-            if len(gaps) == len(low.labels) and not any(worker in kid.lanes for kid in kids):
+            if len(gaps) == len(low.labels) and worker not in below:
                 self._drop_lane(worker, low)
 
     # -- removing ----------------------------------------------------------------------------
@@ -377,13 +384,14 @@ class LaneTrie:
     def _trim(self, worker: Worker, node: Node) -> None:
         """Drop trailing holes nobody needs: a lane of holes only, with no lane of the worker below,
         leaves its node (the node goes when its last lane does), and a lone lane with no node
-        below loses its trailing holes.  O(holes dropped + children of each node checked)."""
+        below loses its trailing holes.  O(holes dropped + nodes climbed): ``below`` answers "a lane
+        of the worker below?" in O(1)."""
         root = self.root
         while node is not root:
             lane = node.lanes.get(worker)
             if lane is None or lane[-1] is not None:
                 return
-            if node.kids and any(worker in kid.lanes for kid in node.kids.values()):
+            if node.below and worker in node.below:
                 return
             gaps = node.gaps[worker]
             node.first = None
@@ -418,11 +426,16 @@ class LaneTrie:
                 del self.holes[worker]
             if not node.gaps:
                 node.gaps = None
+        parent = node.parent
+        count = parent.below[worker] - 1
+        if count:
+            parent.below[worker] = count
+        else:
+            del parent.below[worker]
         if not node.lanes:
-            parent = node.parent
             del parent.kids[node.labels[0]]
             if not parent.kids:
-                parent.kids = None
+                parent.kids = parent.below = None
 
     def drop(self, worker: Worker) -> None:
         """Forget every lane of ``worker``: O(its blocks) in C + O(its nodes) in Python."""
@@ -552,13 +565,17 @@ class LaneTrie:
                             seen.setdefault(worker, {})[e] = node
                     assert len(gaps) == lane.count(None), "gaps and holes disagree"
                     if len(gaps) == len(lane):
-                        assert any(worker in kid.lanes for kid in (node.kids or {}).values()), \
-                            "a lane of holes only with nothing below"
+                        assert worker in (node.below or {}), "a lane of holes only with nothing below"
                 if node.gaps is not None:
                     assert node.gaps and all(node.gaps.values()) and set(node.gaps) <= set(node.lanes)
                 if node.first is not None:
                     assert node.first == {w: node.depth + min(g) for w, g in (node.gaps or {}).items()}, \
                         "stale first-hole cache"
+            counts: dict[Worker, int] = {}
+            for kid in (node.kids or {}).values():
+                for worker in kid.lanes:
+                    counts[worker] = counts.get(worker, 0) + 1
+            assert node.below == (counts if node.kids is not None else None), "stale lane counts below"
             if node.kids is not None:
                 assert node.kids, "an empty child map is kept"
                 for label, kid in node.kids.items():
