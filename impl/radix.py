@@ -463,10 +463,13 @@ def owned_scores(scores: dict[Worker, int]) -> OverlapScores:
     The converter of ``OverlapScores.scores`` copies its argument; a fresh dict built by the
     query needs no copy, so the frozen instance is filled directly.
     """
-    out = object.__new__(OverlapScores)
-    object.__setattr__(out, "scores", scores)
-    object.__setattr__(out, "frequencies", ())
+    out = _new(OverlapScores)
+    _set(out, "scores", scores)
+    _set(out, "frequencies", ())
     return out
+
+
+_new, _set = object.__new__, object.__setattr__
 
 
 class RadixIndex:

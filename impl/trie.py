@@ -491,11 +491,19 @@ class LaneTrie:
                 if node is None:
                     break
                 continue
-            matched = common_prefix(labels, 0, query, pos, min(len(labels), n - pos))
+            if end > n and query[pos:] == labels[:n - pos]:  # the query ends inside the node
+                matched = n - pos
+            else:
+                matched = common_prefix(labels, 0, query, pos, min(len(labels), n - pos))
             if last is not None:
                 out.update(last.ends)
                 last = None
-            out.update(dict.fromkeys(node.lanes, pos + matched))
+            score = pos + matched
+            if len(node.lanes) > 4:
+                out.update(dict.fromkeys(node.lanes, score))
+            else:  # the usual partial match, a worker's own run: a loop beats a temporary dict
+                for worker in node.lanes:
+                    out[worker] = score
             if node.gaps:
                 cuts = self._cuts(node, matched, cuts)
             if path is not None:
