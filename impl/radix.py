@@ -457,18 +457,8 @@ def early_exit_scores(scores: dict[Worker, int]) -> dict[Worker, int]:
     return scores
 
 
-def owned_scores(scores: dict[Worker, int]) -> OverlapScores:
-    """An :class:`OverlapScores` that takes ownership of ``scores`` (no copy): O(1).
-
-    The converter of ``OverlapScores.scores`` copies its argument; a fresh dict built by the
-    query needs no copy, so the frozen instance is filled directly.
-    """
-    out = _new(OverlapScores)
-    _set(out, "scores", scores)
-    _set(out, "frequencies", ())
-    return out
-
-
+#: ``OverlapScores`` filled in place: its converter copies the scores, and a query's fresh dict
+#: needs no copy, so ``find_matches`` builds the frozen instance with these two (O(1))
 _new, _set = object.__new__, object.__setattr__
 
 
@@ -515,14 +505,21 @@ class RadixIndex:
 
     def match_details(self, local_hashes: Sequence[int]) -> dict[Worker, Continuation]:
         """O(query length to validate + query walk + workers matched x log path)."""
-        return self._table.walk(list(checks.query(local_hashes)))
+        return self._table.walk(checks.query_list(local_hashes))
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
         """O(query length to validate + nodes on the path + workers where the holder count drops)."""
-        scores = self._table.scores(list(checks.query(local_hashes, early_exit)))
+        query = checks.query_list(local_hashes, early_exit)
+        table = self._table
+        scores = table.trie.scores(query)  # DeviceTable.scores, inlined: this is the hot path
+        if table.irregular.held:
+            scores.update(table.irregular.scores(query))
         if early_exit:
             scores = early_exit_scores(scores)
-        return owned_scores(scores)
+        out = _new(OverlapScores)  # takes ownership of ``scores``: no copy
+        _set(out, "scores", scores)
+        _set(out, "frequencies", ())
+        return out
 
     def dump_events(self) -> list[RouterEvent]:
         """O(blocks log blocks)."""

@@ -14,6 +14,7 @@ worker has at most one block per path, and all of its blocks fit in one trie ove
     Node.below[w]        count           how many children hold a lane of w (None iff no kids)
     LaneTrie.where[w][E] node            the node holding each held block of ``w`` (a lane entry)
     LaneTrie.holes[w][E] node            the node holding each hole of ``w`` (a gaps entry)
+    LaneTrie.workers[w]  w               the one tuple naming ``w`` in every dict of the trie
 
 A slot ``(node, offset)`` of ``w`` holds the block whose parent is the block (or hole) of ``w`` at
 the slot above; so a worker's score for a query is the depth of the first slot along the query's
@@ -94,12 +95,15 @@ class Irregular(Exception):
 class LaneTrie:
     """The trie of lanes (module docs) for the workers whose blocks fit it."""
 
-    __slots__ = ("root", "where", "holes")
+    __slots__ = ("root", "where", "holes", "workers")
 
     def __init__(self) -> None:
         self.root = Node([], 0, None)
         self.where: dict[Worker, dict[int, Node]] = {}
         self.holes: dict[Worker, dict[int, Node]] = {}
+        #: each worker's tuple as first stored: every dict of the trie is keyed by that one
+        #: object, so the query's merges of ``ends`` compare worker keys by identity, not by value
+        self.workers: dict[Worker, Worker] = {}
 
     # -- lookups, O(1) unless stated ---------------------------------------------------------
 
@@ -167,6 +171,9 @@ class LaneTrie:
         blocks = self.where.get(worker)
         if blocks is None:
             blocks = self.where[worker] = {}
+            self.workers[worker] = worker
+        else:
+            worker = self.workers[worker]
         holes = self.holes.get(worker)
         if parent is None:
             node, offset = self.root, -1
@@ -332,6 +339,7 @@ class LaneTrie:
         A name repeated within one event is not an error (an event names a set).
         """
         blocks = self.where.get(worker, {})
+        worker = self.workers.get(worker, worker)
         names = list(dict.fromkeys(hashes))  # each name once, in order
         found = list(map(blocks.pop, names, repeat(None)))  # O(k) in C
         missing = [e for e, node in zip(names, found) if node is None] if None in found else []
@@ -446,6 +454,7 @@ class LaneTrie:
                 self._drop_lane(worker, node)
         self.where.pop(worker, None)
         self.holes.pop(worker, None)
+        self.workers.pop(worker, None)
 
     def _forget(self, worker: Worker) -> None:
         """The worker holds nothing any more: drop its remaining holes."""
@@ -453,6 +462,7 @@ class LaneTrie:
             self.drop(worker)
         self.where.pop(worker, None)
         self.holes.pop(worker, None)
+        self.workers.pop(worker, None)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -478,7 +488,10 @@ class LaneTrie:
             end = pos + len(labels)
             if end <= n and query[pos:end] == labels:
                 if last is not None and len(node.ends) < len(last.ends):
-                    out.update(last.ends)
+                    if out:
+                        out.update(last.ends)
+                    else:  # the first (largest) merge: a copy, in C, beats inserting one by one
+                        out = last.ends.copy()
                 if node.gaps:
                     cuts = self._cuts(node, len(labels), cuts)
                 if path is not None:
@@ -496,7 +509,10 @@ class LaneTrie:
             else:
                 matched = common_prefix(labels, 0, query, pos, min(len(labels), n - pos))
             if last is not None:
-                out.update(last.ends)
+                if out:
+                    out.update(last.ends)
+                else:
+                    out = last.ends.copy()
                 last = None
             score = pos + matched
             if len(node.lanes) > 4:
@@ -510,7 +526,10 @@ class LaneTrie:
                 path.append((node, matched))
             break
         if last is not None:
-            out.update(last.ends)
+            if out:
+                out.update(last.ends)
+            else:
+                out = last.ends.copy()
         if cuts:
             out.update(cuts)  # a cut lies above the end of the lane it cuts: it is the new score
             if 0 in cuts.values():
@@ -590,6 +609,14 @@ class LaneTrie:
                     assert kid.labels[0] == label and kid.parent is node
                     stack.append(kid)
         assert {w: b for w, b in self.where.items() if b} == seen, "where disagrees with the lanes"
+        assert self.workers.keys() == self.where.keys(), "workers and where disagree"
+        keys = [*self.where, *self.holes]
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            keys += [*node.lanes, *node.ends, *(node.gaps or ()), *(node.below or ())]
+            stack += (node.kids or {}).values()
+        assert all(self.workers[w] is w for w in keys), "a worker named by a second tuple"
         assert all(self.where.values()), "an empty block map is kept"
         assert {w: h for w, h in self.holes.items() if h} == seen_holes, "holes disagree with the gaps"
 

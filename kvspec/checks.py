@@ -93,6 +93,7 @@ __all__ = [
     "plh_position",
     "pool_options",
     "query",
+    "query_list",
     "queued_event",
     "routed_request",
     "sample_size",
@@ -465,11 +466,30 @@ def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
     return u64_sequence("local_hashes", local_hashes)
 
 
+def query_list(local_hashes: Any, early_exit: Any = False) -> list[int]:
+    """:func:`query`'s rule, returning a fresh list (for an index that compares list slices)."""
+    flag("early_exit", early_exit)
+    if _u64s_in_c(local_hashes):
+        return list(local_hashes)
+    return list(sequence("local_hashes", local_hashes, u64))
+
+
+def _u64s_in_c(value: Any) -> bool:
+    """True when ``value`` is a list or tuple of exact ints in ``[0, 2**64)``, decided in C: one
+    pass counting types, one ``array('Q')`` conversion that overflows outside the range.  False
+    says nothing (an int subclass, say): the caller then checks element by element.  O(len)."""
+    if type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value):
+        try:
+            array("Q", value)
+        except OverflowError:
+            return False
+        return True
+    return False
+
+
 def u64_sequence(name: str, value: Any) -> tuple[int, ...]:
-    """``sequence(name, value, u64)``, decided in C when every element is an exact ``int`` in
-    range (one pass counting types, one ``array('Q')`` conversion that overflows outside
-    ``[0, 2**64)``); anything else goes the element-by-element way, which names the first bad
-    element.  O(len) either way.
+    """``sequence(name, value, u64)``, decided in C when it can be (:func:`_u64s_in_c`); anything
+    else goes the element-by-element way, which names the first bad element.  O(len) either way.
 
     >>> u64_sequence("hashes", [1, 2**64 - 1])
     (1, 18446744073709551615)
@@ -478,13 +498,8 @@ def u64_sequence(name: str, value: Any) -> tuple[int, ...]:
     ...
     kvspec.errors.InvalidArgument: hashes[1] must be an int in [0, 2**64), got True
     """
-    if type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value):
-        try:
-            array("Q", value)
-        except OverflowError:
-            pass
-        else:
-            return tuple(value)
+    if _u64s_in_c(value):
+        return tuple(value)
     return sequence(name, value, u64)
 
 
