@@ -339,7 +339,7 @@ class DeviceTable:
                 node = where.get(parent)
                 if node is None:
                     raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-                if self.trie.extend_leaf(worker, node, parent, names, blocks):
+                if self.trie.extend_leaf(worker, where, node, parent, names, blocks):
                     return
         elif parent is not None and parent not in self.irregular.held.get(worker, ()):
             raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")

@@ -139,16 +139,17 @@ class LaneTrie:
 
     # -- storing -----------------------------------------------------------------------------
 
-    def extend_leaf(self, worker: Worker, node: Node, parent: int, es: list[int], blocks) -> bool:
+    def extend_leaf(self, worker: Worker, blocks_of: dict[int, Node], node: Node, parent: int,
+                    es: list[int], blocks) -> bool:
         """The common case of :meth:`store`, O(k) in C: ``parent`` ends ``worker``'s lane in
         ``node``, a leaf nobody else holds, so the chain ``es`` (of ``blocks``) continues that run in
         place — two list extends and one dict update, no container created.  Returns False
         (changing nothing) when that is not the case or when a block of ``es`` is already held or
-        a hole of the worker (then :meth:`store` decides)."""
+        a hole of the worker (then :meth:`store` decides).  ``blocks_of`` is ``where[worker]``,
+        ``node`` is ``blocks_of[parent]`` (the caller looked both up)."""
         if node.kids is not None or len(node.lanes) != 1:
             return False
         lane = node.lanes[worker]
-        blocks_of = self.where[worker]
         if lane[-1] != parent or not blocks_of.keys().isdisjoint(es):
             return False
         holes = self.holes.get(worker)

@@ -454,7 +454,8 @@ def device_event(worker_id_: Any, event: Any, event_type: type) -> list[int] | N
     """:func:`index_event` for an index without tiers, returning what the check read: a Stored
     payload's block hashes, in order (``None`` for any other payload), so the caller reads them
     once.  O(k)."""
-    worker_id("worker_id", worker_id_)
+    if type(worker_id_) is not int or not 0 <= worker_id_ < U64:  # the usual case costs no call
+        worker_id("worker_id", worker_id_)
     if type(event) is not event_type:
         exact(event_type)("event", event)
     return stored_acyclic(event.data) if hasattr(event.data, "parent_hash") else None
