@@ -30,6 +30,11 @@ the garbage collected, so what is still traced is everything the index retains, 
 included.  Dynamo's tree lives in Rust: its figure is the process's RSS growth while applying
 the pre-serialised events (approximate).  Figures are per (worker, block) pair held.
 
+GC share: one more impl build from the same events, with the time the cyclic garbage collector
+spends in its collections (``gc.callbacks``, CPU time) summed and divided by the build's time —
+the share of apply that is GC, with the other sides' indexes and the events alive, as in the
+timed builds.
+
 ``--callgrind`` adds instruction counts per query (valgrind, noise-free, one size).  A benchmark
 prints numbers; it never asserts on time.
 """
@@ -161,6 +166,34 @@ def _impl_class(path: str | None):
 
 def _pairs(model) -> int:
     return sum(len(blocks) for blocks in model._held.values())
+
+
+def gc_share(cls, events) -> tuple[float, list[int]]:
+    """One more build of ``cls`` from ``events`` with the cyclic GC's own CPU time measured
+    (``gc.callbacks``): ``(share of the build spent in collections, collections per generation)``."""
+    import time
+
+    spent, counts, started = [0.0], [0, 0, 0], [0.0]
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            spent[0] += time.process_time() - started[0]
+            counts[info["generation"]] += 1
+
+    gc.callbacks.append(watch)
+    try:
+        began = time.process_time()
+        index = cls()
+        apply = index.apply_event
+        for worker, event in events:
+            apply(worker, event)
+        total = time.process_time() - began
+    finally:
+        gc.callbacks.remove(watch)
+    del index
+    return spent[0] / total if total else 0.0, counts
 
 
 # -- holes ----------------------------------------------------------------------------------
@@ -379,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f", Dynamo {fmt_us(applied['dynamo'])}" if "dynamo" in applied else "")
               + f"  ({args.apply_rounds} builds x {len(events):,} events per side)")
         apply_rows.append((total, applied))
+        share, counts = gc_share(impl_cls, events)
+        print(f"  cyclic GC during one more impl build: {share:.1%} of its apply time "
+              f"(collections per generation {counts[0]}/{counts[1]}/{counts[2]})")
         header = f"  {'set':>6}  {'impl us':>22}  {'Dynamo us':>22}  {'Dyn/impl':>8}  {'model us':>22}  {'model/impl':>10}"
         print(header)
         for name in QUERY_SETS:
