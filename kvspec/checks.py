@@ -468,10 +468,11 @@ def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
 
 
 def query_list(local_hashes: Any, early_exit: Any = False) -> list[int]:
-    """:func:`query`'s rule, returning a fresh list (for an index that compares list slices)."""
+    """:func:`query`'s rule, returning the hashes as a list (for an index that compares list
+    slices and only reads them): a list argument itself, else a new list."""
     flag("early_exit", early_exit)
     if _u64s_in_c(local_hashes):
-        return list(local_hashes)
+        return local_hashes if type(local_hashes) is list else list(local_hashes)
     return list(sequence("local_hashes", local_hashes, u64))
 
 
