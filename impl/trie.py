@@ -12,6 +12,7 @@ worker has at most one block per path, and all of its blocks fit in one trie ove
     Node.first[w]        depth           where the lane's first hole is (a cache of ``gaps``)
     Node.kids[L]         child node      keyed by the child's first label
     Node.below[w]        count           how many children hold a lane of w (None iff no kids)
+    LaneTrie.parent[n]   node            the parent of every node but the root
     LaneTrie.where[w][E] node            the node holding each held block of ``w`` (a lane entry)
     LaneTrie.holes[w][E] node            the node holding each hole of ``w`` (a gaps entry)
     LaneTrie.workers[w]  w               the one tuple naming ``w`` in every dict of the trie
@@ -37,7 +38,10 @@ nodes where the holder count drops + holes on the path)``, independent of the bl
 workers that do not match; a miss is one dict lookup.
 
 GC: per-block state lives in lists of ints and ``E -> node`` dicts; no tuple, set or dict is
-created per block, so storing a chain allocates O(1) container objects, not O(blocks).
+created per block, so storing a chain allocates O(1) container objects, not O(blocks), and
+continuing a leaf run allocates none.  The trie has no reference cycle (parents are kept in
+``LaneTrie.parent``, not on the nodes), so a dropped index or node is freed by reference
+counting at once, never left for a full collection.
 """
 
 from __future__ import annotations
@@ -53,12 +57,11 @@ Blocks = dict[int, tuple[int | None, int]]
 class Node:
     """One run of path positions and the lanes of the workers that hold all of them (module docs)."""
 
-    __slots__ = ("labels", "depth", "kids", "below", "parent", "lanes", "ends", "gaps", "first")
+    __slots__ = ("labels", "depth", "kids", "below", "lanes", "ends", "gaps", "first")
 
-    def __init__(self, labels: list[int], depth: int, parent: Node | None) -> None:
+    def __init__(self, labels: list[int], depth: int) -> None:
         self.labels = labels
         self.depth = depth
-        self.parent = parent
         self.kids: dict[int, Node] | None = None
         #: worker -> number of children where it has a lane (so "a lane below?" is O(1))
         self.below: dict[Worker, int] | None = None
@@ -95,10 +98,14 @@ class Irregular(Exception):
 class LaneTrie:
     """The trie of lanes (module docs) for the workers whose blocks fit it."""
 
-    __slots__ = ("root", "where", "holes", "workers")
+    __slots__ = ("root", "parent", "where", "holes", "workers")
 
     def __init__(self) -> None:
-        self.root = Node([], 0, None)
+        self.root = Node([], 0)
+        #: each node's parent, kept here rather than on the node: a child pointing back at its
+        #: parent would make the trie a web of reference cycles, which only the cyclic GC can
+        #: free (a full collection); without them, dropping an index frees it at once
+        self.parent: dict[Node, Node] = {}
         self.where: dict[Worker, dict[int, Node]] = {}
         self.holes: dict[Worker, dict[int, Node]] = {}
         #: each worker's tuple as first stored: every dict of the trie is keyed by that one
@@ -123,7 +130,7 @@ class LaneTrie:
         for node in set(self.where.get(worker, {}).values()):
             lane = node.lanes[worker]
             gaps = node.gaps.get(worker, {}) if node.gaps else {}
-            above = self._last_of(node.parent, worker)
+            above = self._last_of(self.parent[node], worker)
             for offset, e in enumerate(lane):
                 if e is not None:
                     out[e] = (above, node.labels[offset])
@@ -208,7 +215,8 @@ class LaneTrie:
                     node.lanes[worker] += rest
                     node.ends[worker] = node.depth + len(node.labels)
                 else:
-                    child = Node(locals_, node.depth + len(node.labels), node)
+                    child = Node(locals_, node.depth + len(node.labels))
+                    self.parent[child] = node
                     child.lanes[worker] = rest
                     child.ends[worker] = child.depth + len(locals_)
                     if node.kids is None:
@@ -268,11 +276,12 @@ class LaneTrie:
         """
         size = len(node.labels)
         if at <= size - at:  # a new top node
-            top = Node(node.labels[:at], node.depth, node.parent)
+            top = Node(node.labels[:at], node.depth)
             top.kids = {node.labels[at]: node}
             top.below = dict.fromkeys(node.lanes, 1)
-            node.parent.kids[node.labels[0]] = top
-            node.parent = top
+            up = self.parent[top] = self.parent[node]
+            up.kids[node.labels[0]] = top
+            self.parent[node] = top
             node.labels = node.labels[at:]
             node.depth += at
             moved, kept = top, node
@@ -282,11 +291,12 @@ class LaneTrie:
             top.ends = dict.fromkeys(top.lanes, top.end)
             new_bottom = False
         else:  # a new bottom node
-            bottom = Node(node.labels[at:], node.depth + at, node)
+            bottom = Node(node.labels[at:], node.depth + at)
+            self.parent[bottom] = node
             bottom.kids, bottom.below = node.kids, node.below
             if bottom.kids:
                 for kid in bottom.kids.values():
-                    kid.parent = bottom
+                    self.parent[kid] = bottom
             node.kids = {bottom.labels[0]: bottom}
             node.below = dict.fromkeys(node.lanes, 1)
             node.labels = node.labels[:at]
@@ -367,8 +377,8 @@ class LaneTrie:
                     del node.labels[cut:]
                     node.ends[worker] = node.depth + cut
                 else:  # the whole run: the node goes, the lane above may now end in holes
+                    above.append(self.parent[node])
                     self._drop_lane(worker, node)
-                    above.append(node.parent)
                 continue
             offsets = dict(zip(lane, range(len(lane)))) if len(names) > 2 else None
             if node.gaps is None:
@@ -405,8 +415,9 @@ class LaneTrie:
             gaps = node.gaps[worker]
             node.first = None
             if len(gaps) == len(lane):  # holes only: the lane leaves the node
+                up = self.parent[node]
                 self._drop_lane(worker, node)
-                node = node.parent
+                node = up
                 continue
             if len(node.lanes) == 1 and not node.kids:
                 cut = len(lane)
@@ -435,13 +446,14 @@ class LaneTrie:
                 del self.holes[worker]
             if not node.gaps:
                 node.gaps = None
-        parent = node.parent
+        parent = self.parent[node]
         count = parent.below[worker] - 1
         if count:
             parent.below[worker] = count
         else:
             del parent.below[worker]
         if not node.lanes:
+            del self.parent[node]
             del parent.kids[node.labels[0]]
             if not parent.kids:
                 parent.kids = parent.below = None
@@ -572,6 +584,7 @@ class LaneTrie:
         seen: dict[Worker, dict[int, Node]] = {}
         seen_holes: dict[Worker, dict[int, Node]] = {}
         stack = [self.root]
+        nodes = 0
         assert not self.root.labels and not self.root.lanes and self.root.gaps is None
         while stack:
             node = stack.pop()
@@ -579,8 +592,9 @@ class LaneTrie:
                 assert node.labels, "a node without positions"
                 assert node.lanes, "a node without lanes is kept"
                 assert node.ends == dict.fromkeys(node.lanes, node.end), "stale ends"
-                parent = node.parent
+                parent = self.parent[node]
                 assert parent.kids[node.labels[0]] is node and node.depth == parent.end
+                nodes += 1
                 for worker, lane in node.lanes.items():
                     assert len(lane) == len(node.labels), "a lane not covering its node"
                     assert parent is self.root or worker in parent.lanes, "holder sets not nested"
@@ -607,10 +621,11 @@ class LaneTrie:
             if node.kids is not None:
                 assert node.kids, "an empty child map is kept"
                 for label, kid in node.kids.items():
-                    assert kid.labels[0] == label and kid.parent is node
+                    assert kid.labels[0] == label and self.parent[kid] is node
                     stack.append(kid)
         assert {w: b for w, b in self.where.items() if b} == seen, "where disagrees with the lanes"
         assert self.workers.keys() == self.where.keys(), "workers and where disagree"
+        assert len(self.parent) == nodes, "a parent kept for a node no longer in the trie"
         keys = [*self.where, *self.holes]
         stack = [self.root]
         while stack:
