@@ -469,8 +469,12 @@ class RadixIndex:
         self._table = DeviceTable()
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
-        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_chain`)."""
-        names = checks.device_event(worker_id, event, KvCacheEvent)
+        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`)."""
+        self._apply(worker_id, event, checks.device_event(worker_id, event, KvCacheEvent))
+
+    def _apply(self, worker_id: int, event: KvCacheEvent, names: list[int] | None) -> None:
+        """:meth:`apply_event` once its arguments passed their checks; ``names`` are the Stored
+        payload's block hashes (None for any other payload).  O(k)."""
         worker = (worker_id, event.dp_rank)
         data = event.data
         if names is not None:  # Stored
