@@ -441,9 +441,7 @@ def index_event(worker_id_: Any, event: Any, event_type: type, storage_tier: Any
     ``event_type`` (``KvCacheEvent``; its fields were checked when it was built), and a tier of
     ``tier_type`` or its spelling.  Returns the tier (``None`` when there is none).  A Stored
     payload must also be acyclic (:func:`stored_acyclic`)."""
-    worker_id("worker_id", worker_id_)
-    if type(event) is not event_type:
-        exact(event_type)("event", event)
+    _publisher_and_event(worker_id_, event, event_type)
     tier = None if tier_type is None else enum_member("storage_tier", storage_tier, tier_type)
     if hasattr(event.data, "parent_hash"):
         stored_acyclic(event.data)
@@ -454,11 +452,17 @@ def device_event(worker_id_: Any, event: Any, event_type: type) -> list[int] | N
     """:func:`index_event` for an index without tiers, returning what the check read: a Stored
     payload's block hashes, in order (``None`` for any other payload), so the caller reads them
     once.  O(k)."""
-    if type(worker_id_) is not int or not 0 <= worker_id_ < U64:  # the usual case costs no call
+    _publisher_and_event(worker_id_, event, event_type)
+    return stored_acyclic(event.data) if hasattr(event.data, "parent_hash") else None
+
+
+def _publisher_and_event(worker_id_: Any, event: Any, event_type: type) -> None:
+    """The head of :func:`index_event`: a u64 worker id, then an event of exactly ``event_type``
+    (the usual case decided without a further call)."""
+    if type(worker_id_) is not int or not 0 <= worker_id_ < U64:
         worker_id("worker_id", worker_id_)
     if type(event) is not event_type:
         exact(event_type)("event", event)
-    return stored_acyclic(event.data) if hasattr(event.data, "parent_hash") else None
 
 
 def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
