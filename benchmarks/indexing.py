@@ -15,7 +15,10 @@ ten then loses a suffix (``Removed``, leaf first).  Three query sets of 64-block
 Method: every side gets the same pre-built events and queries (Dynamo gets the JSON bytes its
 binding parses, pre-serialised, so encoding is not charged to it; its queries read ``.scores``).
 Apply: each round builds a fresh index per side from all events, sides interleaved, rounds
-repeated; reported per event.  Queries: one untimed warm-up pass per side, then rounds in which
+repeated; reported per event.  Dropping the previous build of a side is timed apart and printed
+as *teardown* (per event of the build dropped): an index whose nodes form reference cycles is
+not freed when dropped but left to a later full collection, which no timed build would pay for,
+so teardown is kept out of apply on every side and shown on its own.  Queries: one untimed warm-up pass per side, then rounds in which
 every side answers the whole set, in an order rotating per round; reported per query as
 ``median [min-max]`` over the rounds.  A ratio is the quotient of medians and is printed only
 when both sides rest on at least ``--min-ops`` operations.  The model is slow by design: it
@@ -29,6 +32,11 @@ created; the events are applied to a fresh index, then the events and queries ar
 the garbage collected, so what is still traced is everything the index retains, hash integers
 included.  Dynamo's tree lives in Rust: its figure is the process's RSS growth while applying
 the pre-serialised events (approximate).  Figures are per (worker, block) pair held.
+
+GC share: one more impl build from the same events, with the time the cyclic garbage collector
+spends in its collections (``gc.callbacks``, CPU time) summed and divided by the build's time —
+the share of apply that is GC, with the other sides' indexes and the events alive, as in the
+timed builds.
 
 ``--callgrind`` adds instruction counts per query (valgrind, noise-free, one size).  A benchmark
 prints numbers; it never asserts on time.
@@ -114,7 +122,6 @@ def _dynamo_tree_class():
 
 def _apply_batch(cls, events, keep: list):
     def batch() -> int:
-        keep.clear()  # free the previous build first
         index = cls()
         apply = index.apply_event
         for worker, event in events:
@@ -122,6 +129,31 @@ def _apply_batch(cls, events, keep: list):
         keep[:] = [index]
         return len(events)
     return batch
+
+
+def timed_builds(sides: dict, kept: dict, rounds: int) -> tuple[dict[str, Spread], dict[str, Spread]]:
+    """Apply timing: ``rounds`` fresh builds per side, sides in an order rotating per round, each
+    build timed (CPU time) per event; dropping the previous build of a side is timed apart
+    (``teardown``, per event), so apply is the events' cost alone on every side.  Returns
+    ``(apply, teardown)`` spreads."""
+    import time
+
+    names = list(sides)
+    builds: dict[str, list[float]] = {name: [] for name in names}
+    drops: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            batch, n = sides[name]
+            started = time.process_time()
+            kept[name].clear()  # the previous build, freed here: teardown, not apply
+            drops[name].append((time.process_time() - started) / n)
+            started = time.process_time()
+            batch()
+            builds[name].append((time.process_time() - started) / n)
+    spreads = {name: Spread(tuple(builds[name]), rounds * sides[name][1]) for name in names}
+    # the first round frees nothing: teardown rests on the later rounds
+    teardown = {name: Spread(tuple(drops[name][1:]) or (0.0,), (rounds - 1) * sides[name][1]) for name in names}
+    return spreads, teardown
 
 
 def _query_batch(index, queries):
@@ -161,6 +193,34 @@ def _impl_class(path: str | None):
 
 def _pairs(model) -> int:
     return sum(len(blocks) for blocks in model._held.values())
+
+
+def gc_share(cls, events) -> tuple[float, list[int]]:
+    """One more build of ``cls`` from ``events`` with the cyclic GC's own CPU time measured
+    (``gc.callbacks``): ``(share of the build spent in collections, collections per generation)``."""
+    import time
+
+    spent, counts, started = [0.0], [0, 0, 0], [0.0]
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            spent[0] += time.process_time() - started[0]
+            counts[info["generation"]] += 1
+
+    gc.callbacks.append(watch)
+    try:
+        began = time.process_time()
+        index = cls()
+        apply = index.apply_event
+        for worker, event in events:
+            apply(worker, event)
+        total = time.process_time() - began
+    finally:
+        gc.callbacks.remove(watch)
+    del index
+    return spent[0] / total if total else 0.0, counts
 
 
 # -- holes ----------------------------------------------------------------------------------
@@ -371,14 +431,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if dynamo_cls is not None:
             sides["dynamo"] = (_apply_batch(dynamo_cls, payloads, kept["dynamo"]), len(events))
-        applied = interleaved(sides, args.apply_rounds, warmup=False)
+        applied, teardown = timed_builds(sides, kept, args.apply_rounds)
         impl, model = kept["impl"][0], kept["model"][0]
         pairs = _pairs(model)
         print(f"\n{total:,} blocks: {len(events):,} events, {pairs:,} (worker, block) pairs held")
         print(f"  apply per event, us: impl {fmt_us(applied['impl'])}, model {fmt_us(applied['model'])}"
               + (f", Dynamo {fmt_us(applied['dynamo'])}" if "dynamo" in applied else "")
               + f"  ({args.apply_rounds} builds x {len(events):,} events per side)")
+        print(f"  teardown (dropping a built index) per event, us: impl {fmt_us(teardown['impl'])}, "
+              f"model {fmt_us(teardown['model'])}"
+              + (f", Dynamo {fmt_us(teardown['dynamo'])}" if "dynamo" in teardown else ""))
         apply_rows.append((total, applied))
+        share, counts = gc_share(impl_cls, events)
+        print(f"  cyclic GC during one more impl build: {share:.1%} of its apply time "
+              f"(collections per generation {counts[0]}/{counts[1]}/{counts[2]})")
         header = f"  {'set':>6}  {'impl us':>22}  {'Dynamo us':>22}  {'Dyn/impl':>8}  {'model us':>22}  {'model/impl':>10}"
         print(header)
         for name in QUERY_SETS:

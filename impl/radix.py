@@ -328,6 +328,23 @@ class DeviceTable:
 
     # -- mutation ----------------------------------------------------------------------------
 
+    def store_event(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                    names: list[int]) -> None:
+        """A Stored event's chain (``names`` its block hashes): :class:`ParentBlockNotFound` unless
+        ``worker`` holds ``parent``, else :meth:`store_chain`.  The hot path: the chain continues
+        the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container created)."""
+        where = self.trie.where.get(worker)
+        if where is not None:
+            if parent is not None:
+                node = where.get(parent)
+                if node is None:
+                    raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+                if self.trie.extend_leaf(worker, where, node, parent, names, blocks):
+                    return
+        elif parent is not None and parent not in self.irregular.held.get(worker, ()):
+            raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+        self.store_chain(worker, parent, blocks, names)
+
     def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
                     names: list[int] | None = None) -> None:
         """File ``blocks`` one under the other, the first under ``parent``.
@@ -440,16 +457,9 @@ def early_exit_scores(scores: dict[Worker, int]) -> dict[Worker, int]:
     return scores
 
 
-def owned_scores(scores: dict[Worker, int]) -> OverlapScores:
-    """An :class:`OverlapScores` that takes ownership of ``scores`` (no copy): O(1).
-
-    The converter of ``OverlapScores.scores`` copies its argument; a fresh dict built by the
-    query needs no copy, so the frozen instance is filled directly.
-    """
-    out = object.__new__(OverlapScores)
-    object.__setattr__(out, "scores", scores)
-    object.__setattr__(out, "frequencies", ())
-    return out
+#: ``OverlapScores`` filled in place: its converter copies the scores, and a query's fresh dict
+#: needs no copy, so ``find_matches`` builds the frozen instance with these two (O(1))
+_new, _set = object.__new__, object.__setattr__
 
 
 class RadixIndex:
@@ -459,16 +469,16 @@ class RadixIndex:
         self._table = DeviceTable()
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
-        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_chain`)."""
-        checks.index_event(worker_id, event, KvCacheEvent)
+        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`)."""
+        self._apply(worker_id, event, checks.device_event(worker_id, event, KvCacheEvent))
+
+    def _apply(self, worker_id: int, event: KvCacheEvent, names: list[int] | None) -> None:
+        """:meth:`apply_event` once its arguments passed their checks; ``names`` are the Stored
+        payload's block hashes (None for any other payload).  O(k)."""
         worker = (worker_id, event.dp_rank)
         data = event.data
-        if isinstance(data, Stored):
-            names = check_acyclic_batch(data)
-            parent = data.parent_hash
-            if parent is not None and not self._table.holds(worker, parent):
-                raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-            self._table.store_chain(worker, parent, data.blocks, names)
+        if names is not None:  # Stored
+            self._table.store_event(worker, data.parent_hash, data.blocks, names)
         elif isinstance(data, Removed):
             self._remove(worker, data.block_hashes)
         elif isinstance(data, Cleared):
@@ -499,14 +509,21 @@ class RadixIndex:
 
     def match_details(self, local_hashes: Sequence[int]) -> dict[Worker, Continuation]:
         """O(query length to validate + query walk + workers matched x log path)."""
-        return self._table.walk(list(checks.query(local_hashes)))
+        return self._table.walk(checks.query_list(local_hashes))
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
         """O(query length to validate + nodes on the path + workers where the holder count drops)."""
-        scores = self._table.scores(list(checks.query(local_hashes, early_exit)))
+        query = checks.query_list(local_hashes, early_exit)
+        table = self._table
+        scores = table.trie.scores(query)  # DeviceTable.scores, inlined: this is the hot path
+        if table.irregular.held:
+            scores.update(table.irregular.scores(query))
         if early_exit:
             scores = early_exit_scores(scores)
-        return owned_scores(scores)
+        out = _new(OverlapScores)  # takes ownership of ``scores``: no copy
+        _set(out, "scores", scores)
+        _set(out, "frequencies", ())
+        return out
 
     def dump_events(self) -> list[RouterEvent]:
         """O(blocks log blocks)."""

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from kvspec import checks
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored
 from kvspec.impl.radix import BlockTable, RadixIndex
+from kvspec.impl.trie import block_hash_of
 from kvspec.scores import LOWER_TIERS, Continuation, LowerTierMatches, OverlapScores, TieredMatches
 
 
@@ -38,12 +39,13 @@ class TieredIndex:
         storage_tier = checks.index_event(worker_id, event, KvCacheEvent, storage_tier, StorageTier)
         data = event.data
         if isinstance(data, Cleared):
-            self._device.apply_event(worker_id, event)
+            self._device._apply(worker_id, event, None)
             for table in self._lower.values():
                 table.drop_worker((worker_id, event.dp_rank))
             return
-        if storage_tier is StorageTier.DEVICE:
-            self._device.apply_event(worker_id, event)
+        if storage_tier is StorageTier.DEVICE:  # checked above: the device index need not again
+            names = list(map(block_hash_of, data.blocks)) if isinstance(data, Stored) else None
+            self._device._apply(worker_id, event, names)
             return
         table = self._lower.get(storage_tier)
         if table is None:

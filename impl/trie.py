@@ -11,8 +11,11 @@ worker has at most one block per path, and all of its blocks fit in one trie ove
     Node.ends[w]         depth+len       the lane's score if a query passes the whole node
     Node.first[w]        depth           where the lane's first hole is (a cache of ``gaps``)
     Node.kids[L]         child node      keyed by the child's first label
+    Node.below[w]        count           how many children hold a lane of w (None iff no kids)
+    LaneTrie.parent[n]   node            the parent of every node but the root
     LaneTrie.where[w][E] node            the node holding each held block of ``w`` (a lane entry)
     LaneTrie.holes[w][E] node            the node holding each hole of ``w`` (a gaps entry)
+    LaneTrie.workers[w]  w               the one tuple naming ``w`` in every dict of the trie
 
 A slot ``(node, offset)`` of ``w`` holds the block whose parent is the block (or hole) of ``w`` at
 the slot above; so a worker's score for a query is the depth of the first slot along the query's
@@ -35,12 +38,16 @@ nodes where the holder count drops + holes on the path)``, independent of the bl
 workers that do not match; a miss is one dict lookup.
 
 GC: per-block state lives in lists of ints and ``E -> node`` dicts; no tuple, set or dict is
-created per block, so storing a chain allocates O(1) container objects, not O(blocks).
+created per block, so storing a chain allocates O(1) container objects, not O(blocks), and
+continuing a leaf run allocates none.  The trie has no reference cycle (parents are kept in
+``LaneTrie.parent``, not on the nodes), so a dropped index or node is freed by reference
+counting at once, never left for a full collection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 from operator import attrgetter
 
 Worker = tuple[int, int]
@@ -50,13 +57,14 @@ Blocks = dict[int, tuple[int | None, int]]
 class Node:
     """One run of path positions and the lanes of the workers that hold all of them (module docs)."""
 
-    __slots__ = ("labels", "depth", "kids", "parent", "lanes", "ends", "gaps", "first")
+    __slots__ = ("labels", "depth", "kids", "below", "lanes", "ends", "gaps", "first")
 
-    def __init__(self, labels: list[int], depth: int, parent: Node | None) -> None:
+    def __init__(self, labels: list[int], depth: int) -> None:
         self.labels = labels
         self.depth = depth
-        self.parent = parent
         self.kids: dict[int, Node] | None = None
+        #: worker -> number of children where it has a lane (so "a lane below?" is O(1))
+        self.below: dict[Worker, int] | None = None
         self.lanes: dict[Worker, list[int | None]] = {}
         self.ends: dict[Worker, int] = {}
         self.gaps: dict[Worker, dict[int, int]] | None = None
@@ -90,12 +98,19 @@ class Irregular(Exception):
 class LaneTrie:
     """The trie of lanes (module docs) for the workers whose blocks fit it."""
 
-    __slots__ = ("root", "where", "holes")
+    __slots__ = ("root", "parent", "where", "holes", "workers")
 
     def __init__(self) -> None:
-        self.root = Node([], 0, None)
+        self.root = Node([], 0)
+        #: each node's parent, kept here rather than on the node: a child pointing back at its
+        #: parent would make the trie a web of reference cycles, which only the cyclic GC can
+        #: free (a full collection); without them, dropping an index frees it at once
+        self.parent: dict[Node, Node] = {}
         self.where: dict[Worker, dict[int, Node]] = {}
         self.holes: dict[Worker, dict[int, Node]] = {}
+        #: each worker's tuple as first stored: every dict of the trie is keyed by that one
+        #: object, so the query's merges of ``ends`` compare worker keys by identity, not by value
+        self.workers: dict[Worker, Worker] = {}
 
     # -- lookups, O(1) unless stated ---------------------------------------------------------
 
@@ -115,7 +130,7 @@ class LaneTrie:
         for node in set(self.where.get(worker, {}).values()):
             lane = node.lanes[worker]
             gaps = node.gaps.get(worker, {}) if node.gaps else {}
-            above = self._last_of(node.parent, worker)
+            above = self._last_of(self.parent[node], worker)
             for offset, e in enumerate(lane):
                 if e is not None:
                     out[e] = (above, node.labels[offset])
@@ -131,6 +146,29 @@ class LaneTrie:
 
     # -- storing -----------------------------------------------------------------------------
 
+    def extend_leaf(self, worker: Worker, blocks_of: dict[int, Node], node: Node, parent: int,
+                    es: list[int], blocks) -> bool:
+        """The common case of :meth:`store`, O(k) in C: ``parent`` ends ``worker``'s lane in
+        ``node``, a leaf nobody else holds, so the chain ``es`` (of ``blocks``) continues that run in
+        place — two list extends and one dict update, no container created.  Returns False
+        (changing nothing) when that is not the case or when a block of ``es`` is already held or
+        a hole of the worker (then :meth:`store` decides).  ``blocks_of`` is ``where[worker]``,
+        ``node`` is ``blocks_of[parent]`` (the caller looked both up)."""
+        if node.kids is not None or len(node.lanes) != 1:
+            return False
+        lane = node.lanes[worker]
+        if lane[-1] != parent or not blocks_of.keys().isdisjoint(es):
+            return False
+        holes = self.holes.get(worker)
+        if holes and not holes.keys().isdisjoint(es):
+            return False
+        node.labels += map(tokens_hash_of, blocks)
+        lane += es
+        node.ends[worker] = node.depth + len(lane)
+        for e in es:  # a loop of stores beats building a dict to merge (no temporary)
+            blocks_of[e] = node
+        return True
+
     def store(self, worker: Worker, parent: int | None, es: list[int], ls: list[int]) -> None:
         """File the chain ``es`` (local hashes ``ls``) under ``parent`` (held, or None for the root).
 
@@ -141,21 +179,15 @@ class LaneTrie:
         blocks = self.where.get(worker)
         if blocks is None:
             blocks = self.where[worker] = {}
+            self.workers[worker] = worker
+        else:
+            worker = self.workers[worker]
         holes = self.holes.get(worker)
         if parent is None:
             node, offset = self.root, -1
         else:
             node = blocks[parent]
             lane = node.lanes[worker]
-            if lane[-1] == parent and node.kids is None and len(node.lanes) == 1 \
-                    and blocks.keys().isdisjoint(es) \
-                    and (not holes or holes.keys().isdisjoint(es)):
-                # the common case, O(k) in C: a new chain continues the worker's own leaf run
-                node.labels += ls
-                lane += es
-                node.ends[worker] = node.depth + len(node.labels)
-                blocks.update(dict.fromkeys(es, node))
-                return
             offset = len(lane) - 1 if lane[-1] == parent else lane.index(parent)
         i, k = 0, len(es)
         while i < k:
@@ -183,14 +215,17 @@ class LaneTrie:
                     node.lanes[worker] += rest
                     node.ends[worker] = node.depth + len(node.labels)
                 else:
-                    child = Node(locals_, node.depth + len(node.labels), node)
+                    child = Node(locals_, node.depth + len(node.labels))
+                    self.parent[child] = node
                     child.lanes[worker] = rest
                     child.ends[worker] = child.depth + len(locals_)
                     if node.kids is None:
-                        node.kids = {}
+                        node.kids, node.below = {}, {}
                     node.kids[ls[i]] = child
+                    node.below[worker] = node.below.get(worker, 0) + 1
                     node = child
-                blocks.update(dict.fromkeys(rest, node))
+                for e in rest:
+                    blocks[e] = node
                 return
             if worker in child.lanes:
                 node, offset = child, -1
@@ -202,8 +237,10 @@ class LaneTrie:
             if j < len(child.labels):
                 child, _ = self._split(child, j)
             child.lanes[worker] = run
+            node.below[worker] = node.below.get(worker, 0) + 1
             child.ends[worker] = child.end
-            blocks.update(dict.fromkeys(run, child))
+            for e in run:
+                blocks[e] = child
             i += j
             node, offset = child, j - 1
 
@@ -239,10 +276,12 @@ class LaneTrie:
         """
         size = len(node.labels)
         if at <= size - at:  # a new top node
-            top = Node(node.labels[:at], node.depth, node.parent)
+            top = Node(node.labels[:at], node.depth)
             top.kids = {node.labels[at]: node}
-            node.parent.kids[node.labels[0]] = top
-            node.parent = top
+            top.below = dict.fromkeys(node.lanes, 1)
+            up = self.parent[top] = self.parent[node]
+            up.kids[node.labels[0]] = top
+            self.parent[node] = top
             node.labels = node.labels[at:]
             node.depth += at
             moved, kept = top, node
@@ -250,14 +289,16 @@ class LaneTrie:
                 top.lanes[worker] = lane[:at]
                 node.lanes[worker] = lane[at:]
             top.ends = dict.fromkeys(top.lanes, top.end)
-            below = False
+            new_bottom = False
         else:  # a new bottom node
-            bottom = Node(node.labels[at:], node.depth + at, node)
-            bottom.kids = node.kids
+            bottom = Node(node.labels[at:], node.depth + at)
+            self.parent[bottom] = node
+            bottom.kids, bottom.below = node.kids, node.below
             if bottom.kids:
                 for kid in bottom.kids.values():
-                    kid.parent = bottom
+                    self.parent[kid] = bottom
             node.kids = {bottom.labels[0]: bottom}
+            node.below = dict.fromkeys(node.lanes, 1)
             node.labels = node.labels[:at]
             moved, kept = bottom, node
             for worker, lane in node.lanes.items():
@@ -265,7 +306,7 @@ class LaneTrie:
                 node.lanes[worker] = lane[:at]
             bottom.ends = node.ends
             node.ends = dict.fromkeys(node.lanes, node.end)
-            below = True
+            new_bottom = True
         for worker, lane in moved.lanes.items():
             blocks = self.where[worker]
             blocks.update(dict.fromkeys(lane, moved))
@@ -279,7 +320,7 @@ class LaneTrie:
                         top_gaps.setdefault(worker, {})[offset] = e
                     else:
                         low_gaps.setdefault(worker, {})[offset - at] = e
-            top_node, low_node = (kept, moved) if below else (moved, kept)
+            top_node, low_node = (kept, moved) if new_bottom else (moved, kept)
             top_node.gaps = top_gaps or None
             low_node.gaps = low_gaps or None
             top_node.first = low_node.first = None
@@ -287,17 +328,17 @@ class LaneTrie:
                 holes = self.holes[worker]
                 for e in gaps.values():
                     holes[e] = moved
-        low = moved if below else kept
+        low = moved if new_bottom else kept
         if low.gaps:
             self._shed(low)
-        return (kept, moved) if below else (moved, kept)
+        return (kept, moved) if new_bottom else (moved, kept)
 
     def _shed(self, low: Node) -> None:
         """After a split: a lane that is holes only in the bottom part, with nothing below, leaves it
         (the top part then still holds a block of that lane, so nothing above changes).  O(lanes)."""
-        kids = low.kids.values() if low.kids else ()
+        below = low.below or ()
         for worker, gaps in list(low.gaps.items()):
-            if len(gaps) == len(low.labels) and not any(worker in kid.lanes for kid in kids):
+            if len(gaps) == len(low.labels) and worker not in below:
                 self._drop_lane(worker, low)
 
     # -- removing ----------------------------------------------------------------------------
@@ -309,20 +350,20 @@ class LaneTrie:
         A name repeated within one event is not an error (an event names a set).
         """
         blocks = self.where.get(worker, {})
-        missing: list[int] = []
-        touched: dict[Node, list[int]] = {}
-        named: set[int] = set()
-        for e in hashes:
-            if e in named:
-                continue
-            named.add(e)
-            node = blocks.pop(e, None)
-            if node is None:
-                missing.append(e)
-            else:
-                touched.setdefault(node, []).append(e)
-        if not touched:
+        worker = self.workers.get(worker, worker)
+        names = list(dict.fromkeys(hashes))  # each name once, in order
+        found = list(map(blocks.pop, names, repeat(None)))  # O(k) in C
+        missing = [e for e, node in zip(names, found) if node is None] if None in found else []
+        if len(missing) == len(names):
             return missing
+        touched: dict[Node, list[int]]
+        if found.count(found[0]) == len(found):  # the common case: one lane
+            touched = {found[0]: names}
+        else:
+            touched = {}
+            for e, node in zip(names, found):
+                if node is not None:
+                    touched.setdefault(node, []).append(e)
         holes = self.holes.setdefault(worker, {})
         above: list[Node] = []
         for node, names in touched.items():
@@ -336,8 +377,8 @@ class LaneTrie:
                     del node.labels[cut:]
                     node.ends[worker] = node.depth + cut
                 else:  # the whole run: the node goes, the lane above may now end in holes
+                    above.append(self.parent[node])
                     self._drop_lane(worker, node)
-                    above.append(node.parent)
                 continue
             offsets = dict(zip(lane, range(len(lane)))) if len(names) > 2 else None
             if node.gaps is None:
@@ -362,19 +403,21 @@ class LaneTrie:
     def _trim(self, worker: Worker, node: Node) -> None:
         """Drop trailing holes nobody needs: a lane of holes only, with no lane of the worker below,
         leaves its node (the node goes when its last lane does), and a lone lane with no node
-        below loses its trailing holes.  O(holes dropped + children of each node checked)."""
+        below loses its trailing holes.  O(holes dropped + nodes climbed): ``below`` answers "a lane
+        of the worker below?" in O(1)."""
         root = self.root
         while node is not root:
             lane = node.lanes.get(worker)
             if lane is None or lane[-1] is not None:
                 return
-            if node.kids and any(worker in kid.lanes for kid in node.kids.values()):
+            if node.below and worker in node.below:
                 return
             gaps = node.gaps[worker]
             node.first = None
             if len(gaps) == len(lane):  # holes only: the lane leaves the node
+                up = self.parent[node]
                 self._drop_lane(worker, node)
-                node = node.parent
+                node = up
                 continue
             if len(node.lanes) == 1 and not node.kids:
                 cut = len(lane)
@@ -403,11 +446,17 @@ class LaneTrie:
                 del self.holes[worker]
             if not node.gaps:
                 node.gaps = None
+        parent = self.parent[node]
+        count = parent.below[worker] - 1
+        if count:
+            parent.below[worker] = count
+        else:
+            del parent.below[worker]
         if not node.lanes:
-            parent = node.parent
+            del self.parent[node]
             del parent.kids[node.labels[0]]
             if not parent.kids:
-                parent.kids = None
+                parent.kids = parent.below = None
 
     def drop(self, worker: Worker) -> None:
         """Forget every lane of ``worker``: O(its blocks) in C + O(its nodes) in Python."""
@@ -418,6 +467,7 @@ class LaneTrie:
                 self._drop_lane(worker, node)
         self.where.pop(worker, None)
         self.holes.pop(worker, None)
+        self.workers.pop(worker, None)
 
     def _forget(self, worker: Worker) -> None:
         """The worker holds nothing any more: drop its remaining holes."""
@@ -425,6 +475,7 @@ class LaneTrie:
             self.drop(worker)
         self.where.pop(worker, None)
         self.holes.pop(worker, None)
+        self.workers.pop(worker, None)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -450,7 +501,10 @@ class LaneTrie:
             end = pos + len(labels)
             if end <= n and query[pos:end] == labels:
                 if last is not None and len(node.ends) < len(last.ends):
-                    out.update(last.ends)
+                    if out:
+                        out.update(last.ends)
+                    else:  # the first (largest) merge: a copy, in C, beats inserting one by one
+                        out = last.ends.copy()
                 if node.gaps:
                     cuts = self._cuts(node, len(labels), cuts)
                 if path is not None:
@@ -463,18 +517,32 @@ class LaneTrie:
                 if node is None:
                     break
                 continue
-            matched = common_prefix(labels, 0, query, pos, min(len(labels), n - pos))
+            if end > n and query[pos:] == labels[:n - pos]:  # the query ends inside the node
+                matched = n - pos
+            else:
+                matched = common_prefix(labels, 0, query, pos, min(len(labels), n - pos))
             if last is not None:
-                out.update(last.ends)
+                if out:
+                    out.update(last.ends)
+                else:
+                    out = last.ends.copy()
                 last = None
-            out.update(dict.fromkeys(node.lanes, pos + matched))
+            score = pos + matched
+            if len(node.lanes) > 4:
+                out.update(dict.fromkeys(node.lanes, score))
+            else:  # the usual partial match, a worker's own run: a loop beats a temporary dict
+                for worker in node.lanes:
+                    out[worker] = score
             if node.gaps:
                 cuts = self._cuts(node, matched, cuts)
             if path is not None:
                 path.append((node, matched))
             break
         if last is not None:
-            out.update(last.ends)
+            if out:
+                out.update(last.ends)
+            else:
+                out = last.ends.copy()
         if cuts:
             out.update(cuts)  # a cut lies above the end of the lane it cuts: it is the new score
             if 0 in cuts.values():
@@ -516,6 +584,7 @@ class LaneTrie:
         seen: dict[Worker, dict[int, Node]] = {}
         seen_holes: dict[Worker, dict[int, Node]] = {}
         stack = [self.root]
+        nodes = 0
         assert not self.root.labels and not self.root.lanes and self.root.gaps is None
         while stack:
             node = stack.pop()
@@ -523,8 +592,9 @@ class LaneTrie:
                 assert node.labels, "a node without positions"
                 assert node.lanes, "a node without lanes is kept"
                 assert node.ends == dict.fromkeys(node.lanes, node.end), "stale ends"
-                parent = node.parent
+                parent = self.parent[node]
                 assert parent.kids[node.labels[0]] is node and node.depth == parent.end
+                nodes += 1
                 for worker, lane in node.lanes.items():
                     assert len(lane) == len(node.labels), "a lane not covering its node"
                     assert parent is self.root or worker in parent.lanes, "holder sets not nested"
@@ -537,19 +607,32 @@ class LaneTrie:
                             seen.setdefault(worker, {})[e] = node
                     assert len(gaps) == lane.count(None), "gaps and holes disagree"
                     if len(gaps) == len(lane):
-                        assert any(worker in kid.lanes for kid in (node.kids or {}).values()), \
-                            "a lane of holes only with nothing below"
+                        assert worker in (node.below or {}), "a lane of holes only with nothing below"
                 if node.gaps is not None:
                     assert node.gaps and all(node.gaps.values()) and set(node.gaps) <= set(node.lanes)
                 if node.first is not None:
                     assert node.first == {w: node.depth + min(g) for w, g in (node.gaps or {}).items()}, \
                         "stale first-hole cache"
+            counts: dict[Worker, int] = {}
+            for kid in (node.kids or {}).values():
+                for worker in kid.lanes:
+                    counts[worker] = counts.get(worker, 0) + 1
+            assert node.below == (counts if node.kids is not None else None), "stale lane counts below"
             if node.kids is not None:
                 assert node.kids, "an empty child map is kept"
                 for label, kid in node.kids.items():
-                    assert kid.labels[0] == label and kid.parent is node
+                    assert kid.labels[0] == label and self.parent[kid] is node
                     stack.append(kid)
         assert {w: b for w, b in self.where.items() if b} == seen, "where disagrees with the lanes"
+        assert self.workers.keys() == self.where.keys(), "workers and where disagree"
+        assert len(self.parent) == nodes, "a parent kept for a node no longer in the trie"
+        keys = [*self.where, *self.holes]
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            keys += [*node.lanes, *node.ends, *(node.gaps or ()), *(node.below or ())]
+            stack += (node.kids or {}).values()
+        assert all(self.workers[w] is w for w in keys), "a worker named by a second tuple"
         assert all(self.where.values()), "an empty block map is kept"
         assert {w: h for w, h in self.holes.items() if h} == seen_holes, "holes disagree with the gaps"
 

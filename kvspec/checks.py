@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import enum
 import math
+from array import array
 from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter, countOf
 from typing import Any, TypeVar
 
 from kvspec.errors import InvalidArgument, InvalidBlockSequence, InvalidParent, LengthMismatch
@@ -72,6 +74,7 @@ __all__ = [
     "choice",
     "clock_to",
     "count",
+    "device_event",
     "dp_rank",
     "enum_member",
     "exact",
@@ -90,6 +93,7 @@ __all__ = [
     "plh_position",
     "pool_options",
     "query",
+    "query_list",
     "queued_event",
     "routed_request",
     "sample_size",
@@ -101,6 +105,7 @@ __all__ = [
     "ticks",
     "u32",
     "u64",
+    "u64_sequence",
     "use_lengths",
     "use_parent",
     "vllm_cache_options",
@@ -114,6 +119,8 @@ Rule = Callable[[str, Any], Any]
 
 U64 = 2**64
 U32 = 2**32
+_LIST_OR_TUPLE = (list, tuple)
+_block_hash_of = attrgetter("block_hash")
 #: upstream's ``PLH::new`` asserts ``position < 2**24``
 MAX_POSITION = 2**24
 #: the largest pool (in blocks) kvspec builds: a trace or a caller cannot make a structure of
@@ -416,10 +423,11 @@ def stored_acyclic(stored: Any) -> list[int]:
     """A Stored event may not name its parent among its blocks, nor one block twice: either would
     make a cycle in a worker's chain (:class:`~kvspec.errors.InvalidBlockSequence`).  Returns the
     block hashes, in order (callers reuse them).  O(k)."""
-    names = [block.block_hash for block in stored.blocks]
-    if stored.parent_hash is not None and stored.parent_hash in set(names):
+    names = list(map(_block_hash_of, stored.blocks))
+    distinct = set(names)
+    if stored.parent_hash is not None and stored.parent_hash in distinct:
         raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
-    if len(set(names)) != len(names):
+    if len(distinct) != len(names):
         raise InvalidBlockSequence("a stored block list names the same block hash twice")
     return names
 
@@ -433,18 +441,72 @@ def index_event(worker_id_: Any, event: Any, event_type: type, storage_tier: Any
     ``event_type`` (``KvCacheEvent``; its fields were checked when it was built), and a tier of
     ``tier_type`` or its spelling.  Returns the tier (``None`` when there is none).  A Stored
     payload must also be acyclic (:func:`stored_acyclic`)."""
-    worker_id("worker_id", worker_id_)
-    exact(event_type)("event", event)
+    _publisher_and_event(worker_id_, event, event_type)
     tier = None if tier_type is None else enum_member("storage_tier", storage_tier, tier_type)
     if hasattr(event.data, "parent_hash"):
         stored_acyclic(event.data)
     return tier
 
 
+def device_event(worker_id_: Any, event: Any, event_type: type) -> list[int] | None:
+    """:func:`index_event` for an index without tiers, returning what the check read: a Stored
+    payload's block hashes, in order (``None`` for any other payload), so the caller reads them
+    once.  O(k)."""
+    _publisher_and_event(worker_id_, event, event_type)
+    return stored_acyclic(event.data) if hasattr(event.data, "parent_hash") else None
+
+
+def _publisher_and_event(worker_id_: Any, event: Any, event_type: type) -> None:
+    """The head of :func:`index_event`: a u64 worker id, then an event of exactly ``event_type``
+    (the usual case decided without a further call)."""
+    if type(worker_id_) is not int or not 0 <= worker_id_ < U64:
+        worker_id("worker_id", worker_id_)
+    if type(event) is not event_type:
+        exact(event_type)("event", event)
+
+
 def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
     """``find_matches(local_hashes, early_exit)``: a list or tuple of u64 local hashes and a flag."""
     flag("early_exit", early_exit)
-    return sequence("local_hashes", local_hashes, u64)
+    return u64_sequence("local_hashes", local_hashes)
+
+
+def query_list(local_hashes: Any, early_exit: Any = False) -> list[int]:
+    """:func:`query`'s rule, returning the hashes as a list (for an index that compares list
+    slices and only reads them): a list argument itself, else a new list."""
+    flag("early_exit", early_exit)
+    if _u64s_in_c(local_hashes):
+        return local_hashes if type(local_hashes) is list else list(local_hashes)
+    return list(sequence("local_hashes", local_hashes, u64))
+
+
+def _u64s_in_c(value: Any) -> bool:
+    """True when ``value`` is a list or tuple of exact ints in ``[0, 2**64)``, decided in C: one
+    pass counting types, one ``array('Q')`` conversion that overflows outside the range.  False
+    says nothing (an int subclass, say): the caller then checks element by element.  O(len)."""
+    if type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value):
+        try:
+            array("Q", value)
+        except OverflowError:
+            return False
+        return True
+    return False
+
+
+def u64_sequence(name: str, value: Any) -> tuple[int, ...]:
+    """``sequence(name, value, u64)``, decided in C when it can be (:func:`_u64s_in_c`); anything
+    else goes the element-by-element way, which names the first bad element.  O(len) either way.
+
+    >>> u64_sequence("hashes", [1, 2**64 - 1])
+    (1, 18446744073709551615)
+    >>> u64_sequence("hashes", [1, True])
+    Traceback (most recent call last):
+    ...
+    kvspec.errors.InvalidArgument: hashes[1] must be an int in [0, 2**64), got True
+    """
+    if _u64s_in_c(value):
+        return tuple(value)
+    return sequence(name, value, u64)
 
 
 def worker(worker_id_: Any, dp_rank_: Any = 0) -> tuple[int, int]:

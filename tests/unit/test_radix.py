@@ -287,3 +287,117 @@ def test_replaying_a_dump_reproduces_every_match(ns, data):
         q = gen.draw_query(data)
         assert fm(fresh, q) == fm(t, q)
         assert fm(fresh, q, True) == fm(t, q, True)
+
+
+# -- the implementation's structure (kvspec.impl.trie): each test also runs ``_check`` -------------
+
+
+def _chain(ls, parent=None, worker=1):
+    """A Stored event of blocks whose E is the local hash plus 1000 (one block per path)."""
+    return worker, st_([(l + 1000, l) for l in ls], parent)
+
+
+def test_trie_names_each_worker_by_one_tuple():
+    """Every dict of the trie is keyed by the worker's first tuple, though each event builds its
+    own: the query then merges per-node scores by identity.  ``_check`` asserts it."""
+    sides = [kvspec.model.RadixIndex(), kvspec.impl.RadixIndex()]
+    for t in sides:
+        t.apply_event(*_chain([1, 2]))
+        t.apply_event(*_chain([3, 4]))  # a second root run: a second node, keyed anew
+        t.apply_event(*_chain([1, 2, 5]))  # a repeat that branches: a third node
+        t.apply_event(1, rm([1003]))  # a hole: gaps keyed too
+        check(t)
+    model, impl = sides
+    trie = impl._table.trie
+    (worker,) = trie.workers
+    assert all(w is worker for node in trie.root.kids.values() for w in node.lanes)
+    for q in ([1, 2, 5], [3, 4], [1, 2]):
+        assert fm(impl, q) == fm(model, q)
+    assert fm(impl, [1, 2, 5]) == {(1, 0): 3} and fm(impl, [3, 4]) == {}  # 3 is a hole
+
+
+def test_hole_above_many_children_trims_through_the_counts_below():
+    """A worker's lane above hundreds of other workers' children: trimming its trailing holes asks
+    ``below`` (O(1)), and the result matches the model."""
+    sides = [kvspec.model.RadixIndex(), kvspec.impl.RadixIndex()]
+    for t in sides:
+        for w in range(1, 301):
+            t.apply_event(*_chain([1, 2], worker=w))
+            t.apply_event(*_chain([10_000 + w], parent=1002, worker=w))
+        t.apply_event(300, rm([10_300 + 1000]))  # worker 300's only child run goes
+        t.apply_event(300, rm([1002]))  # now its lane ends in a hole with nothing below: trimmed
+        t.apply_event(7, rm([1002, 1001]))  # worker 7's lane is holes only but has a child run: stays
+        check(t)
+    model, impl = sides
+    assert state(impl) == state(model)
+    for q in ([1, 2, 10_300], [1, 2, 10_007], [1]):
+        assert fm(impl, q) == fm(model, q)
+    assert (7, 0) not in fm(impl, [1, 2, 10_007])
+    impl.apply_event(7, st_([(1001, 1), (1002, 2)]))  # the holes refilled: the run counts again
+    assert fm(impl, [1, 2, 10_007])[(7, 0)] == 3
+    check(impl)
+    root = impl._table.trie.root.kids[1]
+    assert (300, 0) not in root.below and root.below[(7, 0)] == 1
+
+
+def test_leaf_extension_refuses_a_block_held_elsewhere():
+    """A chain continuing a worker's own leaf run but naming a block it holds on another path is
+    not appended (it would be on two paths): the worker moves to the edge table, as on the model."""
+    sides = [kvspec.model.RadixIndex(), kvspec.impl.RadixIndex()]
+    for t in sides:
+        t.apply_event(1, st_([(500, 5)]))
+        t.apply_event(1, st_([(100, 11), (101, 12)]))
+        t.apply_event(1, st_([(102, 13), (500, 5)], parent=101))
+        check(t)
+    model, impl = sides
+    assert (1, 0) in impl._table.irregular.held
+    assert state(impl) == state(model)
+    for q in ([11, 12, 13, 5], [5], [11, 12]):
+        assert fm(impl, q) == fm(model, q)
+
+
+@NAMESPACES
+def test_query_hashes_are_checked_alike_on_both_paths(ns):
+    """``find_matches`` decides ordinary u64 lists in C and anything else element by element: an
+    int subclass is accepted, a bool, a float or an out-of-range int is refused with the element
+    named, on model and impl alike."""
+    import enum
+
+    from kvspec.errors import InvalidArgument
+
+    class Hash(enum.IntEnum):
+        A = 11
+
+    t = ns.RadixIndex()
+    t.apply_event(1, st_([(100, 11), (101, 12)]))
+    assert fm(t, [Hash.A, 12]) == {(1, 0): 2}
+    assert fm(t, (11, 12)) == {(1, 0): 2}
+    for bad in ([11, True], [11, 12.0], [11, -1], [11, 2**64]):
+        with pytest.raises(InvalidArgument, match=r"local_hashes\[1\]"):
+            fm(t, bad)
+
+
+def test_a_dropped_trie_is_freed_without_the_cyclic_gc():
+    """No reference cycle in the trie: with the collector off, dropping the index frees every node."""
+    import gc
+
+    from kvspec.impl.trie import Node
+
+    def live_nodes():
+        return sum(type(o) is Node for o in gc.get_objects())
+
+    gc.collect()
+    before = live_nodes()
+    gc.disable()
+    try:
+        t = kvspec.impl.RadixIndex()
+        for w in range(1, 6):
+            t.apply_event(*_chain([1, 2, 3], worker=w))
+            t.apply_event(*_chain([10 + w, 20 + w], parent=1002, worker=w))  # splits and branches
+        t.apply_event(3, rm([1003]))
+        check(t)
+        assert live_nodes() > before + 5
+        del t
+        assert live_nodes() == before
+    finally:
+        gc.enable()
