@@ -1,0 +1,341 @@
+"""The fast path: typed decoding with msgspec into plain rows, and the contract checked on rows.
+
+A stream of 10^6 events must be validated in seconds.  Building a dict per JSON line and a typed
+event per event costs microseconds each, so this path:
+
+* decodes with ``msgspec`` straight into small Structs (C code checks every field's type: a hash
+  must be an int, a tier a string), a chunk of JSON lines or one msgpack record at a time, and
+  turns each event into a **row**: the fields of :class:`~kvspec.validate.contract.Event` without
+  its index, as a plain tuple (``Event(index, *row)`` is the typed event);
+* checks rows with :func:`check_rows`, which decides only that an event breaks no rule and applies
+  its effect, on the :class:`~kvspec.validate.contract.Checker`'s own state; any other event (a
+  gap, a repeated id, a negative hash, a parent not held, ...) is handed to ``Checker.feed``,
+  which states the rules and writes the violation.
+
+The readers give up (:class:`NotFast`) on anything they do not expect — a decode error, a field of
+another type, a carriage return inside a line, bytes that are not UTF-8 — and the caller then runs
+the reference readers of :mod:`kvspec.validate.formats` from the start: so bad input gets exactly
+the reference's error, and a verdict never depends on the path taken.  Memory is one chunk of rows
+(``CHUNK_BYTES`` of JSON lines, ``CHUNK_ROWS`` rows of msgpack) plus the checker's held blocks.
+
+>>> import io
+>>> lines = io.BytesIO(b'{"worker_id": 1, "event": {"event_id": 0, "data": {"stored": {"parent_hash": null,'
+...                    b' "blocks": [{"block_hash": 7, "tokens_hash": 1}]}}}}\\n')
+>>> [rows] = dynamo_rows(lines)
+>>> rows
+[(1, 0, 'device', 0, 'stored', None, (7,))]
+>>> from kvspec.validate.contract import Checker
+>>> checker = Checker("exact")
+>>> check_rows(checker, [rows + [(1, 0, "device", 1, "removed", None, (8,))]]).kind
+'removed-not-held'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, Literal
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from kvspec.validate.contract import U64, Checker, Event, Violation
+from kvspec.validate.formats import as_u64, tier_of_medium
+
+__all__ = ["CHUNK_BYTES", "CHUNK_ROWS", "NotFast", "Row", "check_rows", "dynamo_rows", "zmq_rows"]
+
+#: ``(worker, rank, tier, seq, kind, parent, hashes)``: an event's fields after its index
+Row = tuple[int, int, str, "int | None", str, "int | None", tuple[int, ...]]
+
+#: bytes of JSON lines decoded at once (cut at a line end)
+CHUNK_BYTES = 1 << 22
+#: rows of a msgpack stream handed to the check at once
+CHUNK_ROWS = 1 << 14
+
+
+class NotFast(Exception):
+    """The fast reader met input it does not expect: the reference readers decide."""
+
+
+# --- Dynamo RouterEvent JSON lines ------------------------------------------------------------------
+
+
+class _Block(Struct):
+    block_hash: int
+
+
+class _Stored(Struct):
+    blocks: list[_Block]
+    parent_hash: int | None = None
+
+
+class _Removed(Struct):
+    block_hashes: tuple[int, ...]
+
+
+class _Data(Struct):
+    """``{"stored": ...}``, ``{"removed": ...}`` or ``{"cleared": ...}`` (a clear wins, then a store)."""
+
+    cleared: Any = UNSET
+    stored: _Stored | UnsetType = UNSET
+    removed: _Removed | UnsetType = UNSET
+
+
+class _KvEvent(Struct):
+    event_id: int
+    data: Literal["cleared"] | _Data
+    dp_rank: int = 0
+
+
+class _RouterEvent(Struct):
+    worker_id: int
+    event: _KvEvent
+    storage_tier: str = "device"
+
+
+_LINES = msgspec.json.Decoder(_RouterEvent)
+
+
+def _lines_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """Whole lines, about ``CHUNK_BYTES`` at a time; gives up where Python's text reading (universal
+    newlines, strict UTF-8) would see other lines or other text than ``bytes.split(b"\\n")``."""
+    rest = b""
+    while True:
+        block = stream.read(CHUNK_BYTES)
+        if block:
+            buf = rest + block
+            cut = buf.rfind(b"\n") + 1
+            chunk, rest = buf[:cut], buf[cut:]
+        else:
+            chunk, rest = rest, b""
+        if chunk:
+            if b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
+                raise NotFast("a carriage return that does not end a line")
+            if not chunk.isascii():
+                try:
+                    chunk.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise NotFast("not UTF-8") from None
+            yield chunk
+        if not block:
+            return
+
+
+def dynamo_rows(stream: BinaryIO) -> Iterator[list[Row]]:
+    """Rows of a ``RouterEvent`` JSON-lines stream, one list per chunk of lines."""
+    for chunk in _lines_chunks(stream):
+        try:
+            records = _LINES.decode_lines(chunk)
+        except msgspec.DecodeError as exc:
+            raise NotFast(str(exc)) from None
+        rows: list[Row] = []
+        append = rows.append
+        for r in records:
+            ev = r.event
+            data = ev.data
+            if data.__class__ is str or data.cleared is not UNSET:
+                append((r.worker_id, ev.dp_rank, r.storage_tier, ev.event_id, "cleared", None, ()))
+            elif data.stored is not UNSET:
+                stored = data.stored
+                blocks = stored.blocks
+                hashes = (blocks[0].block_hash,) if len(blocks) == 1 else tuple([b.block_hash for b in blocks])
+                append((r.worker_id, ev.dp_rank, r.storage_tier, ev.event_id, "stored", stored.parent_hash, hashes))
+            elif data.removed is not UNSET:
+                append((r.worker_id, ev.dp_rank, r.storage_tier, ev.event_id, "removed", None,
+                        data.removed.block_hashes))
+            else:
+                raise NotFast("unknown event data")
+        yield rows
+
+
+# --- vLLM / SGLang KVEventBatch msgpack -------------------------------------------------------------
+
+
+class _StoredMap(Struct, tag="BlockStored", tag_field="type"):
+    block_hashes: tuple[int, ...]
+    parent_block_hash: int | None = None
+    medium: str | None = None
+
+
+class _RemovedMap(Struct, tag="BlockRemoved", tag_field="type"):
+    block_hashes: tuple[int, ...]
+    medium: str | None = None
+
+
+class _ClearedMap(Struct, tag="AllBlocksCleared", tag_field="type"):
+    medium: str | None = None
+
+
+class _BatchOfMaps(Struct, array_like=True):
+    ts: Any
+    events: list[_StoredMap | _RemovedMap | _ClearedMap]
+    rank: int | None = None
+
+
+class _StoredArray(Struct, tag="BlockStored", array_like=True):
+    block_hashes: tuple[int, ...]
+    parent_block_hash: int | None = None
+    token_ids: Any = None
+    block_size: Any = None
+    lora_id: Any = None
+    medium: str | None = None
+
+
+class _RemovedArray(Struct, tag="BlockRemoved", array_like=True):
+    block_hashes: tuple[int, ...]
+    medium: str | None = None
+
+
+class _ClearedArray(Struct, tag="AllBlocksCleared", array_like=True):
+    pass
+
+
+class _BatchOfArrays(Struct, array_like=True):
+    ts: Any
+    events: list[_StoredArray | _RemovedArray | _ClearedArray]
+    rank: int | None = None
+
+
+_BATCH_TYPES = (_BatchOfMaps, _BatchOfArrays)
+_BATCH_DECODERS = tuple(msgspec.msgpack.Decoder(t) for t in _BATCH_TYPES)
+_STORED = (_StoredMap, _StoredArray)
+_REMOVED = (_RemovedMap, _RemovedArray)
+
+
+def _batch(obj: Any) -> _BatchOfMaps | _BatchOfArrays:
+    """A record's payload (msgpack bytes, or the decoded list of a bare record) as a typed batch."""
+    for decoder, kind in zip(_BATCH_DECODERS, _BATCH_TYPES):
+        try:
+            return decoder.decode(obj) if obj.__class__ is bytes else msgspec.convert(obj, kind)
+        except msgspec.ValidationError:
+            continue
+        except msgspec.DecodeError as exc:  # not msgpack at all: no other type will do
+            raise NotFast(str(exc)) from None
+    raise NotFast("not a KVEventBatch of tagged maps or tagged arrays")
+
+
+def _u64s(hashes: tuple[int, ...]) -> tuple[int, ...]:
+    return hashes if not hashes or min(hashes) >= 0 else tuple([as_u64(h) for h in hashes])
+
+
+def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
+    """Rows of a ``KVEventBatch`` msgpack stream, about ``CHUNK_ROWS`` per list."""
+    try:
+        import msgpack
+    except ImportError:  # pragma: no cover - the reference reader says what to install
+        raise NotFast("no msgpack") from None
+    unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
+    tiers: dict[str | None, str] = {}
+    rows: list[Row] = []
+    append = rows.append
+    complete = 0
+    try:
+        for obj in unpacker:
+            complete = unpacker.tell()
+            seq = None
+            if obj.__class__ is list and len(obj) == 3 and all(f.__class__ is bytes for f in obj):
+                seq = int.from_bytes(obj[1], "big")
+                obj = obj[2]
+            elif obj.__class__ is not list:
+                raise NotFast("not a KVEventBatch")
+            batch = _batch(obj)
+            rank = 0 if batch.rank is None else batch.rank
+            for ev in batch.events:
+                cls = ev.__class__
+                if cls in _STORED:
+                    tier = tiers.get(ev.medium) or tiers.setdefault(ev.medium, tier_of_medium(ev.medium))
+                    parent = ev.parent_block_hash
+                    if parent is not None and parent < 0:
+                        parent = as_u64(parent)
+                    append((worker, rank, tier, seq, "stored", parent, _u64s(ev.block_hashes)))
+                elif cls in _REMOVED:
+                    tier = tiers.get(ev.medium) or tiers.setdefault(ev.medium, tier_of_medium(ev.medium))
+                    append((worker, rank, tier, seq, "removed", None, _u64s(ev.block_hashes)))
+                else:
+                    append((worker, rank, "device", seq, "cleared", None, ()))
+                seq = None  # one sequence number per batch: only its first event carries it
+            if len(rows) >= CHUNK_ROWS:
+                yield rows
+                rows = []
+                append = rows.append
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise NotFast(str(exc)) from None
+    if unpacker.tell() != complete:
+        raise NotFast("truncated")
+    yield rows
+
+
+# --- the contract on rows ---------------------------------------------------------------------------
+
+
+def check_rows(checker: Checker, chunks: Iterable[list[Row]]) -> Violation | None:
+    """Feed ``chunks`` of rows to ``checker``; the first violation, or ``None``.
+
+    An event that plainly breaks no rule — its id follows the last one (or is the first, or has
+    none), a store of u64 blocks not held (any, with copies) under a held parent or none, a
+    remove of distinct held blocks, a clear — is applied here exactly as ``Checker.feed`` would;
+    any other event goes to ``Checker.feed``.  O(hashes) per event, like ``feed``."""
+    held_by, last_seq = checker.held, checker.last_seq
+    exact, gaps = checker.mode == "exact", checker.gaps
+    index = checker.events
+    none = object()
+    worker_now: Any = none
+    rank_now: Any = none
+    tier_now: Any = none
+    held: dict[int, int] = {}
+    stream = (0, 0)
+    for rows in chunks:
+        for row in rows:
+            worker, rank, tier, seq, kind, parent, hashes = row
+            if worker != worker_now or rank != rank_now or tier != tier_now:
+                worker_now, rank_now, tier_now = worker, rank, tier
+                held = held_by.setdefault((worker, rank, tier), {})
+                stream = (worker, rank)
+            fine = True
+            if seq is not None and gaps:
+                last = last_seq.get(stream)
+                fine = last is None or seq == last + 1
+            if not fine:
+                pass
+            elif kind == "stored":
+                if parent is not None and parent not in held:
+                    fine = False
+                else:
+                    for h in hashes:
+                        if h < 0 or h >= U64 or (exact and h in held):
+                            fine = False
+                            break
+                    else:
+                        for h in hashes:
+                            held[h] = held.get(h, 0) + 1
+            elif kind == "removed":
+                if len(hashes) == 1:
+                    h = hashes[0]
+                    count = held.get(h)
+                    if count is None:
+                        fine = False
+                    elif count == 1:
+                        del held[h]
+                    else:
+                        held[h] = count - 1
+                elif all(h in held for h in hashes) and len(set(hashes)) == len(hashes):
+                    for h in hashes:
+                        count = held[h]
+                        if count == 1:
+                            del held[h]
+                        else:
+                            held[h] = count - 1
+                else:
+                    fine = False
+            else:
+                held.clear()
+            if fine:
+                if seq is not None and gaps:
+                    last_seq[stream] = seq
+            else:
+                checker.events = index
+                found = checker.feed(Event(index, *row))
+                if found is not None:
+                    return found
+            index += 1
+    checker.events = index
+    return None
