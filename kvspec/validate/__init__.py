@@ -63,10 +63,10 @@ from __future__ import annotations
 
 from kvspec.validate.contract import Checker, Event, StreamError, Violation, first_violation
 from kvspec.validate.fast import check_rows, dynamo_rows, zmq_rows
-from kvspec.validate.files import Scan, main, scan, validate_file
+from kvspec.validate.files import Scan, main, scan, validate_file, witness_of
 from kvspec.validate.formats import parse_dynamo, parse_zmq
 from kvspec.validate.witness import backward_slice, minimal_witness
 
 __all__ = ["Checker", "Event", "Scan", "StreamError", "Violation", "backward_slice", "check_rows", "dynamo_rows",
            "first_violation", "main", "minimal_witness", "parse_dynamo", "parse_zmq", "scan", "validate_file",
-           "zmq_rows"]
+           "witness_of", "zmq_rows"]

@@ -33,7 +33,7 @@ the reference's error, and a verdict never depends on the path taken.  Memory is
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -59,20 +59,20 @@ class NotFast(Exception):
 # --- Dynamo RouterEvent JSON lines ------------------------------------------------------------------
 
 
-class _Block(Struct):
+class _Block(Struct, gc=False):
     block_hash: int
 
 
-class _Stored(Struct):
+class _Stored(Struct, gc=False):
     blocks: list[_Block]
     parent_hash: int | None = None
 
 
-class _Removed(Struct):
+class _Removed(Struct, gc=False):
     block_hashes: tuple[int, ...]
 
 
-class _Data(Struct):
+class _Data(Struct, gc=False):
     """``{"stored": ...}``, ``{"removed": ...}`` or ``{"cleared": ...}`` (a clear wins, then a store)."""
 
     cleared: Any = UNSET
@@ -80,19 +80,19 @@ class _Data(Struct):
     removed: _Removed | UnsetType = UNSET
 
 
-class _KvEvent(Struct):
+class _KvEvent(Struct, gc=False):
     event_id: int
     data: Literal["cleared"] | _Data
     dp_rank: int = 0
 
 
-class _RouterEvent(Struct):
+class _RouterEvent(Struct, gc=False):
     worker_id: int
     event: _KvEvent
     storage_tier: str = "device"
 
 
-_LINES = msgspec.json.Decoder(_RouterEvent)
+_LINE = msgspec.json.Decoder(_RouterEvent)
 
 
 def _lines_chunks(stream: BinaryIO) -> Iterator[bytes]:
@@ -121,15 +121,22 @@ def _lines_chunks(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def dynamo_rows(stream: BinaryIO) -> Iterator[list[Row]]:
-    """Rows of a ``RouterEvent`` JSON-lines stream, one list per chunk of lines."""
+    """Rows of a ``RouterEvent`` JSON-lines stream, one list per chunk of lines.  Each line is
+    decoded alone: one JSON value per line, as the reference reads them (``decode_lines`` would
+    also accept a value spread over lines)."""
+    decode = _LINE.decode
     for chunk in _lines_chunks(stream):
-        try:
-            records = _LINES.decode_lines(chunk)
-        except msgspec.DecodeError as exc:
-            raise NotFast(str(exc)) from None
         rows: list[Row] = []
         append = rows.append
-        for r in records:
+        for line in chunk.split(b"\n"):
+            if not line:
+                continue
+            try:
+                r = decode(line)
+            except msgspec.DecodeError as exc:
+                if line.strip():
+                    raise NotFast(str(exc)) from None
+                continue  # a blank line
             ev = r.event
             data = ev.data
             if data.__class__ is str or data.cleared is not UNSET:
@@ -150,28 +157,33 @@ def dynamo_rows(stream: BinaryIO) -> Iterator[list[Row]]:
 # --- vLLM / SGLang KVEventBatch msgpack -------------------------------------------------------------
 
 
-class _StoredMap(Struct, tag="BlockStored", tag_field="type"):
+class _StoredMap(Struct, tag="BlockStored", tag_field="type", gc=False):
+    kind: ClassVar[str] = "stored"
     block_hashes: tuple[int, ...]
     parent_block_hash: int | None = None
     medium: str | None = None
 
 
-class _RemovedMap(Struct, tag="BlockRemoved", tag_field="type"):
+class _RemovedMap(Struct, tag="BlockRemoved", tag_field="type", gc=False):
+    kind: ClassVar[str] = "removed"
+    parent_block_hash: ClassVar[None] = None
     block_hashes: tuple[int, ...]
     medium: str | None = None
 
 
-class _ClearedMap(Struct, tag="AllBlocksCleared", tag_field="type"):
-    medium: str | None = None
+class _ClearedMap(Struct, tag="AllBlocksCleared", tag_field="type", gc=False):
+    kind: ClassVar[str] = "cleared"
+    medium: str | None = None  # read (and so type-checked) by the reference reader, then ignored
 
 
-class _BatchOfMaps(Struct, array_like=True):
+class _BatchOfMaps(Struct, array_like=True, gc=False):
     ts: Any
     events: list[_StoredMap | _RemovedMap | _ClearedMap]
     rank: int | None = None
 
 
-class _StoredArray(Struct, tag="BlockStored", array_like=True):
+class _StoredArray(Struct, tag="BlockStored", array_like=True, gc=False):
+    kind: ClassVar[str] = "stored"
     block_hashes: tuple[int, ...]
     parent_block_hash: int | None = None
     token_ids: Any = None
@@ -180,16 +192,18 @@ class _StoredArray(Struct, tag="BlockStored", array_like=True):
     medium: str | None = None
 
 
-class _RemovedArray(Struct, tag="BlockRemoved", array_like=True):
+class _RemovedArray(Struct, tag="BlockRemoved", array_like=True, gc=False):
+    kind: ClassVar[str] = "removed"
+    parent_block_hash: ClassVar[None] = None
     block_hashes: tuple[int, ...]
     medium: str | None = None
 
 
-class _ClearedArray(Struct, tag="AllBlocksCleared", array_like=True):
-    pass
+class _ClearedArray(Struct, tag="AllBlocksCleared", array_like=True, gc=False):
+    kind: ClassVar[str] = "cleared"
 
 
-class _BatchOfArrays(Struct, array_like=True):
+class _BatchOfArrays(Struct, array_like=True, gc=False):
     ts: Any
     events: list[_StoredArray | _RemovedArray | _ClearedArray]
     rank: int | None = None
@@ -197,24 +211,21 @@ class _BatchOfArrays(Struct, array_like=True):
 
 _BATCH_TYPES = (_BatchOfMaps, _BatchOfArrays)
 _BATCH_DECODERS = tuple(msgspec.msgpack.Decoder(t) for t in _BATCH_TYPES)
-_STORED = (_StoredMap, _StoredArray)
-_REMOVED = (_RemovedMap, _RemovedArray)
 
 
-def _batch(obj: Any) -> _BatchOfMaps | _BatchOfArrays:
-    """A record's payload (msgpack bytes, or the decoded list of a bare record) as a typed batch."""
-    for decoder, kind in zip(_BATCH_DECODERS, _BATCH_TYPES):
+def _batch(payload: Any, first: int) -> tuple[int, _BatchOfMaps | _BatchOfArrays]:
+    """A record's payload (msgpack bytes, or the decoded list of a bare record) as a typed batch,
+    trying the batch type ``first`` first; ``(the type that fitted, the batch)``."""
+    for which in (first, 1 - first):
         try:
-            return decoder.decode(obj) if obj.__class__ is bytes else msgspec.convert(obj, kind)
+            if payload.__class__ is bytes:
+                return which, _BATCH_DECODERS[which].decode(payload)
+            return which, msgspec.convert(payload, _BATCH_TYPES[which])
         except msgspec.ValidationError:
             continue
         except msgspec.DecodeError as exc:  # not msgpack at all: no other type will do
             raise NotFast(str(exc)) from None
     raise NotFast("not a KVEventBatch of tagged maps or tagged arrays")
-
-
-def _u64s(hashes: tuple[int, ...]) -> tuple[int, ...]:
-    return hashes if not hashes or min(hashes) >= 0 else tuple([as_u64(h) for h in hashes])
 
 
 def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
@@ -224,34 +235,36 @@ def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
     except ImportError:  # pragma: no cover - the reference reader says what to install
         raise NotFast("no msgpack") from None
     unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
-    tiers: dict[str | None, str] = {}
+    tiers: dict[Any, str] = {None: "device", "GPU": "device"}
     rows: list[Row] = []
     append = rows.append
     complete = 0
+    which = 0  # the batch type that fitted the last record: a stream keeps to one
     try:
         for obj in unpacker:
             complete = unpacker.tell()
+            if obj.__class__ is not list:
+                raise NotFast("not a KVEventBatch")
             seq = None
-            if obj.__class__ is list and len(obj) == 3 and all(f.__class__ is bytes for f in obj):
+            if len(obj) == 3 and obj[0].__class__ is bytes and obj[1].__class__ is bytes and obj[2].__class__ is bytes:
                 seq = int.from_bytes(obj[1], "big")
                 obj = obj[2]
-            elif obj.__class__ is not list:
-                raise NotFast("not a KVEventBatch")
-            batch = _batch(obj)
+            which, batch = _batch(obj, which)
             rank = 0 if batch.rank is None else batch.rank
             for ev in batch.events:
-                cls = ev.__class__
-                if cls in _STORED:
-                    tier = tiers.get(ev.medium) or tiers.setdefault(ev.medium, tier_of_medium(ev.medium))
+                kind = ev.kind
+                if kind == "cleared":
+                    append((worker, rank, "device", seq, kind, None, ()))
+                else:
+                    medium = ev.medium
+                    tier = tiers.get(medium) or tiers.setdefault(medium, tier_of_medium(medium))
                     parent = ev.parent_block_hash
                     if parent is not None and parent < 0:
                         parent = as_u64(parent)
-                    append((worker, rank, tier, seq, "stored", parent, _u64s(ev.block_hashes)))
-                elif cls in _REMOVED:
-                    tier = tiers.get(ev.medium) or tiers.setdefault(ev.medium, tier_of_medium(ev.medium))
-                    append((worker, rank, tier, seq, "removed", None, _u64s(ev.block_hashes)))
-                else:
-                    append((worker, rank, "device", seq, "cleared", None, ()))
+                    hashes = ev.block_hashes
+                    if hashes and min(hashes) < 0:
+                        hashes = tuple([as_u64(h) for h in hashes])
+                    append((worker, rank, tier, seq, kind, parent, hashes))
                 seq = None  # one sequence number per batch: only its first event carries it
             if len(rows) >= CHUNK_ROWS:
                 yield rows

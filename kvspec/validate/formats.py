@@ -131,10 +131,12 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
     unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
     index = 0
     record = 0
+    failing = 1  # the record an error is in: the one being read, or the one being checked
     complete = 0  # bytes up to the end of the last complete record
     try:
         for obj in unpacker:
             record += 1
+            failing = record
             complete = unpacker.tell()
             where = f"record {record}"
             seq = None
@@ -162,9 +164,10 @@ def parse_zmq(stream: io.BufferedIOBase, worker: int = 0) -> Iterator[Event]:
                     raise StreamError(f"{where}: unknown event tag {tag!r}")
                 index += 1
                 seq = None  # one sequence number per batch: only its first event carries it
+            failing = record + 1
         if unpacker.tell() != complete:
             raise StreamError(f"record {record + 1}: truncated msgpack data after byte {complete}")
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, IndexError, TypeError) as exc:
         if isinstance(exc, StreamError):
             raise
-        raise StreamError(f"record {record + 1}: not msgpack KVEventBatch data ({type(exc).__name__}: {exc})") from None
+        raise StreamError(f"record {failing}: not msgpack KVEventBatch data ({type(exc).__name__}: {exc})") from None
