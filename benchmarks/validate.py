@@ -12,7 +12,8 @@ per record — is written in each supported format:
 * ``zmq-bare``: bare ``[ts, events, dp_rank]`` payloads, no frames.
 
 Each file is validated in a fresh process, as ``kvspec validate FILE`` runs: the table gives the
-validation's seconds and events/s (imports excluded), the whole process's wall seconds (start-up and imports
+validation's wall and CPU seconds and events/s (imports excluded; on a shared machine the CPU
+seconds are the steadier figure), the whole process's wall seconds (start-up and imports
 included) and its **peak RSS** (the operating system's account of the finished child), whether the
 fast path decided (``fast``), and at the smaller sizes the typed reference path's events/s and the
 speed-up over it.  Memory follows the blocks held, not the stream: the peak RSS at 10^6 events over
@@ -137,17 +138,17 @@ def write_stream(path: Path, fmt: str, events: int, capacity: int, violation: bo
 _CHILD = """
 import json, sys, time
 from kvspec.validate.files import scan, witness_of
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 path, reference = sys.argv[1], sys.argv[2] == "1"
 found = scan(path)
 witness = witness_of(path, found)
-seconds = time.perf_counter() - start
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 ref_seconds = None
 if reference:
     start = time.perf_counter()
     assert scan(path, fast=False) == type(found)(found.events, found.violation, False)
     ref_seconds = time.perf_counter() - start
-print(json.dumps({"events": found.events, "fast": found.fast, "seconds": seconds, "reference": ref_seconds,
+print(json.dumps({"events": found.events, "fast": found.fast, "seconds": seconds, "cpu": cpu, "reference": ref_seconds,
                   "violation": None if found.violation is None else found.violation.kind,
                   "witness": len(witness)}))
 """
@@ -180,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="formats whose largest stream also gets a row ending in a violation")
     args = parser.parse_args(argv)
     sizes = sorted(args.events)
-    print(f"{'format':16} {'events':>10} {'MB':>5} {'fast':>5} {'seconds':>8} {'events/s':>10} {'process s':>9} "
-          f"{'peak RSS MiB':>12} {'reference ev/s':>14} {'speed-up':>8}", flush=True)
+    print(f"{'format':17} {'events':>10} {'MB':>5} {'fast':>5} {'seconds':>8} {'cpu s':>6} {'events/s':>10} "
+          f"{'process s':>9} {'peak RSS MiB':>12} {'reference ev/s':>14} {'speed-up':>8}", flush=True)
     peaks: dict[tuple[str, int], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         floor_path = Path(tmp) / "empty"
@@ -200,8 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate = m["events"] / m["seconds"]
             ref = "" if m["reference"] is None else f"{m['events'] / m['reference']:>14,.0f}"
             speedup = "" if m["reference"] is None else f"{m['reference'] / m['seconds']:>7.1f}x"
-            print(f"{label:16} {m['events']:>10,} {m['mb']:>5.0f} {'yes' if m['fast'] else 'NO':>5} {m['seconds']:>8.2f} "
-                  f"{rate:>10,.0f} {m['wall']:>9.2f} {m['rss']:>12.1f} {ref:>14} {speedup:>8}"
+            print(f"{label:17} {m['events']:>10,} {m['mb']:>5.0f} {'yes' if m['fast'] else 'NO':>5} {m['seconds']:>8.2f} "
+                  f"{m['cpu']:>6.2f} {rate:>10,.0f} {m['wall']:>9.2f} {m['rss']:>12.1f} {ref:>14} {speedup:>8}"
                   + (f"  {m['violation']}, witness of {m['witness']}" if violation else ""), flush=True)
             if not violation:
                 peaks[fmt, n] = m["rss"]
@@ -210,6 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         small, large = sizes[0], sizes[-1]
         for fmt in args.format:
             grow = peaks[fmt, large] - peaks[fmt, small]
-            print(f"{fmt:16} peak RSS at {large:,} / at {small:,} events: {peaks[fmt, large] / peaks[fmt, small]:.2f} "
+            print(f"{fmt:17} peak RSS at {large:,} / at {small:,} events: {peaks[fmt, large] / peaks[fmt, small]:.2f} "
                   f"({grow:+.1f} MiB for {large // small}x the events)")
     return 0

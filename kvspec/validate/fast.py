@@ -15,8 +15,13 @@ event per event costs microseconds each, so this path:
 The readers give up (:class:`NotFast`) on anything they do not expect — a decode error, a field of
 another type, a carriage return inside a line, bytes that are not UTF-8 — and the caller then runs
 the reference readers of :mod:`kvspec.validate.formats` from the start: so bad input gets exactly
-the reference's error, and a verdict never depends on the path taken.  Memory is one chunk of rows
-(``CHUNK_BYTES`` of JSON lines, ``CHUNK_ROWS`` rows of msgpack) plus the checker's held blocks.
+the reference's error, and the verdict does not depend on the path taken.  One difference is
+deliberate: msgspec skips the fields of a msgpack record that the contract does not read (token
+ids, LoRA names, ...) without decoding them, as vLLM's own msgspec decoder does, so malformed text
+inside such a field (bytes that are not UTF-8, a map keyed by an array) passes here, where the
+reference reader, which decodes every value, rejects the record.  JSON lines are read in full by
+both.  Memory is one chunk of rows (``CHUNK_BYTES`` of JSON lines, ``CHUNK_ROWS`` rows of msgpack)
+plus the checker's held blocks.
 
 >>> import io
 >>> lines = io.BytesIO(b'{"worker_id": 1, "event": {"event_id": 0, "data": {"stored": {"parent_hash": null,'
@@ -47,7 +52,7 @@ __all__ = ["CHUNK_BYTES", "CHUNK_ROWS", "NotFast", "Row", "check_rows", "dynamo_
 Row = tuple[int, int, str, "int | None", str, "int | None", tuple[int, ...]]
 
 #: bytes of JSON lines decoded at once (cut at a line end)
-CHUNK_BYTES = 1 << 22
+CHUNK_BYTES = 1 << 20
 #: rows of a msgpack stream handed to the check at once
 CHUNK_ROWS = 1 << 14
 

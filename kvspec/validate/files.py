@@ -137,11 +137,12 @@ def witness_of(path: str, found: Scan, *, mode: str = "exact", fmt: str = "auto"
     start = max(0, violation.index - window_limit + 1)
     events = _fast_events(path, fmt, worker, start) if found.fast else _reference_events(path, fmt, worker)
     window: deque[Event] = deque(maxlen=window_limit)
-    for e in events:
-        window.append(e)
-        if e.index == violation.index:
-            break
-    events.close()
+    with _no_cycle_collection():
+        for e in events:
+            window.append(e)
+            if e.index == violation.index:
+                break
+        events.close()
     stream = window[-1].stream
     same_stream = [e for e in window if e.stream == stream]
     relevant = backward_slice(same_stream)
