@@ -3,10 +3,11 @@
 :func:`scan` reads a file once and finds its first violation: by the fast path
 (:mod:`kvspec.validate.fast`) unless that path meets input it does not expect, in which case the
 reference readers (:mod:`kvspec.validate.formats`) read the file again from the start — the
-verdict, the violation and a bad input's error are the reference's either way.
-:func:`validate_file` adds the minimal witness: a second pass keeps a window of the events before
-the violation (typed events are built only there), then :mod:`kvspec.validate.witness` reduces it.
-Memory: the checker's held blocks, one chunk of rows and the window — never the stream.
+verdict, the violation and a bad input's error are the reference's either way.  The same pass
+keeps the window of events before the violation (the last chunks of rows; typed events are built
+only for them), from which :func:`witness_of` cuts the minimal witness
+(:mod:`kvspec.validate.witness`).  Memory: the checker's held blocks, the last chunks of rows and
+the window — never the stream.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ FORMATS = ("auto", "dynamo", "zmq")
 @attrs.frozen
 class Scan:
     """One pass over a file: events read (up to and including the violation), the first violation,
-    and whether the fast path decided (``False``: the reference readers did)."""
+    whether the fast path decided (``False``: the reference readers did), and the window of events
+    up to the violation that its witness is cut from."""
 
     events: int
     violation: Violation | None
     fast: bool
+    window: tuple[Event, ...] = attrs.field(default=(), repr=False)
 
 
 def detect_format(path: str, fmt: str = "auto") -> str:
@@ -71,17 +74,36 @@ def _fast_rows(path: str, fmt: str, worker: int) -> Iterator[list[Row]]:
         yield from (dynamo_rows(f) if fmt == "dynamo" else zmq_rows(f, worker))
 
 
-def _fast_events(path: str, fmt: str, worker: int, start: int) -> Iterator[Event]:
-    """The fast readers' events from index ``start`` on (earlier chunks are skipped whole)."""
-    index = 0
-    for rows in _fast_rows(path, fmt, worker):
-        if index + len(rows) <= start:
-            index += len(rows)
-            continue
-        for row in rows:
-            if index >= start:
-                yield Event(index, *row)
-            index += 1
+class _RecentChunks:
+    """The chunks of rows passing through, keeping the newest and, before it, the last ones that
+    hold at least ``keep`` rows: the window a witness is cut from, kept without a cost per row."""
+
+    def __init__(self, chunks: Iterator[list[Row]], keep: int) -> None:
+        self._chunks, self._keep = chunks, keep
+        self.kept: deque[list[Row]] = deque()
+        self.kept_rows = 0
+        self.passed_rows = 0
+
+    def __iter__(self) -> Iterator[list[Row]]:
+        for rows in self._chunks:
+            self.kept.append(rows)
+            self.kept_rows += len(rows)
+            self.passed_rows += len(rows)
+            # drop the oldest chunk while the chunks before this one still hold ``keep`` rows
+            while len(self.kept) > 1 and self.kept_rows - len(rows) - len(self.kept[0]) >= self._keep:
+                self.kept_rows -= len(self.kept.popleft())
+            yield rows
+
+    def events(self, last: int, limit: int) -> tuple[Event, ...]:
+        """The typed events of the ``limit`` rows up to index ``last`` (inclusive)."""
+        index = self.passed_rows - self.kept_rows
+        window = []
+        for rows in self.kept:
+            for row in rows:
+                if last - limit < index <= last:
+                    window.append(Event(index, *row))
+                index += 1
+        return tuple(window)
 
 
 @contextmanager
@@ -98,21 +120,29 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def scan(path: str, *, mode: str = "exact", fmt: str = "auto", worker: int = 0, fast: bool = True) -> Scan:
-    """The first violation in ``path`` (``fast=False``: by the reference readers only)."""
+def scan(path: str, *, mode: str = "exact", fmt: str = "auto", worker: int = 0, fast: bool = True,
+         window_limit: int = 20_000) -> Scan:
+    """The first violation in ``path`` and the ``window_limit`` events up to it, in one pass
+    (``fast=False``: by the reference readers only)."""
     fmt = detect_format(path, fmt)
     checker = Checker(mode)
     if fast:
         try:
             with _no_cycle_collection():
-                violation = check_rows(checker, _fast_rows(path, fmt, worker))
-            return Scan(checker.events, violation, True)
+                recent = _RecentChunks(_fast_rows(path, fmt, worker), window_limit)
+                violation = check_rows(checker, recent)
+                window = () if violation is None else recent.events(violation.index, window_limit)
+            return Scan(checker.events, violation, True, window)
         except NotFast:
             checker = Checker(mode)
-    for e in _reference_events(path, fmt, worker):
+    events = _reference_events(path, fmt, worker)
+    window_: deque[Event] = deque(maxlen=window_limit)
+    for e in events:
+        window_.append(e)
         violation = checker.feed(e)
         if violation is not None:
-            return Scan(checker.events, violation, False)
+            events.close()
+            return Scan(checker.events, violation, False, tuple(window_))
     return Scan(checker.events, None, False)
 
 
@@ -120,31 +150,18 @@ def validate_file(path: str, *, mode: str = "exact", fmt: str = "auto", worker: 
                   witness_limit: int = 400, window_limit: int = 20_000,
                   fast: bool = True) -> tuple[int, Violation | None, list[Event]]:
     """``(events read, first violation or None, minimal witness)`` of one recorded stream."""
-    found = scan(path, mode=mode, fmt=fmt, worker=worker, fast=fast)
-    witness = witness_of(path, found, mode=mode, fmt=fmt, worker=worker, witness_limit=witness_limit,
-                         window_limit=window_limit)
-    return found.events, found.violation, witness
+    found = scan(path, mode=mode, fmt=fmt, worker=worker, fast=fast, window_limit=window_limit)
+    return found.events, found.violation, witness_of(found, mode=mode, witness_limit=witness_limit)
 
 
-def witness_of(path: str, found: Scan, *, mode: str = "exact", fmt: str = "auto", worker: int = 0,
-               witness_limit: int = 400, window_limit: int = 20_000) -> list[Event]:
-    """The minimal witness of ``found``'s violation (``[]`` if none), from a window of the
-    ``window_limit`` events up to it, read by the path that found it."""
+def witness_of(found: Scan, *, mode: str = "exact", witness_limit: int = 400) -> list[Event]:
+    """The minimal witness of ``found``'s violation (``[]`` if none), cut from its window: the
+    events of the violation's (worker, rank), sliced backward, then reduced."""
     violation = found.violation
     if violation is None:
         return []
-    fmt = detect_format(path, fmt)
-    start = max(0, violation.index - window_limit + 1)
-    events = _fast_events(path, fmt, worker, start) if found.fast else _reference_events(path, fmt, worker)
-    window: deque[Event] = deque(maxlen=window_limit)
-    with _no_cycle_collection():
-        for e in events:
-            window.append(e)
-            if e.index == violation.index:
-                break
-        events.close()
-    stream = window[-1].stream
-    same_stream = [e for e in window if e.stream == stream]
+    stream = found.window[-1].stream
+    same_stream = [e for e in found.window if e.stream == stream]
     relevant = backward_slice(same_stream)
     if not reproduces(relevant, violation, mode):
         relevant = same_stream  # the slice lost the cause: reduce the whole window

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kvspec.validate import Checker, Event, StreamError, check_rows, first_violation, scan, validate_file
+from kvspec.validate import Checker, Event, StreamError, check_rows, first_violation, scan, witness_of
 from kvspec.validate.fast import dynamo_rows, zmq_rows
 from kvspec.validate.formats import parse_dynamo, parse_zmq
 
@@ -219,12 +219,14 @@ def test_check_rows_is_checker_feed_on_corners(rows, mode, gaps):
 # --- files: verdict, violation, witness and errors are the reference's -----------------------------
 
 
-def outcome(path, mode, fast):
+def outcome(path, mode, fast, window_limit=20_000):
+    """What ``validate_file`` gives (events read, violation, witness) and the window it is cut
+    from, or the error."""
     try:
-        count, violation, witness = validate_file(str(path), mode=mode, fast=fast)
+        found = scan(str(path), mode=mode, fast=fast, window_limit=window_limit)
     except StreamError as exc:
         return ("error", str(exc))
-    return (count, violation, witness)
+    return (found.events, found.violation, witness_of(found, mode=mode), found.window)
 
 
 def assert_same_outcome(data: bytes, mode: str, fast_decides: bool | None):
@@ -249,6 +251,25 @@ def test_dynamo_files_agree_and_the_fast_path_decides(rows, mode):
 @given(streams(workers=(0,), huge=False), ZMQ_SHAPES, st.sampled_from(["exact", "copies"]))
 def test_zmq_files_agree_and_the_fast_path_decides(rows, shape, mode):
     assert_same_outcome(pack(zmq_records(rows, **shape)), mode, fast_decides=True)
+
+
+@SETTINGS
+@given(streams(huge=False), st.booleans(), st.integers(1, 5), st.integers(1, 6), st.sampled_from(["exact", "copies"]))
+def test_the_window_kept_from_small_chunks_is_the_references(rows, json_lines, chunk, window_limit, mode):
+    """The window of events before the violation, kept from the last chunks of rows, holds the
+    same events as the reference's event by event window, whatever the chunk and window sizes."""
+    from kvspec.validate import fast
+
+    data = dynamo_lines(rows) if json_lines else pack(zmq_records([(0, *r[1:]) for r in rows]))
+    saved = fast.CHUNK_BYTES, fast.CHUNK_ROWS
+    fast.CHUNK_BYTES, fast.CHUNK_ROWS = chunk * 40, chunk
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "stream"
+            path.write_bytes(data)
+            assert outcome(path, mode, True, window_limit) == outcome(path, mode, False, window_limit)
+    finally:
+        fast.CHUNK_BYTES, fast.CHUNK_ROWS = saved
 
 
 _JUNK = [b"\r", b"\n", b"\r\n", b" ", b"\x0c", b"\xff", b"\xc3\xa9", b'"', b",", b"-", b"0", b"1.5", b"null",
