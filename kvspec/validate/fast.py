@@ -219,7 +219,7 @@ _BATCH_DECODERS = tuple(msgspec.msgpack.Decoder(t) for t in _BATCH_TYPES)
 
 
 def _batch(payload: Any, first: int) -> tuple[int, _BatchOfMaps | _BatchOfArrays]:
-    """A record's payload (msgpack bytes, or the decoded list of a bare record) as a typed batch,
+    """A record's payload (msgpack bytes, or a bare record already unpacked) as a typed batch,
     trying the batch type ``first`` first; ``(the type that fitted, the batch)``."""
     for which in (first, 1 - first):
         try:
@@ -233,28 +233,68 @@ def _batch(payload: Any, first: int) -> tuple[int, _BatchOfMaps | _BatchOfArrays
     raise NotFast("not a KVEventBatch of tagged maps or tagged arrays")
 
 
+#: msgpack markers of a 3-element array and of bin data: how a ZMQ frames record begins
+_ARRAY3, _BIN = 0x93, (0xC4, 0xC5, 0xC6)
+_READ = 1 << 20
+
+
+def _is_frames(obj: Any) -> bool:
+    return obj.__class__ is list and len(obj) == 3 and obj[0].__class__ is bytes and obj[1].__class__ is bytes \
+        and obj[2].__class__ is bytes
+
+
+def _records(stream: BinaryIO, msgpack: Any) -> Iterator[tuple[int | None, Any]]:
+    """``(sequence number or None, payload)`` per record, the payload as msgpack bytes (or, for a
+    bare record in a stream of frames, already unpacked).  A stream that begins with frames is
+    unpacked record by record (frames are three byte strings: cheap); a stream of bare payloads is
+    only skipped over by the unpacker and each record's bytes are cut from the buffer, so that
+    msgspec decodes them typed, once."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 << 20)
+    data = stream.read(_READ)
+    if len(data) >= 2 and data[0] == _ARRAY3 and data[1] in _BIN:
+        fed = 0
+        while data:
+            unpacker.feed(data)
+            fed += len(data)
+            for obj in unpacker:
+                yield (int.from_bytes(obj[1], "big"), obj[2]) if _is_frames(obj) else (None, obj)
+            data = stream.read(_READ)
+        if unpacker.tell() != fed:
+            raise NotFast("truncated")
+        return
+    unpacker.feed(data)
+    base = start = 0  # file offsets of data[0] (bytes fed, not yet consumed) and of the next record
+    while True:
+        while True:
+            try:
+                unpacker.skip()  # after OutOfData, the next skip() goes on with the same record
+            except msgpack.OutOfData:
+                break
+            end = unpacker.tell()
+            yield None, data[start - base:end - base]
+            start = end
+        block = stream.read(_READ)
+        if not block:
+            break
+        data, base = data[start - base:] + block, start
+        unpacker.feed(block)
+    if start != base + len(data):
+        raise NotFast("truncated")
+
+
 def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
     """Rows of a ``KVEventBatch`` msgpack stream, about ``CHUNK_ROWS`` per list."""
     try:
         import msgpack
     except ImportError:  # pragma: no cover - the reference reader says what to install
         raise NotFast("no msgpack") from None
-    unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=False, max_buffer_size=64 << 20)
     tiers: dict[Any, str] = {None: "device", "GPU": "device"}
     rows: list[Row] = []
     append = rows.append
-    complete = 0
     which = 0  # the batch type that fitted the last record: a stream keeps to one
     try:
-        for obj in unpacker:
-            complete = unpacker.tell()
-            if obj.__class__ is not list:
-                raise NotFast("not a KVEventBatch")
-            seq = None
-            if len(obj) == 3 and obj[0].__class__ is bytes and obj[1].__class__ is bytes and obj[2].__class__ is bytes:
-                seq = int.from_bytes(obj[1], "big")
-                obj = obj[2]
-            which, batch = _batch(obj, which)
+        for seq, payload in _records(stream, msgpack):
+            which, batch = _batch(payload, which)
             rank = 0 if batch.rank is None else batch.rank
             for ev in batch.events:
                 kind = ev.kind
@@ -277,8 +317,6 @@ def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
                 append = rows.append
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
         raise NotFast(str(exc)) from None
-    if unpacker.tell() != complete:
-        raise NotFast("truncated")
     yield rows
 
 
