@@ -191,9 +191,10 @@ class _StoredArray(Struct, tag="BlockStored", array_like=True, gc=False):
     kind: ClassVar[str] = "stored"
     block_hashes: tuple[int, ...]
     parent_block_hash: int | None = None
-    token_ids: Any = None
-    block_size: Any = None
-    lora_id: Any = None
+    # not read: skipped like a map's unknown fields (``Raw``: not decoded)
+    token_ids: msgspec.Raw = msgspec.Raw()
+    block_size: msgspec.Raw = msgspec.Raw()
+    lora_id: msgspec.Raw = msgspec.Raw()
     medium: str | None = None
 
 
