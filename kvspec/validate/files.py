@@ -8,6 +8,14 @@ keeps the window of events before the violation (the last chunks of rows; typed 
 only for them), from which :func:`witness_of` cuts the minimal witness
 (:mod:`kvspec.validate.witness`).  Memory: the checker's held blocks, the last chunks of rows and
 the window — never the stream.
+
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "stream.jsonl")
+>>> with open(path, "w") as f:
+...     _ = f.write('{"worker_id": 1, "event": {"event_id": 0, "data": {"removed": {"block_hashes": [5]}}}}\\n')
+>>> found = scan(path)
+>>> found.violation.kind, found.fast, [e.index for e in witness_of(found)]
+('removed-not-held', True, [0])
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ streams: bytes of JSON lines, values of msgpack records.
 
 from __future__ import annotations
 
+import doctest
 import io
 import json
 import tempfile
@@ -347,3 +348,11 @@ def test_fields_the_contract_does_not_read_are_not_decoded_by_the_fast_path(tmp_
     assert scan(str(path)).fast and scan(str(path)).violation is None
     with pytest.raises(StreamError, match="record 1"):
         scan(str(path), fast=False)
+
+
+@pytest.mark.parametrize("module", ["", ".contract", ".witness", ".formats", ".fast", ".files"])
+def test_docstring_examples(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"kvspec.validate{module}"))
+    assert result.attempted > 0 and result.failed == 0
