@@ -52,9 +52,9 @@ __all__ = ["CHUNK_BYTES", "CHUNK_ROWS", "NotFast", "Row", "check_rows", "dynamo_
 Row = tuple[int, int, str, "int | None", str, "int | None", tuple[int, ...]]
 
 #: bytes of JSON lines decoded at once (cut at a line end)
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18
 #: rows of a msgpack stream handed to the check at once
-CHUNK_ROWS = 1 << 14
+CHUNK_ROWS = 1 << 12
 
 
 class NotFast(Exception):
