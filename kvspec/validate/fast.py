@@ -294,8 +294,13 @@ def zmq_rows(stream: BinaryIO, worker: int = 0) -> Iterator[list[Row]]:
     append = rows.append
     which = 0  # the batch type that fitted the last record: a stream keeps to one
     try:
+        decode = _BATCH_DECODERS[which].decode
         for seq, payload in _records(stream, msgpack):
-            which, batch = _batch(payload, which)
+            try:
+                batch = decode(payload)  # the common case, without a call of _batch
+            except (msgspec.ValidationError, TypeError):
+                which, batch = _batch(payload, which)
+                decode = _BATCH_DECODERS[which].decode
             rank = 0 if batch.rank is None else batch.rank
             for ev in batch.events:
                 kind = ev.kind
