@@ -39,7 +39,8 @@ from kvspec.model.eviction import BACKENDS
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.machines.strategies import ALPHABET, IMPOSTOR_PARENT, choose, current_of, plh_of
+from kvspec.stateful.machines.strategies import (ALPHABET, BOOLEANS, IMPOSTOR_PARENT, choose, current_of, plh_of,
+                                                 shuffled)
 
 tokens = st.integers(0, ALPHABET - 1)
 prompts = st.lists(tokens, min_size=0, max_size=10)
@@ -252,8 +253,8 @@ class ManagerMachine(DifferentialMachine):
         """Release some raw references in any order (roots before leaves included)."""
         held = [FullBlock(h) for h, c in sorted(self.raw_full.items()) for _ in range(c)]
         held += [PartialBlock(u) for u in sorted(self.raw_partials)]
-        chosen = data.draw(st.permutations(held).map(lambda xs: xs[: max(1, len(xs) // 2 + 1)]))
-        batched = data.draw(st.booleans())
+        chosen = shuffled(data, held)[: len(held) // 2 + 1]
+        batched = data.draw(BOOLEANS)
         ops = [Deref(chosen)] if batched else [Deref([b]) for b in chosen]
         for op in ops:
             _, error = self.process(op)
