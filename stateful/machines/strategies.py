@@ -90,7 +90,7 @@ def choose(data: Any, items: Sequence[T]) -> T:
 
     O(1) in fuzz mode; under Hypothesis O(len(items)) to build the strategy."""
     if type(data) is FuzzData:
-        return items[data.rng.randrange(len(items))]
+        return items[int(data.rng.random() * len(items))]
     return data.draw(st.sampled_from(items))
 
 
