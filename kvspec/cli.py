@@ -262,7 +262,9 @@ def _render_stats(r) -> str:
              f"generation and comparison {other:.2f}s; "
              f"{s['invalid_examples']} of {s['generated_examples']} generated examples invalid "
              f"({100 * s['invalid_examples'] / total:.0f}%), {s['examples_with_retried_draws']} "
-             f"({100 * s['examples_with_retried_draws'] / total:.0f}%) retried a filtered draw"]
+             f"({100 * s['examples_with_retried_draws'] / total:.0f}%) retried a filtered draw; "
+             f"{s['rule_draws']:,} rules chosen at the first draw, {s['swarm_fallbacks']:,} of them "
+             f"among all valid rules because the swarm had disabled every valid one"]
     rules = s["rules"]
     width = max((len(k) for k in [*rules, *s["errors"]]), default=10)
     lines += [f"  rule   {name:{width}}  {count:>8,}" for name, count in sorted(rules.items(), key=lambda x: -x[1])]

@@ -6,13 +6,18 @@ Every trace in the corpus is replayed (``tests/regressions/test_corpus.py``) aga
   scenario that once broke something; it must never break the real implementation);
 * its recorded target — a ``mutant:<name>`` must *still diverge* (otherwise the trace no longer
   demonstrates the planted bug and has gone stale); any other registered target (an adapter whose
-  bug was fixed) must agree.
+  bug was fixed) must agree;
+* every real engine (:data:`ENGINES`: ``vllm``, ``sglang``) that provides all the classes the
+  machine needs — the engine must agree with the model on a scenario that once broke something,
+  unless the machine lists a known finding against it (its reproducers live in ``tests/engines``).
+  Without the engine installed that replay is skipped with the install hint (:func:`unavailable`).
 
 :func:`regenerate` (``kvspec corpus --out tests/regressions``) seeds the corpus with one trace per
 self-test mutant (:data:`kvspec.stateful.mutants.MUTANTS`): it runs the machines named in the
 mutant's ``caught_by`` under the ``ci`` profile (derandomized, so regenerating is reproducible),
 keeps the first shrunk divergence as ``mutant-<name>.json`` and checks it replays as described.
-Users drop their own traces (from ``kvspec check``) next to them.
+Users drop their own traces (from ``kvspec check``) next to them.  ``--missing`` writes only the
+traces not in the corpus yet and says so when none is missing.
 """
 
 from __future__ import annotations
@@ -26,17 +31,36 @@ from pathlib import Path
 from typing import TextIO
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.engine.registry import find_machines
+from kvspec.stateful.engine.registry import find_machines, lookup_machine
 from kvspec.stateful.runner import check_machine
 from kvspec.stateful.traces.replay import replay_trace
-from kvspec.stateful.traces.schema import Trace, load_trace, write_trace
-from kvspec.targets import registered_targets
+from kvspec.stateful.traces.schema import Trace, validate_trace, write_trace
+from kvspec.targets import registered_targets, resolve
 
-__all__ = ["corpus_files", "describe", "expectations", "regenerate", "verify"]
+__all__ = ["ENGINES", "corpus_files", "describe", "engine_targets", "expectations", "regenerate", "unavailable",
+           "verify"]
 
 
 def corpus_files(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob("*.json"))
+
+
+#: the real-engine targets: name -> the adapter package (its ``CLASSES``: what it provides)
+ENGINES = {"vllm": "kvspec.adapters.vllm", "sglang": "kvspec.adapters.sglang"}
+
+
+def engine_targets(machine: str) -> list[str]:
+    """The engines that can run ``machine`` (they provide every class it needs) and are not known
+    to fail it (``known_failures``); decided without importing any engine."""
+    import importlib
+
+    spec = lookup_machine(machine)
+    names = []
+    for name, package in ENGINES.items():
+        provided = set(importlib.import_module(package).CLASSES)
+        if set(spec.requires) <= provided and name not in spec.known_failures:
+            names.append(name)
+    return names
 
 
 def expectations(trace: Trace) -> list[tuple[str, bool]]:
@@ -47,20 +71,34 @@ def expectations(trace: Trace) -> list[tuple[str, bool]]:
         plan.append((recorded, True))
     elif recorded not in ("impl", "model") and recorded in registered_targets():
         plan.append((recorded, False))
+    try:
+        engines = engine_targets(trace.machine)
+    except KvSpecError:  # a machine kvspec no longer has: replaying against impl says so
+        engines = []
+    plan += [(name, False) for name in engines if name != recorded]
     return plan
+
+
+def unavailable(target: str, error: KvSpecError) -> str | None:
+    """Why ``target`` cannot replay a trace (``error`` came from the replay), with the install hint
+    of an absent engine; ``None`` when ``error`` is a real problem with the trace."""
+    if "cannot run against" not in str(error):
+        return None
+    version = resolve(target).version
+    return f"{error} ({version})" if version.startswith("unavailable") else str(error)
 
 
 def verify(trace: Trace) -> list[str]:
     """Problems with a corpus trace (empty: it replays as :func:`expectations` demands).
 
-    A target that lacks the machine's classes is skipped, not a problem.
+    A target that lacks the machine's classes (an engine not installed) is skipped, not a problem.
     """
     problems = []
     for target, must_diverge in expectations(trace):
         try:
             result = replay_trace(trace, target)
         except KvSpecError as exc:
-            if "cannot run against" in str(exc):
+            if unavailable(target, exc) is not None:
                 continue
             problems.append(f"{target}: {exc}")
             continue
@@ -87,6 +125,11 @@ def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile
         return 2
     if missing_only:
         names = [n for n in names if not (out / f"mutant-{n}.json").exists()]
+        if names:
+            print(f"  missing: {', '.join(names)}", file=stream, flush=True)
+        else:
+            print(f"  none missing: every mutant{'' if mutants else f' ({len(MUTANTS)})'} has a trace in {out}",
+                  file=stream)
     status = 0
     if jobs <= 1 or len(names) <= 1:
         outcomes = (_one(name, str(out), profile) for name in names)
@@ -111,7 +154,7 @@ def regenerate(out: str | Path, mutants: Sequence[str] | None = None, *, profile
 
 
 def _one(name: str, out: str, profile: str) -> tuple[bool, str]:
-    """Find, write and verify the corpus trace of mutant ``name``: ``(ok, report line)``."""
+    """Find, verify and write the corpus trace of mutant ``name``: ``(ok, report line)``."""
     try:
         return _find(name, out, profile)
     except Exception as exc:  # noqa: BLE001 - one broken mutant or machine must not stop the others
@@ -124,24 +167,25 @@ def _find(name: str, out: str, profile: str) -> tuple[bool, str]:
     started = time.perf_counter()
     mutant = MUTANTS[name]
     target = mutant_target(name)
-    written = None
+    found = None
     tried = []
     for spec in find_machines(list(mutant.caught_by)):
         result = check_machine(spec, target, profile=profile, database=None)
         tried.append(f"{spec.name}:{result.status}")
         if result.status == "failed" and result.trace is not None:
-            trace = dict(result.trace)
-            trace["created"] = "regenerated by kvspec corpus"  # stable file contents
-            written = write_trace(trace, path=Path(out) / f"mutant-{name}.json")
+            found = dict(result.trace)
+            found["created"] = "regenerated by kvspec corpus"  # stable file contents
             break
     elapsed = time.perf_counter() - started
-    if written is None:
+    if found is None:
         return False, f"  NOT CAUGHT {name}: {', '.join(tried) or 'no machine'} ({elapsed:.0f}s)"
-    loaded = load_trace(written)
+    path = Path(out) / f"mutant-{name}.json"
+    loaded = validate_trace(found, source=str(path))
     problems = verify(loaded)
-    if problems:
-        return False, f"  BAD    {written}: {'; '.join(problems)}"
-    return True, (f"  ok     {written}  ({loaded.machine}, {len(loaded.steps)} steps, {elapsed:.0f}s: "
+    if problems:  # not written: the corpus keeps only traces that replay (and --missing retries it)
+        return False, f"  BAD    {path} (not written): {'; '.join(problems)}"
+    write_trace(found, path=path)
+    return True, (f"  ok     {path}  ({loaded.machine}, {len(loaded.steps)} steps, {elapsed:.0f}s: "
                   f"{loaded.summary[:80]})")
 
 

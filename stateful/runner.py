@@ -286,12 +286,7 @@ def _instrument(machine: type[base.DifferentialMachine], budget: _Budget,
                 try:
                     return apply(step)
                 except Divergence as divergence:
-                    cls._kvspec_failing += 1
-                    best = cls._kvspec_best
-                    if best is None or divergence.index < best.index:
-                        cls._kvspec_best = divergence
-                    if counters is not None:
-                        counters["outcome: divergence"] += 1
+                    cls._kvspec_record(divergence)
                     raise
                 except KvSpecError as error:
                     if counters is not None:
@@ -311,7 +306,21 @@ def _instrument(machine: type[base.DifferentialMachine], budget: _Budget,
                         counters[name] += 1
                         event(name)
             budget.check(type(self)._kvspec_failing)
-            super().check_invariants(settings, output, runtimes)
+            try:
+                super().check_invariants(settings, output, runtimes)
+            except Divergence as divergence:  # a machine's own invariant (a router's view, say)
+                type(self)._kvspec_record(divergence)
+                raise
+
+        @classmethod
+        def _kvspec_record(cls, divergence: Divergence) -> None:
+            """Count a failing example (which starts the shrink budget) and keep the shortest divergence."""
+            cls._kvspec_failing += 1
+            best = cls._kvspec_best
+            if best is None or divergence.index < best.index:
+                cls._kvspec_best = divergence
+            if counters is not None:
+                counters["outcome: divergence"] += 1
 
     Instrumented.__name__ = Instrumented.__qualname__ = machine.__name__
     Instrumented.__module__ = machine.__module__
@@ -513,6 +522,8 @@ def _stats(counters: Counter, run: base.RunStats, hypothesis_stats: dict[str, An
         "generated_examples": len(cases),
         "invalid_examples": invalid,
         "examples_with_retried_draws": retried,
+        "rule_draws": run.rule_choices.draws,
+        "swarm_fallbacks": run.rule_choices.swarm_fallbacks,
     }
 
 

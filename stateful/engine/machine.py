@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant
 import kvspec.model
 from kvspec.errors import KvSpecError
 from kvspec.stateful.engine.differential import Comparator, Differential, exact_compare
+from kvspec.stateful.engine.rule_choice import EnabledRuleStrategy, RuleChoiceCounts
 from kvspec.targets import Target
 
 __all__ = ["DifferentialMachine", "MachineSpec", "RunStats", "weight"]
@@ -35,12 +36,14 @@ class RunStats:
     steps: int = 0
     model_seconds: float = 0.0
     target_seconds: float = 0.0
+    rule_choices: RuleChoiceCounts = attrs.Factory(RuleChoiceCounts)
 
 
 def weight(n: int) -> Callable[[Any], Any]:
     """Make a rule ``n`` times as likely to be chosen as a rule of weight 1 (put it above ``@rule``).
 
-    Hypothesis picks uniformly among the enabled rules; a weighted rule is entered ``n`` times in
+    A machine picks uniformly among the rules it may run (see
+    :mod:`~kvspec.stateful.engine.rule_choice`); a weighted rule is entered ``n`` times in
     the machine's rule table (as ``name``, ``name__2``, ...) by :class:`DifferentialMachine`, so
     the rule is written once.
 
@@ -98,6 +101,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             partial_errors=cls.partial_errors,
             **cls.run_options,
         )
+        # rules are chosen among those that may run now, never by a retried, filtered draw
+        self._rules_strategy = EnabledRuleStrategy(self, cls.stats.rule_choices)
         cls.stats.examples += 1
 
     def attempt(self, subject: str, method: str, *args: Any, **kwargs: Any) -> tuple[Any, KvSpecError | None]:

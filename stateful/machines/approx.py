@@ -30,7 +30,7 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 
 from kvspec.errors import KvSpecError
 from kvspec.events import KvCacheEvent, StorageTier, Stored, StoredBlock
-from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec, weight
 from kvspec.stateful.machines.index_events import number, pick, picks, tapes
 from kvspec.stateful.machines.radix import index_compare
 from kvspec.stateful.machines.tiered import TieredMachine
@@ -200,6 +200,8 @@ class ApproxSideMachine(RoutingRules, TieredMachine):
         query = self.draw_routed_query(data) if pick(data, [True, False]) else self.events.draw_query(data)
         self.run.call(self.subject, "find_matches_by_tier", query)
 
+    @weight(3)  # the only rule where both indexes know a worker: where the merge rules matter
+    @precondition(lambda self: self.events.held)
     @rule(data=tapes())
     def route_on_held_content(self, data) -> None:
         """Route (a prefix of) a chain a worker announced by KV events, device part and offloaded

@@ -215,6 +215,7 @@ class LanesMachine(DifferentialMachine):
         if self.events.held:
             self.publish(self.events.draw_remove(data))
 
+    @weight(3)  # a clear must meet other ranks' blocks to show that it reaches only its own rank
     @precondition(lambda self: self.events.held)
     @rule(data=tapes())
     def clear(self, data) -> None:

@@ -25,7 +25,7 @@ from kvspec.events import Removed, Stored
 from kvspec.hashing import Plh
 from kvspec.protocol import Deref, Destroy, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
-from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
+from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec, weight
 from kvspec.stateful.machines.strategies import choose
 
 tokens = st.integers(0, 2)
@@ -150,6 +150,7 @@ class LegacyMachine(DifferentialMachine):
     def req_prefill_cost(self, data):
         self.attempt("mgr", "prefill_cost", choose(data, self.requests).snapshot())
 
+    @weight(3)  # its answer differs only once a request's blocks are partly cached or active
     @precondition(lambda self: self.requests)
     @rule(data=st.data())
     def req_probe_new_blocks(self, data):

@@ -30,7 +30,7 @@ from kvspec.events import Removed, StorageTier, Stored
 from kvspec.hashing import block_hashes, sequence_hashes
 from kvspec.protocol import Deref, FullBlock, Use
 from kvspec.sequence import IdSource
-from kvspec.stateful.engine.machine import MachineSpec
+from kvspec.stateful.engine.machine import MachineSpec, weight
 from kvspec.stateful.machines.manager import PATHS, ManagerMachine
 from kvspec.stateful.machines.strategies import choose, current_of, plh_of
 from kvspec.stateful.machines.pipeline import PipelineMachine, held_hashes, held_prefix
@@ -254,6 +254,7 @@ class OffloadPipelineMachine(PipelineMachine):
         busy = [s for s in sorted(self.ranks) if self.run.model(s).earliest_offload_deadline() is not None]
         self.offload_tick(data, "deadline", choose(data, busy))
 
+    @weight(2)  # rare: it needs a live request and blocks already offloaded to G2
     @precondition(lambda self: self.requests and any(self.run.model(s).g2_blocks() for s in self.ranks))
     @rule(data=st.data(), in_g2=st.booleans())
     def offload_swap_in(self, data, in_g2):
@@ -281,13 +282,6 @@ class OffloadPipelineMachine(PipelineMachine):
             self.parked.append((req.subject, deadline, pins))
         elif pins:
             self.process(req.subject, Deref(pins))
-
-    @precondition(lambda self: any(held_hashes(self.run.model(s)) for s in self.ranks))
-    @rule(data=st.data(), whole_worker=st.booleans())
-    def restart_holding(self, data, whole_worker):
-        """A worker (or rank) that holds blocks restarts now: the router has something to forget
-        (``remove_worker``, ``clear_all_blocks``, ``remove_worker_dp_rank``) on every tier."""
-        self.restart(data, whole_worker, True)
 
     @invariant()
     def router_matches_what_workers_hold(self):

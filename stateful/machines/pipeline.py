@@ -237,6 +237,13 @@ class PipelineMachine(DifferentialMachine):
         else:
             self.run.call("index", "remove_worker_dp_rank", worker_id, rank)
 
+    @precondition(lambda self: any(held_hashes(self.run.model(s)) for s in self.ranks))
+    @rule(data=st.data(), whole_worker=st.booleans())
+    def restart_holding(self, data, whole_worker):
+        """A worker (or rank) that holds blocks restarts now: the router has something to forget
+        (``remove_worker``, ``clear_all_blocks``, ``remove_worker_dp_rank``) on every tier."""
+        self.restart(data, whole_worker, True)
+
     @rule(data=st.data(), cut=st.integers(0, 6), by_tier=st.booleans())
     def query(self, data, cut, by_tier):
         """A recorded query (model and target answers compared) on a prefix of a live or past request:

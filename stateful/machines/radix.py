@@ -136,10 +136,7 @@ class IndexRules(DifferentialMachine):
     def query(self, data, early_exit: bool) -> None:
         self.run.call(self.subject, "find_matches", self.events.draw_query(data), early_exit=early_exit)
 
-    # Queries have no precondition: a false precondition rejects the drawn rule (a retried draw),
-    # which happened at the start of every example and for most shrink candidates; a query of an
-    # empty index is a valid query.  Removals and drops keep theirs: under the derandomized ``ci``
-    # budget the radix-cleared-all-ranks mutant is caught only with them (tests/quality).
+    # Queries have no precondition: a query of an empty index is a valid query.
     @rule(data=tapes())
     def find_matches(self, data) -> None:
         self.query(data, False)

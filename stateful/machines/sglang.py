@@ -8,128 +8,115 @@
 * ``sglang-router`` — the same, with the *target's* events delivered to a router index
   (:class:`kvspec.impl.RadixIndex`, worker 1): after every step the router's score on each known
   prompt equals the number of leading pages the cache really holds, and no event is rejected.
+  The check is part of each step's comparison, so a failure is a divergence at its step, with a
+  replayable, minimized trace (see :mod:`kvspec.stateful.machines.vllm`).
 """
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize, precondition, rule
 
-import kvspec.impl
-from kvspec.errors import IndexEventError
-from kvspec.hashing import block_hashes, sequence_hashes
+from kvspec.stateful.engine.differential import Step
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.engine.differential import Divergence, Outcome
-from kvspec.stateful.machines.pipeline import held_prefix
+from kvspec.stateful.machines.vllm import RoutedMachine
 
 PREFIXES = [(), (0, 0, 0, 0), (0, 1, 0, 1, 2, 2)]
 prompts = st.tuples(st.sampled_from(PREFIXES), st.lists(st.integers(0, 2), max_size=6)).map(
     lambda parts: list(parts[0] + tuple(parts[1])))
+#: how many inserted prompts stay among the router queries
+KNOWN_PROMPTS = 6
 
 
 class SglangMachine(DifferentialMachine):
     observers = {"SglangRadixCache": ["nodes", "drain_events"]}
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.ready = False
-
     @initialize(page_size=st.sampled_from([1, 1, 2, 3]))
     def setup(self, page_size: int) -> None:
-        self.page_size = page_size
         self.locks: list[int] = []
+        self.page_size = page_size
         self.seen: list[tuple[int, ...]] = []
-        self.index = kvspec.impl.RadixIndex()
-        self.problems: list[str] = []
         self.run.create("cache", "SglangRadixCache", page_size)
-        self.delivered()
-        self.ready = True
 
     def call(self, method, *args):
-        value, error = self.attempt("cache", method, *args)
-        self.delivered()
-        return value, error
-
-    def delivered(self) -> None:
-        if not self.params.get("router") or not self.run.outcomes:
-            return
-        for event in self.run.outcomes[-1][1].observed.get("drain_events") or []:
-            try:
-                self.index.apply_event(1, event)
-            except IndexEventError as exc:
-                self.problems.append(f"router rejected {event!r}: {type(exc).__name__}")
+        return self.attempt("cache", method, *args)
 
     def _remember(self, tokens):
         if len(tokens) >= self.page_size and tuple(tokens) not in self.seen:
             self.seen = (self.seen + [tuple(tokens)])[-6:]
 
-    @precondition(lambda self: self.ready)
     @rule(tokens=prompts)
     def insert(self, tokens):
         self.call("insert", tokens)
         self._remember(tokens)
 
-    @precondition(lambda self: self.ready)
+    @precondition(lambda self: self.seen)
+    @rule(pick=st.integers(0, 5), cut=st.integers(0, 8), token=st.integers(0, 2))
+    def insert_beside_seen(self, pick, cut, token):
+        """Insert a prompt that leaves a known one part-way: the node holding it splits (locks included)."""
+        seen = self.seen[pick % len(self.seen)]
+        tokens = list(seen[: cut % len(seen)]) + [token] * self.page_size
+        self.call("insert", tokens)
+        self._remember(tokens)
+
     @rule(tokens=prompts)
     def match(self, tokens):
         self.call("match", tokens)
 
-    @precondition(lambda self: self.ready and len(self.locks) < 4)
+    @precondition(lambda self: len(self.locks) < 4)
     @rule(tokens=prompts)
     def lock(self, tokens):
         value, error = self.call("lock", tokens)
         if error is None:
             self.locks.append(value)
 
-    @precondition(lambda self: self.ready and self.locks)
+    @precondition(lambda self: self.locks)
     @rule(pick=st.integers(0, 100))
     def unlock(self, pick):
         self.call("unlock", self.locks.pop(pick % len(self.locks)))
 
-    @precondition(lambda self: self.ready)
     @rule(num_tokens=st.integers(0, 10))
     def evict(self, num_tokens):
         self.call("evict", num_tokens)
 
-    @precondition(lambda self: self.ready)
     @rule(bad=st.sampled_from([-1, 99]))
     def misuse(self, bad):
         self.call("unlock", bad)
         self.call("evict", -1)
         self.call("insert", [bad])
 
-    @invariant()
-    def target_structure(self):
-        if not self.ready:
-            return
-        check = getattr(self.run.target("cache"), "_check", None)
-        problems = list(self.problems)
-        if check is not None:
-            try:
-                check()
-            except AssertionError as exc:
-                problems.append(f"target _check() failed: {exc}")
-        if self.params.get("router"):
-            held = self.run.target("cache").held_hashes()
-            for toks in self.seen:
-                locals_ = block_hashes(list(toks[: len(toks) // self.page_size * self.page_size]), self.page_size)
-                truth = held_prefix(held, sequence_hashes(locals_))
-                claimed = self.index.find_matches(locals_, False).scores.get((1, 0), 0)
-                if claimed != truth:
-                    kind = "over-claim" if claimed > truth else "under-claim"
-                    problems.append(f"{kind}: router scores {claimed} on {list(toks)}, the cache holds {truth}")
-        if problems:
-            steps = self.run.steps
-            raise Divergence(problems[0], steps=steps, index=len(steps) - 1, expected=Outcome(), actual=Outcome(),
-                             differences=problems[:5])
+
+class SglangRouterMachine(RoutedMachine, SglangMachine):
+    """The cache's events (target side) into a router index, worker 1, checked at every step
+    (:class:`~kvspec.stateful.machines.vllm.RoutedMachine`); the queries are the last prompts
+    inserted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known: list[tuple[int, ...]] = []
+
+    def worker_of(self, subject: str) -> int:
+        return 1
+
+    def note(self, step: Step) -> None:
+        if step.is_create:
+            self.router_block_size = step.kwargs.get("page_size", step.args[0] if step.args else 1)
+        elif step.method == "insert" and step.args:
+            tokens = tuple(step.args[0])
+            if len(tokens) >= self.router_block_size and tokens not in self.known:
+                self.known = (self.known + [tokens])[-KNOWN_PROMPTS:]
+
+    def queries(self) -> list[tuple[int, ...]]:
+        return list(self.known)
+
+    def holders(self) -> dict[tuple[int, int], set[int]]:
+        return {(1, 0): self.run.target("cache").held_hashes()} if "cache" in self.run.target_objects else {}
 
 
 def machines() -> list[MachineSpec]:
     return [
         MachineSpec(name="sglang-radix-cache", factory=SglangMachine, requires=("SglangRadixCache",),
-                    params={"router": False},
                     description="SGLang 0.5.23 RadixCache (LRU, pages 1-3): node structure, locks, events"),
-        MachineSpec(name="sglang-router", factory=SglangMachine, requires=("SglangRadixCache",),
-                    params={"router": True},
+        MachineSpec(name="sglang-router", factory=SglangRouterMachine, requires=("SglangRadixCache",),
                     description="SGLang's events into a RadixIndex: router scores == pages the cache holds"),
     ]

@@ -17,6 +17,11 @@
   (``ParentBlockNotFound`` / ``BlockNotFound``: a ghost parent or an unknown removal).  Variants:
   ``raw`` (no filter, V1), ``refcount`` (filter, default report mode: exact), ``refcount,full``
   (filter, clients may ask ``kv_cache_report_mode="full"``: V2).
+
+The router check is part of each step's comparison (:class:`RoutedMachine`), not an invariant
+beside the steps: a router that over- or under-claims is a divergence *at the step* whose events
+(or whose change to what the workers hold) caused it, so its trace is shrunk, replay-minimized,
+replayed (``kvspec replay``) and reported (``kvspec report``) like any other divergence.
 """
 
 from __future__ import annotations
@@ -27,10 +32,9 @@ from hypothesis.stateful import initialize, invariant, precondition, rule
 import kvspec.impl
 from kvspec.errors import IndexEventError
 from kvspec.events import StorageTier
-from kvspec.hashing import block_hashes
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.engine.differential import Divergence, Outcome
-from kvspec.stateful.machines.pipeline import held_prefix
+from kvspec.stateful.engine.differential import Divergence, Outcome, Step, exact_compare
+from kvspec.stateful.machines.pipeline import router_discrepancies
 
 ALPHABET = 3
 PREFIXES = [(), (0, 0, 0, 0), (0, 1, 0, 1, 2), (1, 1, 1, 1, 1, 1)]
@@ -49,37 +53,20 @@ class VllmPrefixCacheMachine(DifferentialMachine):
     observers = {"VllmPrefixCache": ["drain_events", "free_queue", "cached_copies", "tables", "refcounts"]}
     workers = 1
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.ready = False
-
     @initialize(num_blocks=st.integers(3, 12), block_size=st.integers(1, 4))
     def setup(self, num_blocks: int, block_size: int) -> None:
-        self.block_size = block_size
         self.live: list[tuple[str, str]] = []  # (subject, request id)
         self.tokens: dict[str, list[int]] = {}
-        self.past: list[tuple[int, ...]] = []
         self.next_id = 0
         for w in range(1, self.workers + 1):
             self.run.create(f"w{w}", "VllmPrefixCache", num_blocks, block_size, events=self.params["events"])
-        self.ready = True
-
-    # -- a step on one worker (the router machine also delivers its events) ------------------------
-
-    def call(self, subject: str, method: str, *args):
-        value, error = self.attempt(subject, method, *args)
-        self.delivered(subject)
-        return value, error
-
-    def delivered(self, subject: str) -> None:
-        """Hook: the last step's events (target side) on ``subject``."""
 
     def _pick(self, pick: int) -> tuple[str, str]:
         return self.live[pick % len(self.live)]
 
     # -- rules ----------------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.ready and len(self.live) < 5)
+    @precondition(lambda self: len(self.live) < 5)
     @rule(where=st.integers(0, 3), prompt=prompts, full=st.booleans(), chunk=chunks)
     def new_request(self, where: int, prompt: list[int], full: bool, chunk: int | None) -> None:
         """A request arrives and is scheduled at once (whole prompt or a first chunk)."""
@@ -87,135 +74,189 @@ class VllmPrefixCacheMachine(DifferentialMachine):
         rid = f"r{self.next_id}"
         self.next_id += 1
         full = full and self.params["report_full"]
-        _, error = self.call(subject, "add_request", rid, prompt, full)
+        _, error = self.attempt(subject, "add_request", rid, prompt, full)
         if error is None:
             self.live.append((subject, rid))
             self.tokens[rid] = list(prompt)
-            self.call(subject, "schedule", rid, chunk)
+            self.attempt(subject, "schedule", rid, chunk)
 
-    @precondition(lambda self: self.ready and self.live)
+    @precondition(lambda self: self.live)
     @rule(pick=picks, chunk=chunks)
     def schedule(self, pick: int, chunk: int | None) -> None:
         """Another step for a request (the rest of its prefill, a chunk, or a resume)."""
         subject, rid = self._pick(pick)
-        self.call(subject, "schedule", rid, chunk)
+        self.attempt(subject, "schedule", rid, chunk)
 
-    @precondition(lambda self: self.ready and self.live)
+    @precondition(lambda self: self.live)
     @rule(pick=picks, token=tokens, steps=st.integers(1, 3))
     def decode(self, pick: int, token: int, steps: int) -> None:
         """The request's sampled tokens join it, one scheduler step each."""
         subject, rid = self._pick(pick)
         for _ in range(steps):
-            _, error = self.call(subject, "append_token", rid, token)
+            _, error = self.attempt(subject, "append_token", rid, token)
             if error is not None:
                 return
             self.tokens[rid].append(token)
-            value, _ = self.call(subject, "schedule", rid, None)
+            value, _ = self.attempt(subject, "schedule", rid, None)
             if value is None:
                 return
 
-    @precondition(lambda self: self.ready and self.live)
+    @precondition(lambda self: self.live)
     @rule(pick=picks)
     def finish(self, pick: int) -> None:
         subject, rid = self._pick(pick)
-        self.call(subject, "free", rid)
+        self.attempt(subject, "free", rid)
         self.live.remove((subject, rid))
-        self.past = (self.past + [tuple(self.tokens.pop(rid))])[-PAST_QUERIES:]
+        del self.tokens[rid]
 
-    @precondition(lambda self: self.ready and self.live)
+    @precondition(lambda self: self.live)
     @rule(pick=picks)
     def preempt(self, pick: int) -> None:
         subject, rid = self._pick(pick)
-        self.call(subject, "preempt", rid)
+        self.attempt(subject, "preempt", rid)
 
-    @precondition(lambda self: self.ready)
     @rule(chunk=st.sampled_from([0, -1, 2]), token=st.sampled_from([-1, 2**32, 1]))
     def misuse(self, chunk: int, token: int) -> None:
         """Unknown requests, bad chunks and tokens: the same error class on both sides, no change."""
-        self.call("w1", "schedule", "nobody", None)
-        self.call("w1", "append_token", "nobody", 0)
-        self.call("w1", "add_request", "", [0], False)
-        self.call("w1", "add_request", "bad", [token], False)
+        self.attempt("w1", "schedule", "nobody", None)
+        self.attempt("w1", "append_token", "nobody", 0)
+        self.attempt("w1", "add_request", "", [0], False)
+        self.attempt("w1", "add_request", "bad", [token], False)
         if self.live and chunk < 1:
             subject, rid = self.live[0]
-            self.call(subject, "schedule", rid, chunk)
+            self.attempt(subject, "schedule", rid, chunk)
 
+
+class RoutedMachine(DifferentialMachine):
+    """Mixin: a router index fed the target's events, checked in each step's comparison.
+
+    The comparator (installed per instance, so ``kvspec replay`` uses it too) first compares model
+    and target exactly; when they agree it delivers the step's published events (the *target's*
+    ``drain_events``, as a router receives them) to a :class:`kvspec.impl.RadixIndex`, optionally
+    through a refcount filter (:class:`kvspec.impl.EventDedupFilter`), and then checks every query:
+    the router's score of each worker equals the leading query blocks that worker holds
+    (:func:`~kvspec.stateful.machines.pipeline.router_discrepancies`), and no event was rejected.
+    A failure is returned as the step's differences (``over-claim: ...``, ``under-claim: ...``,
+    ``rejected event: ...``), so it is an ordinary divergence at that step.
+
+    Everything the check needs is read from the steps themselves (:meth:`note`: block size,
+    request tokens), never from rule code, so a replay — which runs no rule — checks the same.
+    Subclasses define :meth:`note`, :meth:`queries`, :meth:`holders` and :meth:`worker_of`.
+
+    Fuzz mode compares only the steps whose raw outcomes differ; there the invariant
+    :meth:`router_caught_up` delivers and checks what the comparator did not see, and the fuzz
+    driver's every-step replay then names the exact step.
+    """
+
+    #: deliver events through a refcount filter (set from ``params["filter"]`` by subclasses)
+    filtered = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = kvspec.impl.RadixIndex()
+        self.filters: dict[int, kvspec.impl.EventDedupFilter] = {}
+        self.delivered_steps = 0  # steps whose events the index has seen
+        self.router_block_size = 1  # hooks set it from the construction step
+        self.run.compare = self.compare_and_route
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def note(self, step: Step) -> None:
+        """Update the query bookkeeping from a step both sides carried out without an error."""
+        raise NotImplementedError
+
+    def queries(self) -> list[tuple[int, ...]]:
+        raise NotImplementedError
+
+    def holders(self) -> dict[tuple[int, int], set[int]]:
+        """``(worker, dp_rank)`` -> sequence hashes that worker's *target* object holds."""
+        raise NotImplementedError
+
+    def worker_of(self, subject: str) -> int:
+        raise NotImplementedError
+
+    # -- the check ---------------------------------------------------------------------------------
+
+    def compare_and_route(self, step: Step, expected: Outcome, actual: Outcome) -> list[str]:
+        differences = exact_compare(step, expected, actual)
+        if differences:
+            return differences
+        return self.deliver() + self.router_problems()
+
+    def deliver(self) -> list[str]:
+        """Deliver the events of every step not delivered yet; the rejected ones, as differences."""
+        problems = []
+        steps, outcomes = self.run.steps, self.run.outcomes
+        while self.delivered_steps < len(outcomes):
+            step, (expected, actual) = steps[self.delivered_steps], outcomes[self.delivered_steps]
+            self.delivered_steps += 1
+            if expected.error is not None:
+                continue  # both sides raised alike: nothing changed, nothing was published
+            self.note(step)
+            worker = self.worker_of(step.subject)
+            for event in actual.observed.get("drain_events") or []:
+                if self.filtered:
+                    event = self.filters.setdefault(worker, kvspec.impl.EventDedupFilter()).apply(
+                        event, StorageTier.DEVICE)
+                    if event is None:
+                        continue
+                try:
+                    self.index.apply_event(worker, event)
+                except IndexEventError as exc:
+                    problems.append(f"rejected event: the router raised {type(exc).__name__} on worker "
+                                    f"{worker}'s {event!r}")
+        return problems
+
+    def router_problems(self) -> list[str]:
+        queries = self.queries()
+        return router_discrepancies(self.index, self.holders(), queries, self.router_block_size) if queries else []
 
     @invariant()
-    def target_structure(self) -> None:
-        """The target's own invariants (``_check()``, where it has one) hold after every step."""
-        if not getattr(self, "ready", False):
+    def router_caught_up(self) -> None:
+        """Fuzz mode only (every-step comparison delivers and checks at each step)."""
+        if self.delivered_steps == len(self.run.outcomes):
             return
-        for w in range(1, self.workers + 1):
-            check = getattr(self.run.target(f"w{w}"), "_check", None)
-            if check is None:
-                continue
-            try:
-                check()
-            except AssertionError as exc:
-                steps = self.run.steps
-                raise Divergence(f"target _check() failed: {exc}", steps=steps, index=len(steps) - 1,
-                                 expected=Outcome(), actual=Outcome(),
-                                 differences=[f"target _check() failed: {exc!r}"]) from exc
+        problems = self.deliver() + self.router_problems()
+        if problems:
+            steps = self.run.steps
+            raise Divergence(problems[0], steps=steps, index=len(steps) - 1, expected=Outcome(),
+                             actual=Outcome(), differences=problems[:5])
 
 
-class VllmRouterMachine(VllmPrefixCacheMachine):
+class VllmRouterMachine(RoutedMachine, VllmPrefixCacheMachine):
     """Two workers publishing into one router index (see the module docstring)."""
 
     workers = 2
 
-    @initialize(num_blocks=st.integers(3, 12), block_size=st.integers(1, 4))
-    def setup(self, num_blocks: int, block_size: int) -> None:
-        self.index = kvspec.impl.RadixIndex()
-        self.filters = {f"w{w}": kvspec.impl.EventDedupFilter() for w in range(1, self.workers + 1)}
-        self.problems: list[str] = []
-        super().setup(num_blocks, block_size)
+    def __init__(self) -> None:
+        super().__init__()
+        self.filtered = self.params["filter"]
+        self.requests: dict[str, list[int]] = {}  # request id -> tokens, as the steps tell
+        self.finished: list[tuple[int, ...]] = []
 
-    def delivered(self, subject: str) -> None:
-        if not self.run.outcomes:
-            return
-        events = self.run.outcomes[-1][1].observed.get("drain_events") or []
-        worker = int(subject[1:])
-        for event in events:
-            if self.params["filter"]:
-                event = self.filters[subject].apply(event, StorageTier.DEVICE)
-                if event is None:
-                    continue
-            try:
-                self.index.apply_event(worker, event)
-            except IndexEventError as exc:
-                self.problems.append(f"router rejected worker {worker}'s event {event!r}: {type(exc).__name__}")
+    def worker_of(self, subject: str) -> int:
+        return int(subject[1:])
 
-    def _queries(self) -> list[tuple[int, ...]]:
+    def note(self, step: Step) -> None:
+        args = step.args
+        if step.is_create:
+            self.router_block_size = step.kwargs.get("block_size", args[1] if len(args) > 1 else 1)
+        elif step.method == "add_request":
+            self.requests[args[0]] = list(args[1])
+        elif step.method == "append_token" and args[0] in self.requests:
+            self.requests[args[0]].append(args[1])
+        elif step.method == "free" and args[0] in self.requests:
+            self.finished = (self.finished + [tuple(self.requests.pop(args[0]))])[-PAST_QUERIES:]
+
+    def queries(self) -> list[tuple[int, ...]]:
         seen: list[tuple[int, ...]] = []
-        for toks in [tuple(t) for t in self.tokens.values()] + self.past:
-            if len(toks) >= self.block_size and toks not in seen:
+        for toks in [tuple(t) for t in self.requests.values()] + self.finished:
+            if len(toks) >= self.router_block_size and toks not in seen:
                 seen.append(toks)
         return seen
 
-    @invariant()
-    def router_matches_what_workers_hold(self) -> None:
-        if not getattr(self, "ready", False):
-            return
-        from kvspec.hashing import sequence_hashes
-
-        holders = {(w, 0): self.run.target(f"w{w}").held_hashes() for w in range(1, self.workers + 1)}
-        problems = list(self.problems)
-        for toks in self._queries():
-            locals_ = block_hashes(list(toks), self.block_size)
-            chain = sequence_hashes(locals_)
-            scores = self.index.find_matches(locals_, False).scores
-            for worker, held in holders.items():
-                truth, claimed = held_prefix(held, chain), scores.get(worker, 0)
-                if claimed != truth:
-                    kind = "over-claim" if claimed > truth else "under-claim"
-                    problems.append(f"{kind}: router scores worker {worker[0]} {claimed} on {list(toks)}, "
-                                    f"it holds {truth}")
-        if problems:
-            steps = self.run.steps
-            raise Divergence(f"router view differs from what vLLM holds: {problems[0]}", steps=steps,
-                             index=len(steps) - 1, expected=Outcome(), actual=Outcome(),
-                             differences=problems[:5])
+    def holders(self) -> dict[tuple[int, int], set[int]]:
+        return {(self.worker_of(s), 0): obj.held_hashes() for s, obj in self.run.target_objects.items()}
 
 
 class EventFilterMachine(DifferentialMachine):

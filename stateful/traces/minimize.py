@@ -29,11 +29,15 @@ __all__ = ["minimize_trace"]
 
 
 def _signature(steps: list[Step], divergence: Any) -> tuple:
+    """What "the same way" means: the step's subject and method, the differing fields, the errors,
+    and the kinds of the differences that name no field (a machine's own check in its comparator,
+    e.g. ``over-claim: ...``: the text before the first colon)."""
     step = steps[divergence.index]
-    only, _ = flagged_fields(divergence.differences)
+    only, other = flagged_fields(divergence.differences)
     labels = tuple(sorted(line.strip() for line in outcome_diff(divergence.expected, divergence.actual, only)
                           if not line.startswith("    ")))
-    return (step.subject, step.method, labels, divergence.expected.error, divergence.actual.error)
+    kinds = tuple(sorted({text.split(":", 1)[0].strip() for text in other}))
+    return (step.subject, step.method, labels, kinds, divergence.expected.error, divergence.actual.error)
 
 
 def _with_steps(trace: Trace, steps: list[Step]) -> Trace:

@@ -164,16 +164,17 @@ def replay_trace(trace: Trace | str, target: str | Target | None = None, *,
                  spec: base.MachineSpec | None = None, budget: float | None = None) -> ReplayResult:
     """Replay ``trace`` (a :class:`Trace` or a path) against ``target`` (default: the recorded one).
 
-    ``budget`` (seconds, default :data:`REPLAY_SECONDS`) bounds the replay: checked after every
-    step, a replay beyond it stops with a :class:`TraceError`.
+    ``budget`` (seconds, default :data:`REPLAY_SECONDS`) bounds the steps: checked after every
+    step, a replay beyond it stops with a :class:`TraceError`.  Resolving the target (importing a
+    real engine can take a minute on a loaded machine) is not counted.
     """
     if not isinstance(trace, Trace):
         trace = load_trace(trace)
     if budget is None:
         budget = float(os.environ.get("KVSPEC_REPLAY_SECONDS", REPLAY_SECONDS))
-    deadline = time.monotonic() + budget
-    prepared = prepare(trace, target, spec=spec)
+    prepared = prepare(trace, target, spec=spec)  # resolving an engine target imports it: not the steps' time
     run, hook = _differential(prepared)
+    deadline = time.monotonic() + budget
     check_structure = trace.kind == "error"
     for i, step in enumerate(trace.steps):
         if time.monotonic() > deadline:
@@ -351,7 +352,7 @@ def render_result(result: ReplayResult) -> str:
         lines.append(f"DIVERGENCE at step {d.index + 1}: {d.steps[d.index].describe()}  ({kind}: {why})")
         only, extra = flagged_fields(d.differences)
         diff = outcome_diff(d.expected, d.actual, only)
-        lines += diff if diff else [f"  {d.summary}"]
+        lines += diff if diff else [f"  - {x}" for x in d.differences] or [f"  {d.summary}"]
         lines += [f"  - {x}" for x in extra if diff]
         lines.append(f"FAIL: {against} diverges from the model (exit 1)")
     elif result.failure is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kvspec.errors import KvSpecError
-from kvspec.stateful.corpus import corpus_files, expectations
+from kvspec.stateful.corpus import corpus_files, expectations, unavailable
 from kvspec.stateful.traces.replay import render_result, replay_trace
 from kvspec.stateful.traces.schema import load_trace
 
@@ -37,8 +37,9 @@ def test_corpus_trace(path, target, must_diverge):
     try:
         result = replay_trace(trace, target)
     except KvSpecError as exc:
-        if "cannot run against" in str(exc):
-            pytest.skip(str(exc))
+        reason = unavailable(target, exc)  # an engine not installed: skipped with its install hint
+        if reason is not None:
+            pytest.skip(reason)
         raise
     if must_diverge:
         assert result.divergence is not None or result.failure is not None, (
@@ -85,3 +86,43 @@ def test_corpus_command_writes_a_verified_trace(tmp_path, capsys):
     assert trace.target == "mutant:tracker-passthrough-dedups" and trace.machine == "tracker[passthrough]"
     assert "ok     " in out and "stale  " in out and "mutant-no-longer-exists.json" in out
     assert main(["corpus", "--out", str(tmp_path), "--mutant", "no-such-mutant"]) == 2
+
+
+@pytest.mark.parametrize(("trace_name", "engine", "package"), [
+    ("mutant-vllm-dedupe-copies.json", "vllm", "kvspec.adapters.vllm.runtime"),
+    ("mutant-sglang-split-forgets-lock.json", "sglang", "kvspec.adapters.sglang"),
+])
+def test_an_engine_replay_is_skipped_with_the_install_hint_when_the_engine_is_absent(
+        monkeypatch, trace_name, engine, package):
+    """Engine machines' traces are also replayed against the real engine; without it installed the
+    case is skipped, saying how to install it, instead of failing (whether or not it is installed here)."""
+    import importlib
+
+    from kvspec.stateful.corpus import verify
+
+    absent = f"{engine} not importable (ModuleNotFoundError: simulated); run: kvspec install-engine {engine}"
+    monkeypatch.setattr(importlib.import_module(package).ENGINE, "_error", absent)
+    monkeypatch.setattr(importlib.import_module(package).ENGINE, "_loaded", None)
+    trace = load_trace(HERE / trace_name)
+    assert (engine, False) in expectations(trace)
+    with pytest.raises(KvSpecError) as info:
+        replay_trace(trace, engine)
+    reason = unavailable(engine, info.value)
+    assert reason is not None and f"kvspec install-engine {engine}" in reason
+    assert verify(trace) == []  # the corpus command skips it too
+    with pytest.raises(KvSpecError) as broken:
+        replay_trace(HERE / "mutant-impostor-accepted.json", "no_such_module_anywhere")
+    assert unavailable("impl", broken.value) is None  # a real problem is not a skip
+
+
+def test_every_mutant_has_a_corpus_trace(capsys):
+    """Each self-test mutant, the engine machines' included, has its minimized trace here; the
+    command that writes the missing ones says none is missing."""
+    from kvspec.cli import main
+    from kvspec.stateful.mutants import MUTANTS
+
+    have = {p.stem[len("mutant-"):] for p in corpus_files(HERE) if p.name.startswith("mutant-")}
+    missing = sorted(set(MUTANTS) - have)
+    assert not missing, f"no corpus trace for {missing}: run kvspec corpus --missing --out tests/regressions"
+    assert main(["corpus", "--out", str(HERE), "--missing"]) == 0
+    assert f"none missing: every mutant ({len(MUTANTS)}) has a trace" in capsys.readouterr().out

@@ -13,7 +13,11 @@ from typing import Any
 from kvspec.adapters._engine import Engine
 from kvspec.targets import Target
 
-__all__ = ["ENGINE", "load_target"]
+__all__ = ["CLASSES", "ENGINE", "load_target"]
+
+#: the classes the target provides once the engine is installed, known without importing it
+#: (the regression corpus replays the traces of machines needing only these against the engine)
+CLASSES = ("SglangRadixCache",)
 
 ENGINE = Engine("sglang", ("torch", "msgspec", "sglang.srt.mem_cache.radix_cache",
                            "sglang.srt.mem_cache.base_prefix_cache"))

@@ -16,7 +16,11 @@ from typing import Any
 from kvspec.adapters.vllm.runtime import ENGINE
 from kvspec.targets import Target
 
-__all__ = ["ENGINE", "load_target"]
+__all__ = ["CLASSES", "ENGINE", "load_target"]
+
+#: the classes the target provides once the engine is installed, known without importing it
+#: (the regression corpus replays the traces of machines needing only these against the engine)
+CLASSES = ("VllmPrefixCache", "NativeBlockPool")
 
 
 def load_target() -> Target:
