@@ -39,7 +39,8 @@ from kvspec.model.eviction import BACKENDS
 from kvspec.protocol import Deref, FullBlock, PartialBlock, Promote, Use
 from kvspec.sequence import ActiveSequence, IdSource
 from kvspec.stateful.engine.machine import DifferentialMachine, MachineSpec
-from kvspec.stateful.machines.strategies import ALPHABET, IMPOSTOR_PARENT, choose, current_of, plh_of
+from kvspec.stateful.machines.strategies import (ALPHABET, BOOLEANS, IMPOSTOR_PARENT, chain_of, choose, current_of,
+                                                 plh_of, shuffled)
 
 tokens = st.integers(0, ALPHABET - 1)
 prompts = st.lists(tokens, min_size=0, max_size=10)
@@ -223,7 +224,7 @@ class ManagerMachine(DifferentialMachine):
     def raw_acquire_chain(self, path, start, with_parent, partial):
         """Use blocks ``start..`` of a chain (``parent`` = the block before, when it is held)."""
         start = min(start, len(path) - 1)
-        chain = [plh_of(path[: i + 1]) for i in range(start, len(path))]
+        chain = chain_of(path)[start:]
         blocks: list = [FullBlock(p.current) for p in chain]
         if partial:
             blocks.append(PartialBlock(self.ids.uuid()))
@@ -252,8 +253,8 @@ class ManagerMachine(DifferentialMachine):
         """Release some raw references in any order (roots before leaves included)."""
         held = [FullBlock(h) for h, c in sorted(self.raw_full.items()) for _ in range(c)]
         held += [PartialBlock(u) for u in sorted(self.raw_partials)]
-        chosen = data.draw(st.permutations(held).map(lambda xs: xs[: max(1, len(xs) // 2 + 1)]))
-        batched = data.draw(st.booleans())
+        chosen = shuffled(data, held)[: len(held) // 2 + 1]
+        batched = data.draw(BOOLEANS)
         ops = [Deref(chosen)] if batched else [Deref([b]) for b in chosen]
         for op in ops:
             _, error = self.process(op)
@@ -287,13 +288,12 @@ class ManagerMachine(DifferentialMachine):
           path=hot_paths)
     def bad_input(self, which, path):
         plh = plh_of(path)
-        held = [FullBlock(h) for h in sorted(self.raw_full)]
         if which == "deref_unheld":
-            op = Deref(held[:2] + [FullBlock(123456789)])
+            op = Deref([FullBlock(h) for h in sorted(self.raw_full)[:2]] + [FullBlock(123456789)])
         elif which == "deref_twice":
-            if not held:
+            if not self.raw_full:
                 return
-            h = held[0]  # one more time than the manager holds it (a subclass may pin it too)
+            h = FullBlock(min(self.raw_full))  # one more time than the manager holds it (a subclass may pin it too)
             op = Deref([h] * (self.run.model("mgr").active_refcounts()[h.hash] + 1))
         elif which == "promote_unknown":
             op = Promote(10**9, plh.current, plh.parent, 0, plh)

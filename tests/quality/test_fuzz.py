@@ -1,8 +1,8 @@
 """Quality: the fuzz mode (``kvspec check --fuzz``) catches every self-test mutant within a bounded
 number of steps, finds nothing on ``impl`` under the same seed, and writes a trace that replays.
 
-The budget: every mutant was caught within ~8,300 steps of its first machine over seeds 0-5
-(``kvspec bench fuzz``, table 2, prints the steps each one took); :data:`BUDGET` per machine
+The budget: every mutant was caught within ~5,000 steps of its first catching machine over seeds
+0-5 (``kvspec bench fuzz``, table 2, prints the steps each one took); :data:`BUDGET` per machine
 leaves a wide margin, and a mutant names up to eight machines.  The fuzz mode is deterministic
 for a seed, so these tests do not depend on what else ran in the process.
 """
