@@ -71,9 +71,19 @@ class VllmPrefixCacheMachine(DifferentialMachine):
     def new_request(self, where: int, prompt: list[int], full: bool, chunk: int | None) -> None:
         """A request arrives and is scheduled at once (whole prompt or a first chunk)."""
         subject = f"w{where % self.workers + 1}"
+        self._admit(subject, prompt, full and self.params["report_full"], chunk)
+
+    @precondition(lambda self: 0 < len(self.live) < 5)
+    @rule(pick=picks, full=st.booleans(), chunk=chunks)
+    def repeat_request(self, pick: int, full: bool, chunk: int | None) -> None:
+        """A request with a live request's tokens arrives at the same worker: the blocks it fills
+        while the first still computes them are second physical copies of the same hashes."""
+        subject, other = self._pick(pick)
+        self._admit(subject, list(self.tokens[other]), full and self.params["report_full"], chunk)
+
+    def _admit(self, subject: str, prompt: list[int], full: bool, chunk: int | None) -> None:
         rid = f"r{self.next_id}"
         self.next_id += 1
-        full = full and self.params["report_full"]
         _, error = self.attempt(subject, "add_request", rid, prompt, full)
         if error is None:
             self.live.append((subject, rid))
