@@ -6,8 +6,10 @@ Structures (N = total blocks):
 * ``_state``: bytearray, one state code per slot; ``_plh``/``_refs``/``_pins``: per-slot lists
   (identity, caller references, number of duplicates pinning this primary).
 * ``_pinned``: duplicate id -> the primary it pins.
-* ``_primary``: Plh -> id of its primary, active *or* inactive (the "live" identities).
-* ``_key_owner``: lineage key ``(position, current)`` -> the live Plh holding it (impostor check).
+* ``_live``: lineage key ``(position, current)`` -> id of the primary, active *or* inactive, of
+  the live identity holding that key; its Plh is ``_plh[id]``.  One map serves both questions —
+  "which slot is this Plh's primary" (the key, then the full Plh compared) and "does another
+  identity hold this key" (the impostor check) — so a block costs one dict entry, not two.
 * ``_active``: set of ids in PRIMARY or DUPLICATE state (for ``refcounts``).
 * ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
 
@@ -16,8 +18,8 @@ remove; ``match_blocks(k)`` O(k) + resurrections; ``release`` O(1) + backend ins
 ``refcounts`` O(a log a), ``eviction_order`` as the backend's ``order()``.
 
 Invariants (``_check``): every slot is in exactly one place — free deque (FREE), caller
-(MUTABLE), ``_active`` (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_primary`` and
-``_key_owner`` index exactly the PRIMARY/INACTIVE slots; a primary's ``_pins`` equals the number of
+(MUTABLE), ``_active`` (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` indexes exactly
+the PRIMARY/INACTIVE slots, each under its own Plh's key; a primary's ``_pins`` equals the number of
 duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has ``refs > 0``.
 """
 
@@ -57,8 +59,7 @@ class BlockPool:
         self._refs = [0] * total_blocks
         self._pins = [0] * total_blocks
         self._pinned: dict[int, int] = {}
-        self._primary: dict[Plh, int] = {}
-        self._key_owner: dict[tuple[int, int], Plh] = {}
+        self._live: dict[tuple[int, int], int] = {}
         self._active: set[int] = set()
 
     def _make_backend(self, eviction: str) -> Any:
@@ -66,8 +67,21 @@ class BlockPool:
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _primary_of(self, plh: Plh) -> int | None:
+        """The id of ``plh``'s primary (active or inactive), or ``None``: O(1)."""
+        block_id = self._live.get(plh.key)
+        if block_id is None:
+            return None
+        live = self._plh[block_id]
+        return block_id if live is plh or live == plh else None  # an impostor shares only the key
+
+    def owner_of_key(self, key: tuple[int, int]) -> Plh | None:
+        """The live identity (active or inactive primary) holding lineage ``key``, or ``None``: O(1)."""
+        block_id = self._live.get(key)
+        return None if block_id is None else self._plh[block_id]
+
     def _acquire(self, plh: Plh) -> int | None:
-        block_id = self._primary.get(plh)
+        block_id = self._primary_of(plh)
         if block_id is not None and self._state[block_id] == INACTIVE:
             self._backend.remove(plh)
             self._state[block_id] = PRIMARY
@@ -102,8 +116,7 @@ class BlockPool:
         evicted: list[Plh] = []
         for _ in range(n - take):
             plh, block_id = backend.evict()
-            del self._primary[plh]
-            del self._key_owner[plh.key]
+            del self._live[plh.key]
             state[block_id] = MUTABLE
             self._plh[block_id] = None
             ids.append(block_id)
@@ -123,7 +136,7 @@ class BlockPool:
         _plh("plh", plh)
         if not valid or self._state[block_id] != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
-        owner = self._key_owner.get(plh.key)
+        owner = self.owner_of_key(plh.key)
         if owner is not None and owner != plh:
             raise DuplicateLineage(f"{plh} has the lineage key of live identity {owner}")
         if owner is None:
@@ -132,8 +145,7 @@ class BlockPool:
             self._state[block_id] = PRIMARY
             self._plh[block_id] = plh
             self._refs[block_id] = 1
-            self._primary[plh] = block_id
-            self._key_owner[plh.key] = plh
+            self._live[plh.key] = block_id
             self._active.add(block_id)
             return block_id
         existing = self._acquire(plh)
@@ -173,8 +185,8 @@ class BlockPool:
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
         # a duplicate always pins a live primary, so "some slot holds plh" == "plh has a primary"
-        primary = self._primary
-        return [plh in primary for plh in self._plh_list(plhs)]
+        primary_of = self._primary_of
+        return [primary_of(plh) is not None for plh in self._plh_list(plhs)]
 
     # -- release ----------------------------------------------------------------------------------
 
@@ -230,10 +242,9 @@ class BlockPool:
         assert counts[INACTIVE] == len(self._backend)
         assert counts[PRIMARY] + counts[DUPLICATE] == len(self._active)
         assert all(self._state[i] in (PRIMARY, DUPLICATE) for i in self._active)
-        assert counts[PRIMARY] + counts[INACTIVE] == len(self._primary) == len(self._key_owner)
-        for plh, block_id in self._primary.items():
-            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id] == plh
-            assert self._key_owner[plh.key] == plh
+        assert counts[PRIMARY] + counts[INACTIVE] == len(self._live)
+        for key, block_id in self._live.items():
+            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id].key == key
         pins = [0] * self._total
         for dup, primary in self._pinned.items():
             assert self._state[dup] == DUPLICATE and self._state[primary] == PRIMARY
