@@ -7,9 +7,12 @@ Structures (invariants checked by :meth:`KvManager._check`):
   ``[block id, refs]`` list: a list per held block is a container the cyclic GC scans at every full
   collection); the manager holds exactly one pool reference per entry.  O(1).
 * ``_refs``: ``len(_partials) + sum(refs)``, kept incrementally (O(1) observer).
-* ``_registry``: Plh -> sequence hash of every registered, not evicted block (what the router was
-  told): exactly the pool's live identities, so the O(1) duplicate-lineage check asks the pool
-  (:meth:`BlockPool.owner_of_key`) instead of keeping a second key index.
+* ``_slot_hash``: block id -> the sequence hash it was registered under, read only while that
+  block is a live identity of the pool (registered, not evicted: what the router was told).  The
+  pool's own key index answers "is this Plh registered" (:meth:`BlockPool.primary_of`) and "who
+  holds this lineage key" (:meth:`BlockPool.owner_of_key`), so the manager keeps no map per
+  registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
+  whose ``_slot_hash`` is the victim's hash.
 
 Costs: ``Use`` is O(len(blocks)) plus the pool's own costs (no scan of the manager's state: the
 "was this block registered before this Use" question is answered from the Use's own eviction
@@ -55,7 +58,7 @@ class KvManager:
         self._partials: dict[int, int] = {}
         self._fulls: dict[int, int] = {}
         self._refs = 0
-        self._registry: dict = {}
+        self._slot_hash: list[int | None] = [None] * capacity
         self._events: list[KvCacheEvent] = []
         self._next_event_id = 0
 
@@ -76,6 +79,25 @@ class KvManager:
             if other != plh:
                 raise DuplicateLineage(f"{plh} shares lineage key {key} with {other}")
 
+    # -- slots -----------------------------------------------------------------------------------
+
+    def _take_slot(self, evicted: list, evicted_hash: dict) -> int | None:
+        """One slot, evicting the pool's next victim when none is free (noted in ``evicted``).  O(1) + the pool."""
+        got = self._pool.allocate_with_evictions(1)
+        if got is None:
+            return None
+        (slot,), victims = got
+        for victim in victims:  # at most one: a one-slot allocation hands out its victim's own slot
+            vh = self._slot_hash[slot]
+            evicted.append((victim, vh))
+            evicted_hash[victim] = vh
+        return slot
+
+    def _registered_hash(self, plh) -> int | None:
+        """The sequence hash ``plh`` is registered under, ``None`` if it is not live.  O(1)."""
+        block_id = self._pool.primary_of(plh)
+        return None if block_id is None else self._slot_hash[block_id]
+
     # -- protocol --------------------------------------------------------------------------------
 
     def process(self, op) -> int:
@@ -95,7 +117,7 @@ class KvManager:
         parent = op.parent
         self._check_lineage(plhs)
 
-        pool, fulls, partials, registry = self._pool, self._fulls, self._partials, self._registry
+        pool, fulls, partials, slot_hash = self._pool, self._fulls, self._partials, self._slot_hash
         evicted: list = []  # (plh, seq hash) in eviction order
         evicted_hash: dict = {}  # plh -> seq hash it had when this Use evicted it
         events: list = []
@@ -119,16 +141,11 @@ class KvManager:
                     if hit:
                         fulls[h] = _REF | hit[0]
                     else:
-                        got = pool.allocate_with_evictions(1)
-                        if got is None:
+                        slot = self._take_slot(evicted, evicted_hash)
+                        if slot is None:
                             break
-                        (slot,), victims = got
-                        for victim in victims:
-                            vh = registry.pop(victim)
-                            evicted.append((victim, vh))
-                            evicted_hash[victim] = vh
                         fulls[h] = _REF | pool.register(slot, plh)
-                        registry[plh] = h
+                        slot_hash[slot] = h
                         new = evicted_hash.get(plh) != h
                 self._refs += 1
                 if new:
@@ -140,14 +157,9 @@ class KvManager:
                     run = []
                 anchor = h
             elif block.uuid not in partials:
-                got = pool.allocate_with_evictions(1)
-                if got is None:
+                slot = self._take_slot(evicted, evicted_hash)
+                if slot is None:
                     break
-                (slot,), victims = got
-                for victim in victims:
-                    vh = registry.pop(victim)
-                    evicted.append((victim, vh))
-                    evicted_hash[victim] = vh
                 partials[block.uuid] = slot
                 self._refs += 1
             processed += 1
@@ -156,7 +168,8 @@ class KvManager:
         for data in events:
             self._publish(data)
         if evicted:
-            removed = tuple(vh for victim, vh in evicted if registry.get(victim) != vh)
+            registered = self._registered_hash
+            removed = tuple(vh for victim, vh in evicted if registered(victim) != vh)
             if removed:
                 self._publish(Removed(removed))
         return processed
@@ -216,7 +229,7 @@ class KvManager:
             self._fulls[h] = _REF | hit[0]
             return 1
         self._fulls[h] = _REF | self._pool.register(slot, plh)
-        self._registry[plh] = h
+        self._slot_hash[slot] = h
         local = op.local_hash if op.local_hash is not None else 0
         self._publish(Stored(op.parent_hash, (StoredBlock(h, local),)))
         return 1
@@ -227,14 +240,14 @@ class KvManager:
         snap = as_snapshot(sequence)
         overlap = active = 0
         if snap.enable_prefix_caching:
-            fulls, registry, plhs = self._fulls, self._registry, snap.plhs
+            fulls, primary_of, plhs = self._fulls, self._pool.primary_of, snap.plhs
             for index, block in enumerate(snap.unique_blocks):
                 if type(block) is PartialBlock:
                     break
                 if block.hash in fulls:
                     overlap += 1
                     active += 1
-                elif index < len(plhs) and plhs[index] in registry:
+                elif index < len(plhs) and primary_of(plhs[index]) is not None:
                     overlap += 1
                 else:
                     break
@@ -261,8 +274,8 @@ class KvManager:
         return {h: entry >> _SLOT_BITS for h, entry in self._fulls.items()}
 
     def eviction_order(self) -> list[int]:
-        registry = self._registry
-        return [registry[plh] for plh in self._pool.eviction_order()]
+        registered = self._registered_hash
+        return [registered(plh) for plh in self._pool.eviction_order()]
 
     def _slots_held_elsewhere(self) -> int:
         """Allocated slots no request holds (a subclass's withheld or reserved slots); 0 here."""
@@ -280,12 +293,8 @@ class KvManager:
         assert len(set(slots)) == len(slots), "two partials share a slot"
         held_full_ids = self._held_full_slots()
         assert not (set(slots) & held_full_ids), "a slot is both partial and full"
-        pool = self._pool
-        assert len(self._registry) == len(pool._live), "registry != the pool's live identities"
-        for plh in self._registry:
-            assert pool.owner_of_key(plh.key) == plh, "registry != the pool's live identities"
-        inactive = self._pool.eviction_order()
-        assert all(plh in self._registry for plh in inactive), "an inactive block is not registered"
+        live = self._pool._live.values()
+        assert all(type(self._slot_hash[i]) is int for i in live), "a live block has no registered hash"
         assert self.num_active_blocks() == len(slots) + len(held_full_ids) + self._slots_held_elsewhere(), \
             "pinned slot count"
         if hasattr(self._pool, "_check"):

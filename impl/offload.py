@@ -193,8 +193,8 @@ class OffloadKvManager(KvManager):
         if not victims:
             self._pool.release_mutable(slot)
             return None
-        for victim in victims:
-            evicted.append((victim, self._registry.pop(victim)))
+        for victim in victims:  # the victim's own slot (a one-slot allocation)
+            evicted.append((victim, self._slot_hash[slot]))
         return slot
 
     def _withhold(self, evicted: list, slots: list[int], limit: int) -> None:
@@ -217,7 +217,7 @@ class OffloadKvManager(KvManager):
             if type(block) is FullBlock:
                 plh = op.plhs[full_index]
                 full_index += 1
-                if block.hash not in self._fulls and plh not in self._registry:
+                if block.hash not in self._fulls and self._pool.primary_of(plh) is None:
                     needed += 1
             elif block.uuid not in self._partials:
                 needed += 1
@@ -288,7 +288,7 @@ class OffloadKvManager(KvManager):
         return SwapInOutcome.BLOCKED_ON_G1_OFFLOAD
 
     def _register_swapped_in(self, batch: _Batch) -> None:
-        pool, registry, fulls = self._pool, self._registry, self._fulls
+        pool, slot_hash, fulls = self._pool, self._slot_hash, self._fulls
         parent, run = batch.parent, []
         for block, slot in zip(batch.blocks, batch.slots):
             plh = block.plh
@@ -300,7 +300,7 @@ class OffloadKvManager(KvManager):
                 parent = block.seq_hash
                 continue
             pool.release(pool.register(slot, plh))
-            registry[plh] = block.seq_hash
+            slot_hash[slot] = block.seq_hash
             run.append(StoredBlock(block.seq_hash, block.local_hash))
         if run:
             self._publish(Stored(parent, tuple(run)))

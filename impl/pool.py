@@ -10,15 +10,15 @@ Structures (N = total blocks):
   the live identity holding that key; its Plh is ``_plh[id]``.  One map serves both questions —
   "which slot is this Plh's primary" (the key, then the full Plh compared) and "does another
   identity hold this key" (the impostor check) — so a block costs one dict entry, not two.
-* ``_active``: set of ids in PRIMARY or DUPLICATE state (for ``refcounts``).
 * ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
 
 Complexity: ``allocate(n)`` O(n) plus the backend's evict cost; ``register`` O(1) + backend
 remove; ``match_blocks(k)`` O(k) + resurrections; ``release`` O(1) + backend insert.  Observers:
-``refcounts`` O(a log a), ``eviction_order`` as the backend's ``order()``.
+``refcounts`` O(N) (a scan of ``_state``: no per-block set of held ids to keep up on the hot path),
+``eviction_order`` as the backend's ``order()``.
 
-Invariants (``_check``): every slot is in exactly one place — free deque (FREE), caller
-(MUTABLE), ``_active`` (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` indexes exactly
+Invariants (``_check``, O(N) plus the backend's check): every slot is in exactly one place — free deque (FREE), caller
+(MUTABLE), held by callers (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` indexes exactly
 the PRIMARY/INACTIVE slots, each under its own Plh's key; a primary's ``_pins`` equals the number of
 duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has ``refs > 0``.
 """
@@ -38,6 +38,7 @@ from kvspec.impl.eviction import BACKENDS, make_backend
 __all__ = ["BlockPool"]
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
+_HELD = (PRIMARY, DUPLICATE)  # the states a caller holds references on
 _plh = checks.exact(Plh)
 
 
@@ -60,14 +61,13 @@ class BlockPool:
         self._pins = [0] * total_blocks
         self._pinned: dict[int, int] = {}
         self._live: dict[tuple[int, int], int] = {}
-        self._active: set[int] = set()
 
     def _make_backend(self, eviction: str) -> Any:
         return make_backend(eviction, self._frequency, self._thresholds)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _primary_of(self, plh: Plh) -> int | None:
+    def primary_of(self, plh: Plh) -> int | None:
         """The id of ``plh``'s primary (active or inactive), or ``None``: O(1)."""
         block_id = self._live.get(plh.key)
         if block_id is None:
@@ -81,17 +81,15 @@ class BlockPool:
         return None if block_id is None else self._plh[block_id]
 
     def _acquire(self, plh: Plh) -> int | None:
-        block_id = self._primary_of(plh)
+        block_id = self.primary_of(plh)
         if block_id is not None and self._state[block_id] == INACTIVE:
             self._backend.remove(plh)
             self._state[block_id] = PRIMARY
-            self._active.add(block_id)
         return block_id
 
     def _deactivate_if_unheld(self, primary: int) -> None:
         if self._refs[primary] == 0 and self._pins[primary] == 0:
             self._state[primary] = INACTIVE
-            self._active.discard(primary)
             self._backend.insert(self._plh[primary], primary)
 
     def _valid_id(self, block_id: Any) -> bool:
@@ -146,7 +144,6 @@ class BlockPool:
             self._plh[block_id] = plh
             self._refs[block_id] = 1
             self._live[plh.key] = block_id
-            self._active.add(block_id)
             return block_id
         existing = self._acquire(plh)
         if not self._reject:
@@ -155,7 +152,6 @@ class BlockPool:
             self._refs[block_id] = 1
             self._pinned[block_id] = existing
             self._pins[existing] += 1
-            self._active.add(block_id)
             return block_id
         self._state[block_id] = FREE
         self._free.append(block_id)
@@ -185,13 +181,13 @@ class BlockPool:
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
         # a duplicate always pins a live primary, so "some slot holds plh" == "plh has a primary"
-        primary_of = self._primary_of
+        primary_of = self.primary_of
         return [primary_of(plh) is not None for plh in self._plh_list(plhs)]
 
     # -- release ----------------------------------------------------------------------------------
 
     def release(self, block_id: int) -> None:
-        if not self._valid_id(block_id) or block_id not in self._active or self._refs[block_id] == 0:
+        if not self._valid_id(block_id) or self._state[block_id] not in _HELD or self._refs[block_id] == 0:
             raise BlockNotHeld(f"block {block_id} holds no reference to release")
         refs = self._refs
         refs[block_id] -= 1
@@ -203,7 +199,6 @@ class BlockPool:
         primary = self._pinned.pop(block_id)
         self._state[block_id] = FREE
         self._plh[block_id] = None
-        self._active.discard(block_id)
         self._free.append(block_id)
         self._pins[primary] -= 1
         self._deactivate_if_unheld(primary)
@@ -220,7 +215,9 @@ class BlockPool:
         return len(self._backend)
 
     def refcounts(self) -> dict[int, int]:
-        return {i: self._refs[i] for i in sorted(self._active)}
+        """O(N): a scan of the state codes (a set of held ids would cost every block a set entry)."""
+        refs, state = self._refs, self._state
+        return {i: refs[i] for i in range(self._total) if state[i] in _HELD}
 
     def eviction_order(self) -> list[Plh]:
         return self._backend.order()
@@ -240,8 +237,6 @@ class BlockPool:
         assert counts[FREE] == len(self._free) == len(set(self._free))
         assert all(self._state[i] == FREE for i in self._free)
         assert counts[INACTIVE] == len(self._backend)
-        assert counts[PRIMARY] + counts[DUPLICATE] == len(self._active)
-        assert all(self._state[i] in (PRIMARY, DUPLICATE) for i in self._active)
         assert counts[PRIMARY] + counts[INACTIVE] == len(self._live)
         for key, block_id in self._live.items():
             assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id].key == key
@@ -251,7 +246,7 @@ class BlockPool:
             assert self._plh[dup] == self._plh[primary]
             pins[primary] += 1
         assert pins == self._pins, "pin counts disagree with the duplicates"
-        for block_id in self._active:
+        for block_id in (i for i in range(self._total) if self._state[i] in _HELD):
             if self._state[block_id] == PRIMARY:
                 assert self._refs[block_id] + self._pins[block_id] > 0, f"unheld active primary {block_id}"
             else:
