@@ -210,6 +210,10 @@ class LineageIndex(_Built):
         self._nodes[key] = node
         return node
 
+    def _new_placeholder(self, key: tuple[int, int]) -> int:
+        """The Ghost standing in for an absent parent at ``key``: registered, linked to nothing (rule 4)."""
+        return self._new_node(key)
+
     def _delete_node(self, node: int) -> None:
         """Forget a childless Ghost: its id becomes spare.  O(1)."""
         del self._nodes[self._key[node]]
@@ -264,7 +268,7 @@ class LineageIndex(_Built):
         if parent_key is not None and self._parent[node] == _NONE:
             parent = nodes.get(parent_key)
             if parent is None:
-                parent = self._new_node(parent_key)
+                parent = self._new_placeholder(parent_key)
             children = self._children
             if not children[parent] and self._plh[parent] is not None:
                 self._leaf_gone(parent)  # demoted: no longer evictable
