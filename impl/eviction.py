@@ -23,6 +23,7 @@ insert, so it is O(1) amortised.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -153,6 +154,9 @@ class LineageIndex(_Built):
       ``_block``, ``_parent`` (node id or ``_NONE``), ``_children`` (how many nodes name this one
       as parent: the only thing about the children any rule reads), ``_tick`` (Real only, else
       ``_NONE``), ``_queued`` (1 when the queue holds an entry with the node's current tick).
+      The int fields are machine-int arrays (``array("q")``, ``bytearray``): the value sits in the
+      array itself, so reading a cold node costs one cache line per field, not a line for the
+      list slot plus one for the int object it points to.
     * ``_spare``: ids of deleted nodes, reused before the arrays grow.
     * ``_real``: number of Real nodes (= ``len``).
     * Tick queue, *lazy deletion*: an entry ``tick << 32 | id`` is live iff node ``id`` still has
@@ -180,9 +184,9 @@ class LineageIndex(_Built):
         self._key: list[tuple[int, int] | None] = []
         self._plh: list[Plh | None] = []
         self._block: list[int] = []
-        self._parent: list[int] = []
-        self._children: list[int] = []
-        self._tick: list[int] = []
+        self._parent = array("q")
+        self._children = array("q")
+        self._tick = array("q")
         self._queued = bytearray()
         self._spare: list[int] = []
         self._real = 0
@@ -351,7 +355,7 @@ class LineageIndex(_Built):
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
         for name in ("_key", "_plh", "_block", "_parent", "_children", "_tick", "_heap", "_spare"):
-            setattr(clone, name, list(getattr(self, name)))
+            setattr(clone, name, getattr(self, name)[:])
         clone._nodes = dict(self._nodes)
         clone._queued = bytearray(self._queued)
         clone._fresh = deque(self._fresh)

