@@ -196,36 +196,71 @@ def blocks_in(ops: Sequence) -> int:
 # -- callgrind -----------------------------------------------------------------------------
 
 def _callgrind_child(argv: Sequence[str]) -> int:
-    """``--callgrind-child FILE replay|load``: load pickled (capacity, eviction, ops); maybe replay."""
+    """``--callgrind-child FILE replay|load``: load pickled (capacity, eviction, ops, repeat); maybe replay."""
     import kvspec.impl
 
     path, mode = argv
     with open(path, "rb") as f:
-        capacity, eviction, ops = pickle.load(f)
+        capacity, eviction, ops, repeat = pickle.load(f)
     if mode == "replay":
-        replay(kvspec.impl, capacity, ops, eviction)
+        for _ in range(repeat):
+            replay(kvspec.impl, capacity, ops, eviction)
     return 0
 
 
+#: the cache ``--cachegrind`` simulates (fixed, so the count does not depend on the host, and on
+#: this shared machine on nobody else's load): 32 KiB I1, 48 KiB D1, 32 MiB last level, 64-byte lines
+CACHE_MODEL = ("--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64")
+
+
+def _valgrind_counts(tool: Sequence[str], path: str, labels: Sequence[str]) -> list[int] | None:
+    """Run the child under valgrind ``tool`` for ``replay`` and ``load``; the replay's excess of each label."""
+    counts = []
+    for mode in ("replay", "load"):
+        cmd = ["valgrind", *tool, sys.executable, "-m", "kvspec.bench.lifecycle", "--callgrind-child", path, mode]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        found = {}
+        for line in done.stderr.splitlines():
+            for label in labels:
+                if f" {label}:" in line and label not in found:
+                    found[label] = int(line.split(":", 1)[1].split()[0].replace(",", ""))
+        if len(found) != len(labels):
+            return None
+        counts.append([found[label] for label in labels])
+    return [r - l for r, l in zip(*counts)]
+
+
+def _pickled(capacity: int, ops: Sequence, eviction: str, tmp: str, repeat: int = 1) -> str:
+    path = os.path.join(tmp, "ops.pickle")
+    with open(path, "wb") as f:
+        pickle.dump((capacity, eviction, list(ops), repeat), f)
+    return path
+
+
 def instructions_per_block(capacity: int, ops: Sequence, eviction: str) -> float | None:
-    """(instructions of a run that replays - of a run that only loads) / blocks touched."""
+    """(instructions of a run that replays - of a run that only loads) / blocks touched (callgrind)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "ops.pickle")
-        with open(path, "wb") as f:
-            pickle.dump((capacity, eviction, list(ops)), f)
-        counts = []
-        for mode in ("replay", "load"):
-            cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                   "-m", "kvspec.bench.lifecycle", "--callgrind-child", path, mode]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
-            except (OSError, subprocess.TimeoutExpired):
-                return None
-            found = [int(line.split(":")[-1].strip()) for line in done.stderr.splitlines() if "Collected :" in line]
-            if not found:
-                return None
-            counts.append(found[0])
-    return (counts[0] - counts[1]) / blocks_in(ops)
+        path = _pickled(capacity, ops, eviction, tmp)
+        got = _valgrind_counts(["--tool=callgrind", "--callgrind-out-file=/dev/null"], path, ["Collected"])
+    return None if got is None else got[0] / blocks_in(ops)
+
+
+def cache_misses_per_block(capacity: int, ops: Sequence, eviction: str,
+                           repeat: int = 1) -> tuple[float, float, float] | None:
+    """Instructions, D1 misses and last-level misses per block touched, on :data:`CACHE_MODEL` (cachegrind;
+    the replay runs ``repeat`` times, fresh managers, like one timed round).
+
+    Instruction counts flat across sizes while the simulated misses per block grow is the
+    measurement that says the growing time is the memory hierarchy, not more work per block.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _pickled(capacity, ops, eviction, tmp, repeat)
+        got = _valgrind_counts(["--tool=cachegrind", "--cache-sim=yes", "--cachegrind-out-file=/dev/null",
+                                *CACHE_MODEL], path, ["I   refs", "D1  misses", "LL misses"])
+    return None if got is None else tuple(count / (blocks_in(ops) * repeat) for count in got)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also measure retained memory of both sides on the same operations (slower)")
     parser.add_argument("--callgrind", action="store_true",
                         help="also count instructions per block with valgrind (slow: minutes per capacity)")
+    parser.add_argument("--cachegrind", action="store_true",
+                        help="also count instructions, D1 and last-level cache misses per block on a fixed "
+                             "simulated cache (valgrind; slower still)")
     args = parser.parse_args(argv)
     if args.quick:
         args.capacities, args.rounds = "1000,10000,100000", 2
@@ -258,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           "GC paused: the same replay with the cyclic GC disabled (interleaved); "
           "dict floor: the same keys on a bare dict of at most capacity ints")
     header = (f"{'capacity':>9} {'ops':>9} {'blocks':>10} {'impl us/block':>22} {'GC paused':>22} "
-              f"{'dict floor':>19} {'model ops':>9} {'model/impl':>10}" + ("  instr/block" if args.callgrind else ""))
+              f"{'dict floor':>19} {'model ops':>9} {'model/impl':>10}" + ("  instr/block" if args.callgrind else "")
+              + ("  cachegrind instr / D1 miss / LL miss per block" if args.cachegrind else ""))
     print(header)
     print("-" * len(header))
     medians: dict[int, float] = {}
@@ -304,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.callgrind:
             count = instructions_per_block(capacity, ops, args.eviction)
             instr = f"  {'n/a' if count is None else f'{count:,.0f}'}"
+        if args.cachegrind:
+            sim = cache_misses_per_block(capacity, ops, args.eviction, times_per_round)
+            instr += "  n/a" if sim is None else f"  {sim[0]:,.0f} / {sim[1]:.1f} / {sim[2]:.1f}"
         print(f"{capacity:>9} {len(ops):>9,} {blocks:>10,} {fmt_us(per_block):>22} {fmt_us(no_gc):>22} "
               f"{fmt_us(floor):>19} {done:>9,} {fmt_ratio(value, 10)}{instr} {why}", flush=True)
         if args.memory:
