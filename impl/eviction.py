@@ -23,7 +23,8 @@ insert, so it is O(1) amortised.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from array import array
+from collections import OrderedDict, deque
 from typing import Any
 
 from kvspec import checks
@@ -135,170 +136,230 @@ class MultiLruIndex(_Built):
 
 # --- Lineage ---------------------------------------------------------------------------------
 
-
-class _Node:
-    """A graph node.  ``plh is None`` <=> Ghost.  ``children`` is a set of nodes (order irrelevant)."""
-
-    __slots__ = ("key", "plh", "block_id", "parent", "children", "tick")
-
-    def __init__(self, key: tuple[int, int]) -> None:
-        self.key = key
-        self.plh: Plh | None = None
-        self.block_id: int | None = None
-        self.parent: _Node | None = None
-        self.children: set[_Node] = set()
-        self.tick: int | None = None
+_NONE = -1  # "no node" / "no tick" in the int arrays below
+_ID_BITS = 32  # a queue entry packs (tick, node id) into one int: tick << 32 | node id
+_ID_MASK = (1 << _ID_BITS) - 1
 
 
 class LineageIndex(_Built):
-    """Lineage graph with Tick (heap) or Fifo (OrderedDict) leaf queue.
+    """Lineage graph with Tick (oldest-tick leaf first) or Fifo (oldest leaf first) leaf queue.
 
-    Structure:
+    Layout: *parallel arrays indexed by a node id*, no object per node.  At a million blocks a
+    node object with a set of children costs two cyclic-GC-tracked containers per block, scanned
+    at every full collection, and pointer chasing through scattered memory; a slot of a few int
+    lists costs neither (ints are never GC-tracked, and one list is one GC object).
 
-    * ``_nodes: key -> _Node``; parent/children are direct references.
+    * ``_nodes: key -> node id`` for every node, Real or Ghost (``key = (position, current)``).
+    * per node id: ``_key`` (``None`` when the id is spare), ``_plh`` (``None`` <=> Ghost),
+      ``_block``, ``_parent`` (node id or ``_NONE``), ``_children`` (how many nodes name this one
+      as parent: the only thing about the children any rule reads), ``_tick`` (Real only, else
+      ``_NONE``), ``_queued`` (1 when the queue holds an entry with the node's current tick).
+      The int fields are machine-int arrays (``array("q")``, ``bytearray``): the value sits in the
+      array itself, so reading a cold node costs one cache line per field, not a line for the
+      list slot plus one for the int object it points to.
+    * ``_spare``: ids of deleted nodes, reused before the arrays grow.
     * ``_real``: number of Real nodes (= ``len``).
-    * Tick: ``_heap`` of ``(tick, key)`` with *lazy deletion*.  An entry is live iff the node at
-      ``key`` is Real, has that tick and has no children; ``_queued`` is the set of ticks that
-      have an entry (so a re-leafed node whose old entry is still in the heap is not pushed
-      twice — it simply becomes live again, at its original tick, which is the rule).  The heap is
-      rebuilt from the live leaves when it exceeds ``2 * len(_nodes) + 32`` entries, so its size
-      stays O(n) (amortised O(1) per operation).
-    * Fifo: ``_fifo`` is an OrderedDict of the leaves in the order they became leaves.
+    * Tick queue, *lazy deletion*: an entry ``tick << 32 | id`` is live iff node ``id`` still has
+      that tick (so it is Real, the same incarnation) and no children.  A node becomes a leaf
+      either on insertion, with the newest tick — appended to the deque ``_fresh``, which so stays
+      sorted — or when it loses its last child, with its old tick — pushed on the heap
+      ``_heap``.  The victim is the smaller live head of the two.  A re-leafed node whose old
+      entry is still queued is not queued twice (it simply becomes live again, at its original
+      tick, which is the rule).  Both are rebuilt from the live entries when together they exceed
+      ``2 * len(_nodes) + 32`` entries, so they stay O(n) (amortised O(1) per operation).
+    * Fifo queue: ``_fifo`` is an OrderedDict of the leaf ids in the order they became leaves.
 
-    Invariants (``_check``): every Ghost has children; child/parent links are mutual; every leaf
-    is Real; Tick: every Real leaf's tick is in ``_queued`` and ``_queued`` equals the heap's
-    ticks; Fifo: ``_fifo`` holds exactly the Real leaves.
+    Invariants (``_check``, O(n + queued entries)): every Ghost has children; ``_children`` equals
+    the number of nodes naming the node as parent, and every parent is a node; every key maps to
+    an id that stores that key; ``_real`` counts the Real nodes; Tick: ``_fresh`` is sorted, the
+    heap is a heap, a node's ``_queued`` flag says exactly whether an entry with its tick is
+    queued (at most one), and every Real leaf is queued; Fifo: ``_fifo`` holds exactly the Real
+    leaves.
     """
 
     def __init__(self, policy: str = "tick") -> None:
         checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self._tick_policy = policy == "tick"
-        self._nodes: dict[tuple[int, int], _Node] = {}
+        self._nodes: dict[tuple[int, int], int] = {}
+        self._key: list[tuple[int, int] | None] = []
+        self._plh: list[Plh | None] = []
+        self._block: list[int] = []
+        self._parent = array("q")
+        self._children = array("q")
+        self._tick = array("q")
+        self._queued = bytearray()
+        self._spare: list[int] = []
         self._real = 0
         self._next_tick = 0
-        self._heap: list[tuple[int, tuple[int, int]]] = []
-        self._queued: set[int] = set()
-        self._fifo: OrderedDict[tuple[int, int], _Node] = OrderedDict()
+        self._fresh: deque[int] = deque()
+        self._heap: list[int] = []
+        self._fifo: OrderedDict[int, None] = OrderedDict()
+
+    # -- node ids ---------------------------------------------------------------------------------
+
+    def _new_node(self, key: tuple[int, int]) -> int:
+        """A Ghost at ``key``, linked to nothing (rule 4 for an absent parent).  O(1) amortised."""
+        if self._spare:
+            node = self._spare.pop()
+            self._key[node] = key
+        else:
+            node = len(self._key)
+            self._key.append(key)
+            self._plh.append(None)
+            self._block.append(_NONE)
+            self._parent.append(_NONE)
+            self._children.append(0)
+            self._tick.append(_NONE)
+            self._queued.append(0)
+        self._nodes[key] = node
+        return node
+
+    def _new_placeholder(self, key: tuple[int, int]) -> int:
+        """The Ghost standing in for an absent parent at ``key``: registered, linked to nothing (rule 4)."""
+        return self._new_node(key)
+
+    def _delete_node(self, node: int) -> None:
+        """Forget a childless Ghost: its id becomes spare.  O(1)."""
+        del self._nodes[self._key[node]]
+        self._key[node] = None
+        self._parent[node] = _NONE
+        self._spare.append(node)
 
     # -- leaf policy hooks ------------------------------------------------------------------------
 
-    def _leaf_added(self, node: _Node) -> None:
+    def _leaf_added(self, node: int, newest: bool) -> None:
+        """``node`` (Real) has no children now; ``newest``: it was inserted just now.  O(log n) at worst."""
         if self._tick_policy:
-            if node.tick not in self._queued:
-                self._queued.add(node.tick)
-                heapq.heappush(self._heap, (node.tick, node.key))
+            if not self._queued[node]:
+                self._queued[node] = 1
+                entry = self._tick[node] << _ID_BITS | node
+                if newest:
+                    self._fresh.append(entry)  # the largest tick so far: the deque stays sorted
+                else:
+                    heapq.heappush(self._heap, entry)
         else:
-            self._fifo[node.key] = node  # tail: the node became a leaf just now
+            self._fifo[node] = None  # tail: the node became a leaf just now
 
-    def _leaf_gone(self, node: _Node) -> None:
-        """A leaf was demoted (got a child) or removed.  Tick: lazy (the entry goes stale)."""
+    def _leaf_gone(self, node: int) -> None:
+        """A leaf was demoted (got a child) or removed.  Tick: lazy (the entry goes stale).  O(1)."""
         if not self._tick_policy:
-            self._fifo.pop(node.key, None)
+            self._fifo.pop(node, None)
 
-    def _new_placeholder(self, key: tuple[int, int]) -> _Node:
-        """A Ghost for an absent parent: registered at ``key`` and linked to nothing (rule 4)."""
-        ghost = self._nodes[key] = _Node(key)
-        return ghost
+    def _unqueued(self, entry: int) -> None:
+        """``entry`` left the tick queue: clear its node's flag if it was the node's current entry."""
+        node = entry & _ID_MASK
+        if self._tick[node] == entry >> _ID_BITS:
+            self._queued[node] = 0
 
     # -- operations -------------------------------------------------------------------------------
 
     def insert(self, plh: Plh, block_id: int) -> None:
+        """O(1) amortised (Tick, Fifo); the parent, a Ghost placeholder if absent, is linked."""
         key = plh.key
-        node = self._nodes.get(key)
+        nodes = self._nodes
+        node = nodes.get(key)
         if node is None:
-            node = self._nodes[key] = _Node(key)
-        elif node.plh is not None:
-            raise DuplicateLineage(f"lineage key {key} already holds {node.plh} (inserting {plh})")
-        node.plh, node.block_id = plh, block_id
-        node.tick = self._next_tick
+            node = self._new_node(key)
+        elif self._plh[node] is not None:
+            raise DuplicateLineage(f"lineage key {key} already holds {self._plh[node]} (inserting {plh})")
+        self._plh[node] = plh
+        self._block[node] = block_id
+        self._tick[node] = self._next_tick
+        self._queued[node] = 0  # a new tick: nothing queued under it yet
         self._next_tick += 1
         self._real += 1
         parent_key = plh.parent_key
-        if parent_key is not None and node.parent is None:
-            parent = self._nodes.get(parent_key)
+        if parent_key is not None and self._parent[node] == _NONE:
+            parent = nodes.get(parent_key)
             if parent is None:
                 parent = self._new_placeholder(parent_key)
-            if not parent.children and parent.plh is not None:
+            children = self._children
+            if not children[parent] and self._plh[parent] is not None:
                 self._leaf_gone(parent)  # demoted: no longer evictable
-            parent.children.add(node)
-            node.parent = parent
-        if not node.children:
-            self._leaf_added(node)
-        if len(self._heap) > 2 * len(self._nodes) + 32:
+            children[parent] += 1
+            self._parent[node] = parent
+        if not self._children[node]:
+            self._leaf_added(node, True)
+        if len(self._fresh) + len(self._heap) > 2 * len(nodes) + 32:
             self._compact()
 
     def remove(self, plh: Plh) -> int:
+        """O(depth pruned): the childless Ghosts above it go too (each made by one earlier insert)."""
         node = self._nodes.get(plh.key)
-        if node is None or node.plh != plh:
+        if node is None or self._plh[node] != plh:
             raise KeyError(plh)
         return self._remove_node(node)
 
-    def _remove_node(self, node: _Node) -> int:
-        block_id = node.block_id
-        if not node.children:
+    def _remove_node(self, node: int) -> int:
+        block_id = self._block[node]
+        children, parents = self._children, self._parent
+        if not children[node]:
             self._leaf_gone(node)
-        node.plh = node.block_id = node.tick = None
+        self._plh[node] = None
+        self._block[node] = self._tick[node] = _NONE
         self._real -= 1
         cur = node
-        while not cur.children:
-            del self._nodes[cur.key]
-            parent = cur.parent
-            if parent is None:
+        while not children[cur]:
+            parent = parents[cur]
+            self._delete_node(cur)
+            if parent == _NONE:
                 break
-            parent.children.discard(cur)
-            cur.parent = None
-            if parent.children:
+            children[parent] -= 1
+            if children[parent]:
                 break
-            if parent.plh is not None:
-                self._leaf_added(parent)  # Tick: back at its original tick; Fifo: at the tail
+            if self._plh[parent] is not None:
+                self._leaf_added(parent, False)  # Tick: back at its original tick; Fifo: at the tail
                 break
             cur = parent
         return block_id
 
-    def _victim(self) -> _Node:
+    def _live(self, entry: int) -> bool:
+        node = entry & _ID_MASK
+        return self._tick[node] == entry >> _ID_BITS and not self._children[node]
+
+    def _victim(self) -> int:
+        """The Real leaf with the smallest tick (Tick) or the oldest leaf (Fifo); dequeued.  O(log n) amortised."""
         if not self._tick_policy:
-            return next(iter(self._fifo.values()))
-        heap, nodes = self._heap, self._nodes
-        while True:
-            tick, key = heap[0]
-            node = nodes.get(key)
-            if node is not None and node.tick == tick and not node.children:
-                return node
-            heapq.heappop(heap)
-            self._queued.discard(tick)
+            return next(iter(self._fifo))
+        fresh, heap, live = self._fresh, self._heap, self._live
+        while fresh and not live(fresh[0]):
+            self._unqueued(fresh.popleft())
+        while heap and not live(heap[0]):
+            self._unqueued(heapq.heappop(heap))
+        entry = heapq.heappop(heap) if heap and (not fresh or heap[0] < fresh[0]) else fresh.popleft()
+        self._unqueued(entry)
+        return entry & _ID_MASK
 
     def evict(self) -> tuple[Plh, int]:
         node = self._victim()
-        plh = node.plh
+        plh = self._plh[node]
         return plh, self._remove_node(node)
 
     def _compact(self) -> None:
-        live = [(t, k) for t, k in self._heap
-                if (n := self._nodes.get(k)) is not None and n.tick == t and not n.children]
-        heapq.heapify(live)
-        self._heap = live
-        self._queued = {t for t, _ in live}
+        """Drop the stale queue entries: O(entries)."""
+        live = self._live
+        for entry in self._fresh:
+            if not live(entry):
+                self._unqueued(entry)
+        for entry in self._heap:
+            if not live(entry):
+                self._unqueued(entry)
+        self._fresh = deque(entry for entry in self._fresh if live(entry))
+        self._heap = [entry for entry in self._heap if live(entry)]
+        heapq.heapify(self._heap)
 
     # -- copies and queries -----------------------------------------------------------------------
 
     def _clone(self) -> LineageIndex:
-        """An independent copy (O(n)), sharing only the immutable Plhs."""
+        """An independent copy (O(n)), sharing only the immutable Plhs and keys."""
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        mapping = {}
-        for key, node in self._nodes.items():
-            twin = _Node(key)
-            twin.plh, twin.block_id, twin.tick = node.plh, node.block_id, node.tick
-            mapping[key] = twin
-        for key, node in self._nodes.items():
-            twin = mapping[key]
-            if node.parent is not None:
-                twin.parent = mapping[node.parent.key]
-            twin.children = {mapping[c.key] for c in node.children}
-        clone._nodes = mapping
-        clone._heap = list(self._heap)
-        clone._queued = set(self._queued)
-        clone._fifo = OrderedDict((k, mapping[k]) for k in self._fifo)
+        for name in ("_key", "_plh", "_block", "_parent", "_children", "_tick", "_heap", "_spare"):
+            setattr(clone, name, getattr(self, name)[:])
+        clone._nodes = dict(self._nodes)
+        clone._queued = bytearray(self._queued)
+        clone._fresh = deque(self._fresh)
+        clone._fifo = OrderedDict(self._fifo)
         return clone
 
     def order(self) -> list[Plh]:
@@ -306,35 +367,50 @@ class LineageIndex(_Built):
         clone = self._clone()
         return [clone.evict()[0] for _ in range(self._real)]
 
+    def _queue_len(self) -> int:
+        """Entries in the tick queue, live or stale (O(1))."""
+        return len(self._fresh) + len(self._heap)
+
     def __len__(self) -> int:
         return self._real
 
     def _check(self) -> None:
+        size = len(self._key)
+        assert all(len(a) == size for a in (self._plh, self._block, self._parent, self._children,
+                                             self._tick, self._queued)), "node arrays differ in length"
+        assert len(set(self._spare)) == len(self._spare) == size - len(self._nodes), "spare ids"
+        assert all(self._key[n] is None for n in self._spare), "a spare id still has a key"
+        counts = [0] * size
         real = 0
         for key, node in self._nodes.items():
-            assert node.key == key
-            if node.plh is None:
-                assert node.children, f"childless ghost at {key}"
-                assert node.tick is None
+            assert self._key[node] == key, f"node {node} does not store its key {key}"
+            plh = self._plh[node]
+            if plh is None:
+                assert self._children[node], f"childless ghost at {key}"
+                assert self._tick[node] == _NONE
             else:
                 real += 1
-                assert node.plh.key == key
-            for child in node.children:
-                assert child.parent is node, f"child {child.key} of {key} points elsewhere"
-                assert self._nodes.get(child.key) is child
-            if node.parent is not None:
-                assert node in node.parent.children
-                assert self._nodes.get(node.parent.key) is node.parent
+                assert plh.key == key and self._tick[node] >= 0
+            parent = self._parent[node]
+            if parent != _NONE:
+                assert self._key[parent] is not None, f"{key} names a deleted parent"
+                counts[parent] += 1
+        for node in self._nodes.values():
+            assert counts[node] == self._children[node], f"child count of {self._key[node]}"
         assert real == self._real, f"real count {self._real} != {real}"
-        leaves = {k for k, n in self._nodes.items() if not n.children}
+        leaves = {n for n in self._nodes.values() if self._plh[n] is not None and not self._children[n]}
         if self._tick_policy:
-            assert self._queued == {t for t, _ in self._heap}
-            assert len(self._queued) == len(self._heap), "a tick is queued twice"
-            for key in leaves:
-                assert self._nodes[key].tick in self._queued, f"leaf {key} not queued"
+            fresh = list(self._fresh)
+            assert fresh == sorted(fresh), "fresh leaves out of tick order"
+            heap = self._heap
+            assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap))), "heap property"
+            current = [e for e in fresh + heap if self._tick[e & _ID_MASK] == e >> _ID_BITS]
+            ids = [e & _ID_MASK for e in current]
+            assert len(set(ids)) == len(ids), "a tick is queued twice"
+            assert set(ids) == {n for n in range(size) if self._queued[n] and self._tick[n] != _NONE}
+            assert leaves <= set(ids), "a leaf is not queued"
         else:
             assert set(self._fifo) == leaves, "fifo queue != leaves"
-            assert all(self._nodes[k] is n for k, n in self._fifo.items())
 
 
 class LineageFifoIndex(LineageIndex):

@@ -3,12 +3,16 @@
 Structures (invariants checked by :meth:`KvManager._check`):
 
 * ``_partials``: uuid -> slot (a mutable pool slot).  O(1).
-* ``_fulls``: sequence hash -> ``[block id, refs]`` with ``refs >= 1``; the manager holds exactly
-  one pool reference per entry.  O(1).
+* ``_fulls``: sequence hash -> ``refs << 32 | block id`` with ``refs >= 1`` (one int, not a
+  ``[block id, refs]`` list: a list per held block is a container the cyclic GC scans at every full
+  collection); the manager holds exactly one pool reference per entry.  O(1).
 * ``_refs``: ``len(_partials) + sum(refs)``, kept incrementally (O(1) observer).
-* ``_registry``: Plh -> sequence hash of every registered, not evicted block (what the router was
-  told).  ``_keys``: lineage key ``(position, current)`` -> that Plh, for the O(1) duplicate-lineage
-  check.  Both change together on register and on eviction.
+* ``_slot_hash``: block id -> the sequence hash it was registered under, read only while that
+  block is a live identity of the pool (registered, not evicted: what the router was told).  The
+  pool's own key index answers "is this Plh registered" (:meth:`BlockPool.primary_of`) and "who
+  holds this lineage key" (:meth:`BlockPool.owner_of_key`), so the manager keeps no map per
+  registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
+  whose ``_slot_hash`` is the victim's hash.
 
 Costs: ``Use`` is O(len(blocks)) plus the pool's own costs (no scan of the manager's state: the
 "was this block registered before this Use" question is answered from the Use's own eviction
@@ -23,6 +27,8 @@ net-event rule for a block evicted and stored again within one Use.
 
 from __future__ import annotations
 
+from array import array
+
 from kvspec import checks
 from kvspec.errors import BlockNotHeld, DuplicateLineage, UnknownPartialBlock
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
@@ -34,6 +40,11 @@ from kvspec.sequence import PrefillCost, as_snapshot
 __all__ = ["KvManager"]
 
 _OPERATIONS = (Use, Deref, Promote)
+
+#: ``_fulls`` packs a held block as ``refs << _SLOT_BITS | block id``: adding ``_REF`` is one more reference
+_SLOT_BITS = 32
+_SLOT_MASK = (1 << _SLOT_BITS) - 1
+_REF = 1 << _SLOT_BITS
 
 
 class KvManager:
@@ -47,10 +58,9 @@ class KvManager:
         self._dp_rank = dp_rank
         self._pool = BlockPool(capacity, eviction=eviction, frequency=frequency)
         self._partials: dict[int, int] = {}
-        self._fulls: dict[int, list[int]] = {}
+        self._fulls: dict[int, int] = {}
         self._refs = 0
-        self._registry: dict = {}
-        self._keys: dict = {}
+        self._slot_hash = array("Q", bytes(8 * capacity))  # u64 hashes stored inline, no int object per slot
         self._events: list[KvCacheEvent] = []
         self._next_event_id = 0
 
@@ -61,15 +71,34 @@ class KvManager:
     # -- validation ------------------------------------------------------------------------------
 
     def _check_lineage(self, plhs) -> None:
-        keys = self._keys
+        owner_of_key = self._pool.owner_of_key
         local: dict = {}
         for plh in plhs:
             key = (plh.position, plh.current)
-            other = keys.get(key)
+            other = owner_of_key(key)
             if other is None:
                 other = local.setdefault(key, plh)
             if other != plh:
                 raise DuplicateLineage(f"{plh} shares lineage key {key} with {other}")
+
+    # -- slots -----------------------------------------------------------------------------------
+
+    def _take_slot(self, evicted: list, evicted_hash: dict) -> int | None:
+        """One slot, evicting the pool's next victim when none is free (noted in ``evicted``).  O(1) + the pool."""
+        got = self._pool.allocate_with_evictions(1)
+        if got is None:
+            return None
+        (slot,), victims = got
+        for victim in victims:  # at most one: a one-slot allocation hands out its victim's own slot
+            vh = self._slot_hash[slot]
+            evicted.append((victim, vh))
+            evicted_hash[victim] = vh
+        return slot
+
+    def _registered_hash(self, plh) -> int | None:
+        """The sequence hash ``plh`` is registered under, ``None`` if it is not live.  O(1)."""
+        block_id = self._pool.primary_of(plh)
+        return None if block_id is None else self._slot_hash[block_id]
 
     # -- protocol --------------------------------------------------------------------------------
 
@@ -90,7 +119,7 @@ class KvManager:
         parent = op.parent
         self._check_lineage(plhs)
 
-        pool, fulls, partials, registry, keys = self._pool, self._fulls, self._partials, self._registry, self._keys
+        pool, fulls, partials, slot_hash = self._pool, self._fulls, self._partials, self._slot_hash
         evicted: list = []  # (plh, seq hash) in eviction order
         evicted_hash: dict = {}  # plh -> seq hash it had when this Use evicted it
         events: list = []
@@ -108,24 +137,17 @@ class KvManager:
                 entry = fulls.get(h)
                 new = False
                 if entry is not None:
-                    entry[1] += 1
+                    fulls[h] = entry + _REF
                 else:
                     hit = pool.match_blocks([plh])
                     if hit:
-                        fulls[h] = [hit[0], 1]
+                        fulls[h] = _REF | hit[0]
                     else:
-                        got = pool.allocate_with_evictions(1)
-                        if got is None:
+                        slot = self._take_slot(evicted, evicted_hash)
+                        if slot is None:
                             break
-                        (slot,), victims = got
-                        for victim in victims:
-                            vh = registry.pop(victim)
-                            del keys[(victim.position, victim.current)]
-                            evicted.append((victim, vh))
-                            evicted_hash[victim] = vh
-                        fulls[h] = [pool.register(slot, plh), 1]
-                        registry[plh] = h
-                        keys[(plh.position, plh.current)] = plh
+                        fulls[h] = _REF | pool.register(slot, plh)
+                        slot_hash[slot] = h
                         new = evicted_hash.get(plh) != h
                 self._refs += 1
                 if new:
@@ -137,15 +159,9 @@ class KvManager:
                     run = []
                 anchor = h
             elif block.uuid not in partials:
-                got = pool.allocate_with_evictions(1)
-                if got is None:
+                slot = self._take_slot(evicted, evicted_hash)
+                if slot is None:
                     break
-                (slot,), victims = got
-                for victim in victims:
-                    vh = registry.pop(victim)
-                    del keys[(victim.position, victim.current)]
-                    evicted.append((victim, vh))
-                    evicted_hash[victim] = vh
                 partials[block.uuid] = slot
                 self._refs += 1
             processed += 1
@@ -154,7 +170,8 @@ class KvManager:
         for data in events:
             self._publish(data)
         if evicted:
-            removed = tuple(vh for victim, vh in evicted if registry.get(victim) != vh)
+            registered = self._registered_hash
+            removed = tuple(vh for victim, vh in evicted if registered(victim) != vh)
             if removed:
                 self._publish(Removed(removed))
         return processed
@@ -178,7 +195,7 @@ class KvManager:
                     held = 1 if block.uuid in partials else 0
                 else:
                     entry = fulls.get(block.hash)
-                    held = entry[1] if entry is not None else 0
+                    held = entry >> _SLOT_BITS if entry is not None else 0
                 if count > held:
                     raise BlockNotHeld(f"Deref: {block!r} named {count} times, held {held} times")
         pool = self._pool
@@ -187,11 +204,12 @@ class KvManager:
             if type(block) is PartialBlock:
                 pool.release_mutable(partials.pop(block.uuid))
                 continue
-            entry = fulls[block.hash]
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry = fulls[block.hash] - _REF
+            if entry >= _REF:
+                fulls[block.hash] = entry
+            else:  # the last reference: entry is the block id
                 del fulls[block.hash]
-                pool.release(entry[0])
+                pool.release(entry)
         return 1  # upstream's process() returns 1 for every Deref
 
     def _promote(self, op: Promote) -> int:
@@ -205,16 +223,15 @@ class KvManager:
         entry = self._fulls.get(h)
         if entry is not None:
             self._pool.release_mutable(slot)
-            entry[1] += 1
+            self._fulls[h] = entry + _REF
             return 1
         hit = self._pool.match_blocks([plh])
         if hit:
             self._pool.release_mutable(slot)
-            self._fulls[h] = [hit[0], 1]
+            self._fulls[h] = _REF | hit[0]
             return 1
-        self._fulls[h] = [self._pool.register(slot, plh), 1]
-        self._registry[plh] = h
-        self._keys[(plh.position, plh.current)] = plh
+        self._fulls[h] = _REF | self._pool.register(slot, plh)
+        self._slot_hash[slot] = h
         local = op.local_hash if op.local_hash is not None else 0
         self._publish(Stored(op.parent_hash, (StoredBlock(h, local),)))
         return 1
@@ -225,14 +242,14 @@ class KvManager:
         snap = as_snapshot(sequence)
         overlap = active = 0
         if snap.enable_prefix_caching:
-            fulls, registry, plhs = self._fulls, self._registry, snap.plhs
+            fulls, primary_of, plhs = self._fulls, self._pool.primary_of, snap.plhs
             for index, block in enumerate(snap.unique_blocks):
                 if type(block) is PartialBlock:
                     break
                 if block.hash in fulls:
                     overlap += 1
                     active += 1
-                elif index < len(plhs) and plhs[index] in registry:
+                elif index < len(plhs) and primary_of(plhs[index]) is not None:
                     overlap += 1
                 else:
                     break
@@ -256,28 +273,29 @@ class KvManager:
         return self._pool.inactive_len()
 
     def active_refcounts(self) -> dict[int, int]:
-        return {h: entry[1] for h, entry in self._fulls.items()}
+        return {h: entry >> _SLOT_BITS for h, entry in self._fulls.items()}
 
     def eviction_order(self) -> list[int]:
-        registry = self._registry
-        return [registry[plh] for plh in self._pool.eviction_order()]
+        registered = self._registered_hash
+        return [registered(plh) for plh in self._pool.eviction_order()]
 
     def _slots_held_elsewhere(self) -> int:
         """Allocated slots no request holds (a subclass's withheld or reserved slots); 0 here."""
         return 0
 
+    def _held_full_slots(self) -> set[int]:
+        """The block ids the held full blocks pin (O(held))."""
+        return {entry & _SLOT_MASK for entry in self._fulls.values()}
+
     def _check(self) -> None:
-        assert self._refs == len(self._partials) + sum(e[1] for e in self._fulls.values()), "ref counter"
-        assert all(e[1] >= 1 for e in self._fulls.values()), "a held full block has no reference"
+        """Every invariant of the module docstring, and the pool's: O(n) for n blocks."""
+        assert self._refs == len(self._partials) + sum(e >> _SLOT_BITS for e in self._fulls.values()), "ref counter"
+        assert all(e >= _REF for e in self._fulls.values()), "a held full block has no reference"
         slots = list(self._partials.values())
         assert len(set(slots)) == len(slots), "two partials share a slot"
-        held_full_ids = {e[0] for e in self._fulls.values()}
+        held_full_ids = self._held_full_slots()
         assert not (set(slots) & held_full_ids), "a slot is both partial and full"
-        assert len(self._keys) == len(self._registry), "lineage key index out of sync"
-        for plh in self._registry:
-            assert self._keys[(plh.position, plh.current)] == plh, "lineage key index out of sync"
-        inactive = self._pool.eviction_order()
-        assert all(plh in self._registry for plh in inactive), "an inactive block is not registered"
+        assert len(self._slot_hash) == self._capacity, "one registered hash per slot"
         assert self.num_active_blocks() == len(slots) + len(held_full_ids) + self._slots_held_elsewhere(), \
             "pinned slot count"
         if hasattr(self._pool, "_check"):

@@ -193,9 +193,8 @@ class OffloadKvManager(KvManager):
         if not victims:
             self._pool.release_mutable(slot)
             return None
-        for victim in victims:
-            evicted.append((victim, self._registry.pop(victim)))
-            del self._keys[(victim.position, victim.current)]
+        for victim in victims:  # the victim's own slot (a one-slot allocation)
+            evicted.append((victim, self._slot_hash[slot]))
         return slot
 
     def _withhold(self, evicted: list, slots: list[int], limit: int) -> None:
@@ -218,7 +217,7 @@ class OffloadKvManager(KvManager):
             if type(block) is FullBlock:
                 plh = op.plhs[full_index]
                 full_index += 1
-                if block.hash not in self._fulls and plh not in self._registry:
+                if block.hash not in self._fulls and self._pool.primary_of(plh) is None:
                     needed += 1
             elif block.uuid not in self._partials:
                 needed += 1
@@ -289,11 +288,11 @@ class OffloadKvManager(KvManager):
         return SwapInOutcome.BLOCKED_ON_G1_OFFLOAD
 
     def _register_swapped_in(self, batch: _Batch) -> None:
-        pool, registry, keys, fulls = self._pool, self._registry, self._keys, self._fulls
+        pool, slot_hash, fulls = self._pool, self._slot_hash, self._fulls
         parent, run = batch.parent, []
         for block, slot in zip(batch.blocks, batch.slots):
             plh = block.plh
-            if block.seq_hash in fulls or (plh.position, plh.current) in keys:
+            if block.seq_hash in fulls or pool.owner_of_key(plh.key) is not None:
                 pool.release_mutable(slot)
                 if run:
                     self._publish(Stored(parent, tuple(run)))
@@ -301,8 +300,7 @@ class OffloadKvManager(KvManager):
                 parent = block.seq_hash
                 continue
             pool.release(pool.register(slot, plh))
-            registry[plh] = block.seq_hash
-            keys[(plh.position, plh.current)] = plh
+            slot_hash[slot] = block.seq_hash
             run.append(StoredBlock(block.seq_hash, block.local_hash))
         if run:
             self._publish(Stored(parent, tuple(run)))
@@ -327,5 +325,5 @@ class OffloadKvManager(KvManager):
         self._engine._check()
         held = [s for b in self._engine.batches() for s in b.slots]
         assert len(held) == len(set(held)), "a G1 slot held by two batches"
-        own = set(self._partials.values()) | {entry[0] for entry in self._fulls.values()}
+        own = set(self._partials.values()) | self._held_full_slots()
         assert not (set(held) & own), "a withheld slot is also in use"

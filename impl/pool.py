@@ -3,26 +3,29 @@
 Structures (N = total blocks):
 
 * ``_free``: deque of free ids (FIFO; pop front, push back).
-* ``_state``: bytearray, one state code per slot; ``_plh``/``_refs``/``_pins``: per-slot lists
+* ``_state``: bytearray, one state code per slot; ``_plh`` (list) / ``_refs`` / ``_pins`` (machine-int arrays): per slot
   (identity, caller references, number of duplicates pinning this primary).
 * ``_pinned``: duplicate id -> the primary it pins.
-* ``_primary``: Plh -> id of its primary, active *or* inactive (the "live" identities).
-* ``_key_owner``: lineage key ``(position, current)`` -> the live Plh holding it (impostor check).
-* ``_active``: set of ids in PRIMARY or DUPLICATE state (for ``refcounts``).
+* ``_live``: lineage key ``(position, current)`` -> id of the primary, active *or* inactive, of
+  the live identity holding that key; its Plh is ``_plh[id]``.  One map serves both questions —
+  "which slot is this Plh's primary" (the key, then the full Plh compared) and "does another
+  identity hold this key" (the impostor check) — so a block costs one dict entry, not two.
 * ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
 
 Complexity: ``allocate(n)`` O(n) plus the backend's evict cost; ``register`` O(1) + backend
 remove; ``match_blocks(k)`` O(k) + resurrections; ``release`` O(1) + backend insert.  Observers:
-``refcounts`` O(a log a), ``eviction_order`` as the backend's ``order()``.
+``refcounts`` O(N) (a scan of ``_state``: no per-block set of held ids to keep up on the hot path),
+``eviction_order`` as the backend's ``order()``.
 
-Invariants (``_check``): every slot is in exactly one place — free deque (FREE), caller
-(MUTABLE), ``_active`` (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_primary`` and
-``_key_owner`` index exactly the PRIMARY/INACTIVE slots; a primary's ``_pins`` equals the number of
+Invariants (``_check``, O(N) plus the backend's check): every slot is in exactly one place — free deque (FREE), caller
+(MUTABLE), held by callers (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` indexes exactly
+the PRIMARY/INACTIVE slots, each under its own Plh's key; a primary's ``_pins`` equals the number of
 duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has ``refs > 0``.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import Any
 
@@ -36,6 +39,7 @@ from kvspec.impl.eviction import BACKENDS, make_backend
 __all__ = ["BlockPool"]
 
 FREE, MUTABLE, PRIMARY, DUPLICATE, INACTIVE = range(5)
+_HELD = (PRIMARY, DUPLICATE)  # the states a caller holds references on
 _plh = checks.exact(Plh)
 
 
@@ -54,30 +58,39 @@ class BlockPool:
         self._free: deque[int] = deque(range(total_blocks))
         self._state = bytearray(total_blocks)  # all FREE
         self._plh: list[Plh | None] = [None] * total_blocks
-        self._refs = [0] * total_blocks
-        self._pins = [0] * total_blocks
+        self._refs = array("q", bytes(8 * total_blocks))  # machine ints: no int object per slot
+        self._pins = array("q", bytes(8 * total_blocks))
         self._pinned: dict[int, int] = {}
-        self._primary: dict[Plh, int] = {}
-        self._key_owner: dict[tuple[int, int], Plh] = {}
-        self._active: set[int] = set()
+        self._live: dict[tuple[int, int], int] = {}
 
     def _make_backend(self, eviction: str) -> Any:
         return make_backend(eviction, self._frequency, self._thresholds)
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def primary_of(self, plh: Plh) -> int | None:
+        """The id of ``plh``'s primary (active or inactive), or ``None``: O(1)."""
+        block_id = self._live.get(plh.key)
+        if block_id is None:
+            return None
+        live = self._plh[block_id]
+        return block_id if live is plh or live == plh else None  # an impostor shares only the key
+
+    def owner_of_key(self, key: tuple[int, int]) -> Plh | None:
+        """The live identity (active or inactive primary) holding lineage ``key``, or ``None``: O(1)."""
+        block_id = self._live.get(key)
+        return None if block_id is None else self._plh[block_id]
+
     def _acquire(self, plh: Plh) -> int | None:
-        block_id = self._primary.get(plh)
+        block_id = self.primary_of(plh)
         if block_id is not None and self._state[block_id] == INACTIVE:
             self._backend.remove(plh)
             self._state[block_id] = PRIMARY
-            self._active.add(block_id)
         return block_id
 
     def _deactivate_if_unheld(self, primary: int) -> None:
         if self._refs[primary] == 0 and self._pins[primary] == 0:
             self._state[primary] = INACTIVE
-            self._active.discard(primary)
             self._backend.insert(self._plh[primary], primary)
 
     def _valid_id(self, block_id: Any) -> bool:
@@ -102,8 +115,7 @@ class BlockPool:
         evicted: list[Plh] = []
         for _ in range(n - take):
             plh, block_id = backend.evict()
-            del self._primary[plh]
-            del self._key_owner[plh.key]
+            del self._live[plh.key]
             state[block_id] = MUTABLE
             self._plh[block_id] = None
             ids.append(block_id)
@@ -123,7 +135,7 @@ class BlockPool:
         _plh("plh", plh)
         if not valid or self._state[block_id] != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
-        owner = self._key_owner.get(plh.key)
+        owner = self.owner_of_key(plh.key)
         if owner is not None and owner != plh:
             raise DuplicateLineage(f"{plh} has the lineage key of live identity {owner}")
         if owner is None:
@@ -132,9 +144,7 @@ class BlockPool:
             self._state[block_id] = PRIMARY
             self._plh[block_id] = plh
             self._refs[block_id] = 1
-            self._primary[plh] = block_id
-            self._key_owner[plh.key] = plh
-            self._active.add(block_id)
+            self._live[plh.key] = block_id
             return block_id
         existing = self._acquire(plh)
         if not self._reject:
@@ -143,7 +153,6 @@ class BlockPool:
             self._refs[block_id] = 1
             self._pinned[block_id] = existing
             self._pins[existing] += 1
-            self._active.add(block_id)
             return block_id
         self._state[block_id] = FREE
         self._free.append(block_id)
@@ -173,13 +182,13 @@ class BlockPool:
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
         # a duplicate always pins a live primary, so "some slot holds plh" == "plh has a primary"
-        primary = self._primary
-        return [plh in primary for plh in self._plh_list(plhs)]
+        primary_of = self.primary_of
+        return [primary_of(plh) is not None for plh in self._plh_list(plhs)]
 
     # -- release ----------------------------------------------------------------------------------
 
     def release(self, block_id: int) -> None:
-        if not self._valid_id(block_id) or block_id not in self._active or self._refs[block_id] == 0:
+        if not self._valid_id(block_id) or self._state[block_id] not in _HELD or self._refs[block_id] == 0:
             raise BlockNotHeld(f"block {block_id} holds no reference to release")
         refs = self._refs
         refs[block_id] -= 1
@@ -191,7 +200,6 @@ class BlockPool:
         primary = self._pinned.pop(block_id)
         self._state[block_id] = FREE
         self._plh[block_id] = None
-        self._active.discard(block_id)
         self._free.append(block_id)
         self._pins[primary] -= 1
         self._deactivate_if_unheld(primary)
@@ -208,7 +216,9 @@ class BlockPool:
         return len(self._backend)
 
     def refcounts(self) -> dict[int, int]:
-        return {i: self._refs[i] for i in sorted(self._active)}
+        """O(N): a scan of the state codes (a set of held ids would cost every block a set entry)."""
+        refs, state = self._refs, self._state
+        return {i: refs[i] for i in range(self._total) if state[i] in _HELD}
 
     def eviction_order(self) -> list[Plh]:
         return self._backend.order()
@@ -228,19 +238,16 @@ class BlockPool:
         assert counts[FREE] == len(self._free) == len(set(self._free))
         assert all(self._state[i] == FREE for i in self._free)
         assert counts[INACTIVE] == len(self._backend)
-        assert counts[PRIMARY] + counts[DUPLICATE] == len(self._active)
-        assert all(self._state[i] in (PRIMARY, DUPLICATE) for i in self._active)
-        assert counts[PRIMARY] + counts[INACTIVE] == len(self._primary) == len(self._key_owner)
-        for plh, block_id in self._primary.items():
-            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id] == plh
-            assert self._key_owner[plh.key] == plh
+        assert counts[PRIMARY] + counts[INACTIVE] == len(self._live)
+        for key, block_id in self._live.items():
+            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id].key == key
         pins = [0] * self._total
         for dup, primary in self._pinned.items():
             assert self._state[dup] == DUPLICATE and self._state[primary] == PRIMARY
             assert self._plh[dup] == self._plh[primary]
             pins[primary] += 1
-        assert pins == self._pins, "pin counts disagree with the duplicates"
-        for block_id in self._active:
+        assert pins == self._pins.tolist(), "pin counts disagree with the duplicates"
+        for block_id in (i for i in range(self._total) if self._state[i] in _HELD):
             if self._state[block_id] == PRIMARY:
                 assert self._refs[block_id] + self._pins[block_id] > 0, f"unheld active primary {block_id}"
             else:

@@ -20,11 +20,12 @@ def lineage_fifo_releaf():
     from kvspec.impl.eviction import LineageIndex
 
     class TailReleaf(LineageIndex):
-        def _leaf_added(self, node):
-            if self._tick_policy:
-                node.tick = self._next_tick
+        def _leaf_added(self, node, newest):
+            if self._tick_policy and not newest:
+                self._tick[node] = self._next_tick
+                self._queued[node] = 0
                 self._next_tick += 1
-            super()._leaf_added(node)
+            super()._leaf_added(node, True)
 
     class Pool(_pool()):
         def _make_backend(self, eviction):
@@ -36,20 +37,22 @@ def lineage_fifo_releaf():
 def ghost_linked_upward():
     """A placeholder ghost for an *active* parent is linked to that parent's own parent, so an
     active block in the middle of a chain protects its inactive ancestors (upstream does not)."""
-    from kvspec.impl.eviction import LineageIndex, _Node
+    from kvspec.impl.eviction import LineageIndex
 
     class LinkedGhosts(LineageIndex):
         owner_of = staticmethod(lambda key: None)
 
         def _new_placeholder(self, key):
-            ghost = self._nodes[key] = _Node(key)
+            ghost = self._new_node(key)
             plh = self.owner_of(key)
             if plh is not None and plh.parent_key is not None:
-                parent = self._nodes.get(plh.parent_key) or self._new_placeholder(plh.parent_key)
-                if not parent.children and parent.plh is not None:
+                parent = self._nodes.get(plh.parent_key)
+                if parent is None:
+                    parent = self._new_placeholder(plh.parent_key)
+                if not self._children[parent] and self._plh[parent] is not None:
                     self._leaf_gone(parent)
-                parent.children.add(ghost)
-                ghost.parent = parent
+                self._children[parent] += 1
+                self._parent[ghost] = parent
             return ghost
 
     class Pool(_pool()):
@@ -57,7 +60,7 @@ def ghost_linked_upward():
             if eviction not in ("lineage", "lineage_fifo"):
                 return super()._make_backend(eviction)
             backend = LinkedGhosts("tick" if eviction == "lineage" else "fifo")
-            backend.owner_of = lambda key: self._key_owner.get(key)
+            backend.owner_of = self.owner_of_key
             return backend
 
     return Pool
@@ -77,8 +80,7 @@ def evict_before_free():
             ids, evicted = [], []
             while len(ids) < n and len(self._backend):
                 plh, block_id = self._backend.evict()
-                del self._primary[plh]
-                del self._key_owner[plh.key]
+                del self._live[plh.key]
                 self._state[block_id] = MUTABLE
                 self._plh[block_id] = None
                 ids.append(block_id)
@@ -159,7 +161,7 @@ def touch_live_register():
 
     class Pool(_pool()):
         def register(self, block_id, plh):
-            live = self._key_owner.get(getattr(plh, "key", None)) == plh
+            live = self.owner_of_key(getattr(plh, "key", None)) == plh
             result = super().register(block_id, plh)
             if live and self._frequency is not None:
                 self._frequency.touch(plh)
@@ -175,14 +177,14 @@ def impostor_accepted():
     class Pool(_pool()):
         def register(self, block_id, plh):
             key = getattr(plh, "key", None)
-            owner = self._key_owner.get(key) if key is not None else None
+            owner = self.owner_of_key(key) if key is not None else None
             if owner is None or owner == plh:
                 return super().register(block_id, plh)
-            del self._key_owner[key]  # hide the live owner from the check
+            owner_id = self._live.pop(key)  # hide the live owner from the check
             try:
                 return super().register(block_id, plh)
             except Exception:
-                self._key_owner[key] = owner
+                self._live[key] = owner_id
                 raise
 
     return Pool

@@ -256,7 +256,7 @@ def test_model_and_impl_agree_on_random_sequences(name, seed):
 
 
 def test_impl_tick_heap_stays_bounded_under_resurrection_churn():
-    """Release/match cycles leave stale heap entries; compaction keeps the heap O(n)."""
+    """Release/match cycles leave stale queue entries; compaction keeps the queue O(n)."""
     backend = impl_eviction.LineageIndex("tick")
     keep, churn = Plh(0, 1), Plh(0, 2)
     backend.insert(keep, 0)
@@ -264,6 +264,24 @@ def test_impl_tick_heap_stays_bounded_under_resurrection_churn():
         backend.insert(churn, 1)
         backend.remove(churn)
         backend._check()
-    assert len(backend._heap) <= 2 * len(backend._nodes) + 33
+    assert backend._queue_len() <= 2 * len(backend._nodes) + 33
     backend.insert(churn, 1)
     assert backend.order() == [keep, churn]
+
+
+@pytest.mark.parametrize("policy", ["tick", "fifo"])
+def test_recycled_node_id_does_not_inherit_a_stale_queue_entry(policy):
+    """The impl reuses a removed node's id; the old queue entry (its old tick) must not make the new
+    node evictable out of turn: the oldest remaining leaf still goes first, as in the model."""
+    first, second, late = Plh(0, 1), Plh(0, 2), Plh(0, 3)
+    impl = impl_eviction.LineageIndex(policy)
+    model = model_eviction.LineageIndex(policy)
+    for backend in (impl, model):
+        backend.insert(first, 0)
+        backend.insert(second, 1)
+        backend.remove(first)  # its id is spare; its entry, older than second's, stays queued
+        backend.insert(late, 2)  # takes first's id
+    impl._check()
+    assert impl.order() == model.order() == [second, late]
+    assert impl.evict() == model.evict() == (second, 1)
+    impl._check()
