@@ -9,8 +9,8 @@ Structures (invariants checked by :meth:`KvManager._check`):
 * ``_refs``: ``len(_partials) + sum(refs)``, kept incrementally (O(1) observer).
 * ``_slot_hash``: block id -> the sequence hash it was registered under, read only while that
   block is a live identity of the pool (registered, not evicted: what the router was told).  The
-  pool's own key index answers "is this Plh registered" (:meth:`BlockPool.primary_of`) and "who
-  holds this lineage key" (:meth:`BlockPool.owner_of_key`), so the manager keeps no map per
+  pool's own key index answers "is this Plh registered" (:meth:`BlockPool._primary_of`) and "who
+  holds this lineage key" (:meth:`BlockPool._owner_of_key`), so the manager keeps no map per
   registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
   whose ``_slot_hash`` is the victim's hash.
 
@@ -71,11 +71,11 @@ class KvManager:
     # -- validation ------------------------------------------------------------------------------
 
     def _check_lineage(self, plhs) -> None:
-        owner_of_key = self._pool.owner_of_key
+        _owner_of_key = self._pool._owner_of_key
         local: dict = {}
         for plh in plhs:
             key = (plh.position, plh.current)
-            other = owner_of_key(key)
+            other = _owner_of_key(key)
             if other is None:
                 other = local.setdefault(key, plh)
             if other != plh:
@@ -97,7 +97,7 @@ class KvManager:
 
     def _registered_hash(self, plh) -> int | None:
         """The sequence hash ``plh`` is registered under, ``None`` if it is not live.  O(1)."""
-        block_id = self._pool.primary_of(plh)
+        block_id = self._pool._primary_of(plh)
         return None if block_id is None else self._slot_hash[block_id]
 
     # -- protocol --------------------------------------------------------------------------------
@@ -242,14 +242,14 @@ class KvManager:
         snap = as_snapshot(sequence)
         overlap = active = 0
         if snap.enable_prefix_caching:
-            fulls, primary_of, plhs = self._fulls, self._pool.primary_of, snap.plhs
+            fulls, _primary_of, plhs = self._fulls, self._pool._primary_of, snap.plhs
             for index, block in enumerate(snap.unique_blocks):
                 if type(block) is PartialBlock:
                     break
                 if block.hash in fulls:
                     overlap += 1
                     active += 1
-                elif index < len(plhs) and primary_of(plhs[index]) is not None:
+                elif index < len(plhs) and _primary_of(plhs[index]) is not None:
                     overlap += 1
                 else:
                     break

@@ -217,7 +217,7 @@ class OffloadKvManager(KvManager):
             if type(block) is FullBlock:
                 plh = op.plhs[full_index]
                 full_index += 1
-                if block.hash not in self._fulls and self._pool.primary_of(plh) is None:
+                if block.hash not in self._fulls and self._pool._primary_of(plh) is None:
                     needed += 1
             elif block.uuid not in self._partials:
                 needed += 1
@@ -292,7 +292,7 @@ class OffloadKvManager(KvManager):
         parent, run = batch.parent, []
         for block, slot in zip(batch.blocks, batch.slots):
             plh = block.plh
-            if block.seq_hash in fulls or pool.owner_of_key(plh.key) is not None:
+            if block.seq_hash in fulls or pool._owner_of_key(plh.key) is not None:
                 pool.release_mutable(slot)
                 if run:
                     self._publish(Stored(parent, tuple(run)))

@@ -68,7 +68,7 @@ class BlockPool:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def primary_of(self, plh: Plh) -> int | None:
+    def _primary_of(self, plh: Plh) -> int | None:
         """The id of ``plh``'s primary (active or inactive), or ``None``: O(1)."""
         block_id = self._live.get(plh.key)
         if block_id is None:
@@ -76,13 +76,13 @@ class BlockPool:
         live = self._plh[block_id]
         return block_id if live is plh or live == plh else None  # an impostor shares only the key
 
-    def owner_of_key(self, key: tuple[int, int]) -> Plh | None:
+    def _owner_of_key(self, key: tuple[int, int]) -> Plh | None:
         """The live identity (active or inactive primary) holding lineage ``key``, or ``None``: O(1)."""
         block_id = self._live.get(key)
         return None if block_id is None else self._plh[block_id]
 
     def _acquire(self, plh: Plh) -> int | None:
-        block_id = self.primary_of(plh)
+        block_id = self._primary_of(plh)
         if block_id is not None and self._state[block_id] == INACTIVE:
             self._backend.remove(plh)
             self._state[block_id] = PRIMARY
@@ -135,7 +135,7 @@ class BlockPool:
         _plh("plh", plh)
         if not valid or self._state[block_id] != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
-        owner = self.owner_of_key(plh.key)
+        owner = self._owner_of_key(plh.key)
         if owner is not None and owner != plh:
             raise DuplicateLineage(f"{plh} has the lineage key of live identity {owner}")
         if owner is None:
@@ -182,8 +182,8 @@ class BlockPool:
 
     def check_presence(self, plhs: list[Plh]) -> list[bool]:
         # a duplicate always pins a live primary, so "some slot holds plh" == "plh has a primary"
-        primary_of = self.primary_of
-        return [primary_of(plh) is not None for plh in self._plh_list(plhs)]
+        _primary_of = self._primary_of
+        return [_primary_of(plh) is not None for plh in self._plh_list(plhs)]
 
     # -- release ----------------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def ghost_linked_upward():
             if eviction not in ("lineage", "lineage_fifo"):
                 return super()._make_backend(eviction)
             backend = LinkedGhosts("tick" if eviction == "lineage" else "fifo")
-            backend.owner_of = self.owner_of_key
+            backend.owner_of = self._owner_of_key
             return backend
 
     return Pool
@@ -161,7 +161,7 @@ def touch_live_register():
 
     class Pool(_pool()):
         def register(self, block_id, plh):
-            live = self.owner_of_key(getattr(plh, "key", None)) == plh
+            live = self._owner_of_key(getattr(plh, "key", None)) == plh
             result = super().register(block_id, plh)
             if live and self._frequency is not None:
                 self._frequency.touch(plh)
@@ -177,7 +177,7 @@ def impostor_accepted():
     class Pool(_pool()):
         def register(self, block_id, plh):
             key = getattr(plh, "key", None)
-            owner = self.owner_of_key(key) if key is not None else None
+            owner = self._owner_of_key(key) if key is not None else None
             if owner is None or owner == plh:
                 return super().register(block_id, plh)
             owner_id = self._live.pop(key)  # hide the live owner from the check
