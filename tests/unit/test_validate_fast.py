@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 msgpack = pytest.importorskip("msgpack")  # the ``dynamo`` extra; ZMQ streams need it
 
 from kvspec.validate import Checker, Event, StreamError, check_rows, first_violation, scan, witness_of  # noqa: E402
-from kvspec.validate.fast import dynamo_rows, zmq_rows  # noqa: E402
+from kvspec.validate.fast import NotFast, dynamo_rows, zmq_rows  # noqa: E402
 from kvspec.validate.formats import parse_dynamo, parse_zmq  # noqa: E402
 
 U64 = 2**64
@@ -331,6 +331,40 @@ def test_mutated_msgpack_records_give_the_reference_verdict_or_error(rows, shape
     tail = data.draw(st.sampled_from([0, 0, 0, -1, -3, 1]))
     raw = raw[:tail] if tail < 0 else raw + b"\xc1" * tail
     assert_same_outcome(raw, data.draw(st.sampled_from(["exact", "copies"])), fast_decides=None)
+
+
+def test_a_frames_record_cut_at_byte_0_is_the_references_error(tmp_path):
+    """The shrunk failure of the property test above: one frames record whose payload is ``nil``,
+    its last byte cut.  The fast path read it as a clean empty stream, because the C unpacker's
+    ``tell()`` counts the bytes of a record begun and not finished; it must hand over, and the
+    reference reports the truncation."""
+    raw = msgpack.packb([b"kv", bytes(8), msgpack.packb(None)])[:-1]
+    with pytest.raises(NotFast, match="truncated"):
+        list(zmq_rows(io.BytesIO(raw)))
+    path = tmp_path / "s.msgpack"
+    path.write_bytes(raw)
+    with pytest.raises(StreamError, match=r"^record 1: truncated msgpack data after byte 0$"):
+        scan(str(path))
+    assert_same_outcome(raw, "exact", fast_decides=False)
+
+
+@pytest.mark.parametrize("frames", [True, False], ids=["frames", "bare"])
+@pytest.mark.parametrize("read", [1 << 20, 5], ids=["one-read", "cut-across-reads"])
+def test_every_cut_of_a_msgpack_stream_gives_the_references_verdict_or_error(tmp_path, frames, read):
+    """Each prefix of a well-formed stream of two batches: a prefix ending between records is read
+    by the fast path, and any other is the reference's truncation error, however the reads fall."""
+    from kvspec.validate import fast
+
+    rows = [_row("stored", 1, seq=0), _row("removed", 1, seq=1)]
+    raw = pack(zmq_records([(0, *r[1:]) for r in rows], frames=frames))
+    ends = {0, len(pack(zmq_records([(0, *rows[0][1:])], frames=frames))), len(raw)}
+    saved = fast._READ
+    fast._READ = read
+    try:
+        for cut in range(len(raw) + 1):
+            assert_same_outcome(raw[:cut], "exact", fast_decides=cut in ends)
+    finally:
+        fast._READ = saved
 
 
 # --- what the fast path does not read -----------------------------------------------------------------
