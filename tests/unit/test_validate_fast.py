@@ -292,6 +292,28 @@ def test_mutated_json_lines_give_the_reference_verdict_or_error(rows, data):
     assert_same_outcome(bytes(raw), data.draw(st.sampled_from(["exact", "copies"])), fast_decides=None)
 
 
+@pytest.mark.parametrize("padding", [0, 200], ids=["within-read-ahead", "beyond-read-ahead"])
+def test_bytes_that_are_not_utf8_are_judged_when_their_line_is_reached(tmp_path, padding):
+    """Found by the property test above with more examples: a violation on line 1, then a line
+    that is not UTF-8.  The fast path stops at the violation; the reference decoded the file
+    strictly and so judged the bytes its text reader had buffered ahead (8 KiB), reporting bad
+    input when they were near and the violation when they were far.  Both now judge a line's
+    text with its JSON, when the line is reached, whatever lies between them."""
+    violation = dynamo_lines([_row("removed", 5, seq=0)])
+    blank = (b" " * 100 + b"\n") * padding  # blank lines: read and skipped by both paths
+    bad = b'{"worker_id": 1, "event": \xff}'  # the last line, unended: the fast path reads it last, alone
+    first = tmp_path / "violation-first"
+    first.write_bytes(violation + blank + bad)
+    assert scan(str(first)).fast and scan(str(first)).violation.kind == "removed-not-held"
+    assert_same_outcome(first.read_bytes(), "exact", fast_decides=True)
+    second = tmp_path / "bad-bytes-first"
+    second.write_bytes(blank + bad + b"\n" + violation)
+    line = padding + 1
+    for fast in (True, False):
+        with pytest.raises(StreamError, match=rf"^{second}: line {line}: not UTF-8 \(invalid start byte\)$"):
+            scan(str(second), fast=fast)
+
+
 _VALUES = [None, True, 1.5, -3, -(2**63), U64 - 1, "GPU", "x", b"\x00", [], [1], {}, {"a": 1}]
 
 
