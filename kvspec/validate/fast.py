@@ -253,14 +253,18 @@ def _records(stream: BinaryIO, msgpack: Any) -> Iterator[tuple[int | None, Any]]
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=64 << 20)
     data = stream.read(_READ)
     if len(data) >= 2 and data[0] == _ARRAY3 and data[1] in _BIN:
-        fed = 0
+        # Truncation is judged by the end of the last *complete* record: the C unpacker's ``tell()``
+        # also counts the bytes of a record it has begun and not finished, so after a cut record it
+        # equals the bytes fed and cannot tell a clean end from a truncated one.
+        fed = complete = 0
         while data:
             unpacker.feed(data)
             fed += len(data)
             for obj in unpacker:
+                complete = unpacker.tell()
                 yield (int.from_bytes(obj[1], "big"), obj[2]) if _is_frames(obj) else (None, obj)
             data = stream.read(_READ)
-        if unpacker.tell() != fed:
+        if complete != fed:
             raise NotFast("truncated")
         return
     unpacker.feed(data)

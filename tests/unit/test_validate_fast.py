@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 msgpack = pytest.importorskip("msgpack")  # the ``dynamo`` extra; ZMQ streams need it
 
 from kvspec.validate import Checker, Event, StreamError, check_rows, first_violation, scan, witness_of  # noqa: E402
-from kvspec.validate.fast import dynamo_rows, zmq_rows  # noqa: E402
+from kvspec.validate.fast import NotFast, dynamo_rows, zmq_rows  # noqa: E402
 from kvspec.validate.formats import parse_dynamo, parse_zmq  # noqa: E402
 
 U64 = 2**64
@@ -292,6 +292,28 @@ def test_mutated_json_lines_give_the_reference_verdict_or_error(rows, data):
     assert_same_outcome(bytes(raw), data.draw(st.sampled_from(["exact", "copies"])), fast_decides=None)
 
 
+@pytest.mark.parametrize("padding", [0, 200], ids=["within-read-ahead", "beyond-read-ahead"])
+def test_bytes_that_are_not_utf8_are_judged_when_their_line_is_reached(tmp_path, padding):
+    """Found by the property test above with more examples: a violation on line 1, then a line
+    that is not UTF-8.  The fast path stops at the violation; the reference decoded the file
+    strictly and so judged the bytes its text reader had buffered ahead (8 KiB), reporting bad
+    input when they were near and the violation when they were far.  Both now judge a line's
+    text with its JSON, when the line is reached, whatever lies between them."""
+    violation = dynamo_lines([_row("removed", 5, seq=0)])
+    blank = (b" " * 100 + b"\n") * padding  # blank lines: read and skipped by both paths
+    bad = b'{"worker_id": 1, "event": \xff}'  # the last line, unended: the fast path reads it last, alone
+    first = tmp_path / "violation-first"
+    first.write_bytes(violation + blank + bad)
+    assert scan(str(first)).fast and scan(str(first)).violation.kind == "removed-not-held"
+    assert_same_outcome(first.read_bytes(), "exact", fast_decides=True)
+    second = tmp_path / "bad-bytes-first"
+    second.write_bytes(blank + bad + b"\n" + violation)
+    line = padding + 1
+    for fast in (True, False):
+        with pytest.raises(StreamError, match=rf"^{second}: line {line}: not UTF-8 \(invalid start byte\)$"):
+            scan(str(second), fast=fast)
+
+
 _VALUES = [None, True, 1.5, -3, -(2**63), U64 - 1, "GPU", "x", b"\x00", [], [1], {}, {"a": 1}]
 
 
@@ -331,6 +353,40 @@ def test_mutated_msgpack_records_give_the_reference_verdict_or_error(rows, shape
     tail = data.draw(st.sampled_from([0, 0, 0, -1, -3, 1]))
     raw = raw[:tail] if tail < 0 else raw + b"\xc1" * tail
     assert_same_outcome(raw, data.draw(st.sampled_from(["exact", "copies"])), fast_decides=None)
+
+
+def test_a_frames_record_cut_at_byte_0_is_the_references_error(tmp_path):
+    """The shrunk failure of the property test above: one frames record whose payload is ``nil``,
+    its last byte cut.  The fast path read it as a clean empty stream, because the C unpacker's
+    ``tell()`` counts the bytes of a record begun and not finished; it must hand over, and the
+    reference reports the truncation."""
+    raw = msgpack.packb([b"kv", bytes(8), msgpack.packb(None)])[:-1]
+    with pytest.raises(NotFast, match="truncated"):
+        list(zmq_rows(io.BytesIO(raw)))
+    path = tmp_path / "s.msgpack"
+    path.write_bytes(raw)
+    with pytest.raises(StreamError, match=r"^record 1: truncated msgpack data after byte 0$"):
+        scan(str(path))
+    assert_same_outcome(raw, "exact", fast_decides=False)
+
+
+@pytest.mark.parametrize("frames", [True, False], ids=["frames", "bare"])
+@pytest.mark.parametrize("read", [1 << 20, 5], ids=["one-read", "cut-across-reads"])
+def test_every_cut_of_a_msgpack_stream_gives_the_references_verdict_or_error(tmp_path, frames, read):
+    """Each prefix of a well-formed stream of two batches: a prefix ending between records is read
+    by the fast path, and any other is the reference's truncation error, however the reads fall."""
+    from kvspec.validate import fast
+
+    rows = [_row("stored", 1, seq=0), _row("removed", 1, seq=1)]
+    raw = pack(zmq_records([(0, *r[1:]) for r in rows], frames=frames))
+    ends = {0, len(pack(zmq_records([(0, *rows[0][1:])], frames=frames))), len(raw)}
+    saved = fast._READ
+    fast._READ = read
+    try:
+        for cut in range(len(raw) + 1):
+            assert_same_outcome(raw[:cut], "exact", fast_decides=cut in ends)
+    finally:
+        fast._READ = saved
 
 
 # --- what the fast path does not read -----------------------------------------------------------------
