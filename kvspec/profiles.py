@@ -37,7 +37,9 @@ __all__ = ["PROFILES", "default_profile", "get", "load"]
 
 _COMMON = dict(
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    # ``filter_too_much`` stays on: rules are chosen without filtering (stateful/engine/rule_choice),
+    # so a machine that throws examples away is a machine to fix, not a warning to hide
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     report_multiple_bugs=False,
     print_blob=True,
 )
