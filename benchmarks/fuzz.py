@@ -122,15 +122,14 @@ def steps_per_second(machines: Sequence[str], rounds: int, steps: int, profile: 
             check_rates.append(result.steps / cpu)
             check_steps += result.steps
             check_cpu += cpu
-            totals["check"][0] += result.steps
-            totals["check"][1] += cpu
             fuzzed, fcpu = _fuzz(spec, "impl", steps=steps, seed=r)
             fuzz_rates.append(fuzzed.steps / fcpu)
             fuzz_steps += fuzzed.steps
             fuzz_cpu += fcpu
-            totals["fuzz"][0] += fuzzed.steps
-            totals["fuzz"][1] += fcpu
             ratios.append(fuzz_rates[-1] / check_rates[-1])
+        for side, steps_run, seconds in (("check", check_steps, check_cpu), ("fuzz", fuzz_steps, fuzz_cpu)):
+            totals[side][0] += steps_run
+            totals[side][1] += seconds
         lowest.append((statistics.median(ratios), spec.name))
         print(f"| {spec.name} | {check_steps:,} | {check_cpu:.2f} | {_spread(check_rates)} | {fuzz_steps:,} "
               f"| {fuzz_cpu:.2f} | {_spread(fuzz_rates)} | {lowest[-1][0]:.1f}x |", flush=True)

@@ -28,6 +28,14 @@ prompts = st.tuples(st.sampled_from(PREFIXES), st.lists(st.integers(0, 2), max_s
 KNOWN_PROMPTS = 6
 
 
+def remember(known: list[tuple[int, ...]], tokens, page_size: int) -> list[tuple[int, ...]]:
+    """``known`` with ``tokens`` added: the last :data:`KNOWN_PROMPTS` distinct prompts of at least a page."""
+    tokens = tuple(tokens)
+    if len(tokens) >= page_size and tokens not in known:
+        return (known + [tokens])[-KNOWN_PROMPTS:]
+    return known
+
+
 class SglangMachine(DifferentialMachine):
     observers = {"SglangRadixCache": ["nodes", "drain_events"]}
 
@@ -41,14 +49,10 @@ class SglangMachine(DifferentialMachine):
     def call(self, method, *args):
         return self.attempt("cache", method, *args)
 
-    def _remember(self, tokens):
-        if len(tokens) >= self.page_size and tuple(tokens) not in self.seen:
-            self.seen = (self.seen + [tuple(tokens)])[-6:]
-
     @rule(tokens=prompts)
     def insert(self, tokens):
         self.call("insert", tokens)
-        self._remember(tokens)
+        self.seen = remember(self.seen, tokens, self.page_size)
 
     @precondition(lambda self: self.seen)
     @rule(pick=st.integers(0, 5), cut=st.integers(0, 8), token=st.integers(0, 2))
@@ -57,7 +61,7 @@ class SglangMachine(DifferentialMachine):
         seen = self.seen[pick % len(self.seen)]
         tokens = list(seen[: cut % len(seen)]) + [token] * self.page_size
         self.call("insert", tokens)
-        self._remember(tokens)
+        self.seen = remember(self.seen, tokens, self.page_size)
 
     @rule(tokens=prompts)
     def match(self, tokens):
@@ -102,9 +106,7 @@ class SglangRouterMachine(RoutedMachine, SglangMachine):
         if step.is_create:
             self.router_block_size = step.kwargs.get("page_size", step.args[0] if step.args else 1)
         elif step.method == "insert" and step.args:
-            tokens = tuple(step.args[0])
-            if len(tokens) >= self.router_block_size and tokens not in self.known:
-                self.known = (self.known + [tokens])[-KNOWN_PROMPTS:]
+            self.known = remember(self.known, step.args[0], self.router_block_size)
 
     def queries(self) -> list[tuple[int, ...]]:
         return list(self.known)

@@ -209,25 +209,13 @@ def _steps_source(trace: Trace, result: ReplayResult, literals: Literals, errors
         elif expected.value is None:
             body.append(f"assert {call} is None")
         else:
-            want = _render_or_skip(literals, expected.value)
-            if want.startswith("#"):
-                body.append(f"{call}  {want}")
-            else:
-                body.append(f"actual = {call}")
-                body.append(f"expected = {want}")
-                body.append("assert canonical(actual) == canonical(expected)")
+            _assert_equal(body, call, _render_or_skip(literals, expected.value))
         cls = classes.get(step.subject)
         if cls is not None and not (step.is_create and expected.error is not None):
             for observer in observers.get(cls, ()):
                 if observer not in expected.observed:
                     continue
-                want = _render_or_skip(literals, expected.observed[observer])
-                if want.startswith("#"):
-                    body.append(f"{var}.{observer}()  {want}")
-                else:
-                    body.append(f"actual = {var}.{observer}()")
-                    body.append(f"expected = {want}")
-                    body.append("assert canonical(actual) == canonical(expected)")
+                _assert_equal(body, f"{var}.{observer}()", _render_or_skip(literals, expected.observed[observer]))
         if trace.kind == "error" and i == last and result.failure is not None:
             body.append(f"# the target's own invariants failed here: {_comment(result.failure)}")
             body.append(f"if hasattr({var}, '_check'):  # kvspec's structures have one; other targets skip it")
@@ -240,6 +228,15 @@ def _render_or_skip(literals: Literals, value: Any) -> str:
         return literals.render(value)
     except _NoLiteral:
         return f"# not comparable as a literal: {_comment(repr(value))}"
+
+
+def _assert_equal(body: list[str], call: str, want: str) -> None:
+    """Lines asserting that ``call`` returns ``want`` (split so pytest can diff the two), or, when
+    ``want`` is a not-comparable comment, the call alone with that comment."""
+    if want.startswith("#"):
+        body.append(f"{call}  {want}")
+    else:
+        body += [f"actual = {call}", f"expected = {want}", "assert canonical(actual) == canonical(expected)"]
 
 
 def _comment(text: str, limit: int = 110) -> str:
