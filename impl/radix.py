@@ -512,11 +512,23 @@ class RadixIndex:
         return self._table.walk(checks.query_list(local_hashes))
 
     def find_matches(self, local_hashes: Sequence[int], early_exit: bool = False) -> OverlapScores:
-        """O(query length to validate + nodes on the path + workers where the holder count drops)."""
-        query = checks.query_list(local_hashes, early_exit)
+        """O(query length to validate + nodes on the path + workers where the holder count drops).
+
+        The hot path.  Validation is :func:`kvspec.checks.query`'s rule, decided with less work
+        for the usual argument, a list of exact ints: it is walked first, and only the hashes the
+        walk did not find among stored labels are range-checked afterwards (one equal to a stored
+        local hash is a valid u64).  A bad hash then raises the rule's own error; nothing changed.
+        """
         table = self._table
-        scores = table.trie.scores(query)  # DeviceTable.scores, inlined: this is the hot path
-        if table.irregular.held:
+        if early_exit is False and type(local_hashes) is list and checks.exact_ints(local_hashes):
+            query = local_hashes
+            scores, reached = table.trie.walk(query)
+            if reached < len(query) and not checks.u64s_from(query, reached):
+                checks.query_list(query)  # raises the rule's error
+        else:
+            query = checks.query_list(local_hashes, early_exit)
+            scores = table.trie.walk(query)[0]
+        if table.irregular.held:  # DeviceTable.scores, inlined
             scores.update(table.irregular.scores(query))
         if early_exit:
             scores = early_exit_scores(scores)

@@ -481,16 +481,24 @@ class LaneTrie:
 
     def scores(self, query: list[int], path: list | None = None) -> dict[Worker, int]:
         """Every lane's score for ``query`` (module docs); ``path`` collects ``(node, matched)``.
+        See :meth:`walk`."""
+        return self.walk(query, path)[0]
+
+    def walk(self, query: list[int], path: list | None = None) -> tuple[dict[Worker, int], int]:
+        """``(scores, reached)``: every lane's score for ``query`` (module docs), and how many of
+        its hashes the walk found equal to stored labels (each of those equals a stored local
+        hash, so it is a valid u64: a caller needs to range-check only ``query[reached:]``).
+        ``path`` collects ``(node, matched)``.
 
         O(nodes on the path) slice comparisons + one ``dict.update`` per drop in holder count
         (C, O(holders there)) + O(holes on the path).
         """
         kids = self.root.kids
         if not query or kids is None:
-            return {}
+            return {}, 0
         node = kids.get(query[0])
         if node is None:
-            return {}
+            return {}, 0
         n = len(query)
         out: dict[Worker, int] = {}
         cuts: dict[Worker, int] | None = None
@@ -537,6 +545,7 @@ class LaneTrie:
                 cuts = self._cuts(node, matched, cuts)
             if path is not None:
                 path.append((node, matched))
+            pos += matched
             break
         if last is not None:
             if out:
@@ -548,7 +557,7 @@ class LaneTrie:
             if 0 in cuts.values():
                 for worker in [w for w, depth in cuts.items() if depth == 0]:
                     del out[worker]
-        return out
+        return out, pos
 
     @staticmethod
     def _cuts(node: Node, matched: int, cuts: dict | None) -> dict:

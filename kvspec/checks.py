@@ -474,23 +474,44 @@ def query(local_hashes: Any, early_exit: Any = False) -> tuple[int, ...]:
 def query_list(local_hashes: Any, early_exit: Any = False) -> list[int]:
     """:func:`query`'s rule, returning the hashes as a list (for an index that compares list
     slices and only reads them): a list argument itself, else a new list."""
-    flag("early_exit", early_exit)
+    if early_exit is not False and early_exit is not True:
+        flag("early_exit", early_exit)
     if _u64s_in_c(local_hashes):
         return local_hashes if type(local_hashes) is list else list(local_hashes)
     return list(sequence("local_hashes", local_hashes, u64))
 
 
+def exact_ints(value: Any) -> bool:
+    """True when ``value`` is a list or tuple of exact ints (no ``bool``, no subclass), decided
+    in C in one pass.  With :func:`u64s_from` it makes :func:`u64_sequence`'s fast path; an index
+    may walk such a query before range-checking it, since a hash it finds equal to a stored (valid)
+    one is in range.  O(len).
+
+    >>> exact_ints([1, 2**70]), exact_ints([1, True]), exact_ints("ab")
+    (True, False, False)
+    """
+    return type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value)
+
+
+def u64s_from(values: list[int] | tuple[int, ...], start: int = 0) -> bool:
+    """True when the exact ints ``values[start:]`` all lie in ``[0, 2**64)``: one ``array('Q')``
+    conversion in C, which overflows outside the range.  O(len - start).
+
+    >>> u64s_from([2**64, 5], 1), u64s_from([5, -1])
+    (True, False)
+    """
+    try:
+        array("Q", values if start == 0 else values[start:])
+    except OverflowError:
+        return False
+    return True
+
+
 def _u64s_in_c(value: Any) -> bool:
-    """True when ``value`` is a list or tuple of exact ints in ``[0, 2**64)``, decided in C: one
-    pass counting types, one ``array('Q')`` conversion that overflows outside the range.  False
-    says nothing (an int subclass, say): the caller then checks element by element.  O(len)."""
-    if type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value):
-        try:
-            array("Q", value)
-        except OverflowError:
-            return False
-        return True
-    return False
+    """True when ``value`` is a list or tuple of exact ints in ``[0, 2**64)``, decided in C
+    (:func:`exact_ints`, :func:`u64s_from`).  False says nothing (an int subclass, say): the caller
+    then checks element by element.  O(len)."""
+    return exact_ints(value) and u64s_from(value)
 
 
 def u64_sequence(name: str, value: Any) -> tuple[int, ...]:

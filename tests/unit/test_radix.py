@@ -375,6 +375,20 @@ def test_query_hashes_are_checked_alike_on_both_paths(ns):
     for bad in ([11, True], [11, 12.0], [11, -1], [11, 2**64]):
         with pytest.raises(InvalidArgument, match=r"local_hashes\[1\]"):
             fm(t, bad)
+    # impl walks a list of exact ints first and range-checks only what the walk did not match:
+    # a bad hash right after a whole matched chain, inside a node, behind a hole, or in a query
+    # answered by the edge table (an irregular worker) is refused all the same
+    t.apply_event(2, st_([(100, 11), (101, 12), (102, 13)]))
+    t.apply_event(3, st_([(100, 11), (101, 12)]))
+    t.apply_event(3, st_([(101, 12)], parent=100))  # a repeat: still one lane
+    t.apply_event(4, st_([(200, 11)]))
+    t.apply_event(4, st_([(201, 11)]))  # two blocks on one path: the edge table
+    t.apply_event(2, rm([101]))  # a hole under worker 2's third block
+    before = state(t)
+    for bad, at in (([11, 12, 2**64], 2), ([11, 12, 13, -1], 3), ([11, -5, 13], 1), ([11, 12, 13, 14, 2**70], 4)):
+        with pytest.raises(InvalidArgument, match=rf"local_hashes\[{at}\]"):
+            fm(t, bad)
+    assert state(t) == before
 
 
 def test_a_dropped_trie_is_freed_without_the_cyclic_gc():
