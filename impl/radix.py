@@ -458,8 +458,11 @@ def early_exit_scores(scores: dict[Worker, int]) -> dict[Worker, int]:
 
 
 #: ``OverlapScores`` filled in place: its converter copies the scores, and a query's fresh dict
-#: needs no copy, so ``find_matches`` builds the frozen instance with these two (O(1))
-_new, _set = object.__new__, object.__setattr__
+#: needs no copy, so ``find_matches`` builds the frozen instance with ``object.__new__`` and the
+#: two slots' own setters (O(1), no attribute lookup)
+_new = object.__new__
+_set_scores = OverlapScores.__dict__["scores"].__set__
+_set_frequencies = OverlapScores.__dict__["frequencies"].__set__
 
 
 class RadixIndex:
@@ -533,8 +536,8 @@ class RadixIndex:
         if early_exit:
             scores = early_exit_scores(scores)
         out = _new(OverlapScores)  # takes ownership of ``scores``: no copy
-        _set(out, "scores", scores)
-        _set(out, "frequencies", ())
+        _set_scores(out, scores)
+        _set_frequencies(out, ())
         return out
 
     def dump_events(self) -> list[RouterEvent]:
