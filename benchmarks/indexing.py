@@ -33,6 +33,12 @@ the garbage collected, so what is still traced is everything the index retains, 
 included.  Dynamo's tree lives in Rust: its figure is the process's RSS growth while applying
 the pre-serialised events (approximate).  Figures are per (worker, block) pair held.
 
+Floor: a fourth apply side that is not an index (:class:`FloorIndex`): the argument checks every
+index runs, then one dict store per stored block (its local hash as the value) and one pop per
+removed block, in a map per worker.  An index that finds blocks by hash — removal names them by
+hash — can do no less in Python; where the floor itself is near Dynamo's time, no Python index
+structure can be faster than Dynamo at applying events.
+
 GC share: one more impl build from the same events, with the time the cyclic garbage collector
 spends in its collections (``gc.callbacks``, CPU time) summed and divided by the build's time —
 the share of apply that is GC, with the other sides' indexes and the events alive, as in the
@@ -118,6 +124,35 @@ def _dynamo_tree_class():
     except Exception as exc:  # noqa: BLE001 - optional engine
         print(f"(Dynamo's RadixTree not importable: {type(exc).__name__}: {exc}; pip install 'kvspec[dynamo]')")
         return None, None
+
+
+class FloorIndex:
+    """The floor of ``apply`` (module docs): checks, then one dict operation per named block.  Not
+    an index (it answers no query); O(k) per event."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, int], dict[int, int]] = {}
+
+    def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
+        from kvspec import checks
+
+        names = checks.device_event(worker_id, event, KvCacheEvent)
+        worker = (worker_id, event.dp_rank)
+        blocks = self.held.get(worker)
+        if blocks is None:
+            blocks = self.held[worker] = {}
+        data = event.data
+        if names is not None:
+            blocks.update(zip(names, map(_tokens_hash, data.blocks)))
+        elif isinstance(data, Removed):
+            for name in data.block_hashes:
+                blocks.pop(name, None)
+        else:
+            blocks.clear()
+
+
+def _tokens_hash(block: StoredBlock) -> int:
+    return block.tokens_hash
 
 
 def _apply_batch(cls, events, keep: list):
@@ -424,10 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for total in (int(b) for b in args.blocks.split(",")):
         events, sets = build_workload(total, args.workers, seed=args.seed, queries=args.queries)
         payloads = [(w, e.to_json().encode()) for w, e in events]
-        kept = {"impl": [], "model": [], "dynamo": []}
+        kept = {"impl": [], "model": [], "dynamo": [], "floor": []}
         sides = {
             "impl": (_apply_batch(impl_cls, events, kept["impl"]), len(events)),
             "model": (_apply_batch(kvspec.model.RadixIndex, events, kept["model"]), len(events)),
+            "floor": (_apply_batch(FloorIndex, events, kept["floor"]), len(events)),
         }
         if dynamo_cls is not None:
             sides["dynamo"] = (_apply_batch(dynamo_cls, payloads, kept["dynamo"]), len(events))
@@ -438,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  apply per event, us: impl {fmt_us(applied['impl'])}, model {fmt_us(applied['model'])}"
               + (f", Dynamo {fmt_us(applied['dynamo'])}" if "dynamo" in applied else "")
               + f"  ({args.apply_rounds} builds x {len(events):,} events per side)")
+        print(f"  apply floor (checks + one dict store per block, module docs), us: {fmt_us(applied['floor'])}"
+              + (f"; floor/Dynamo {applied['floor'].median / applied['dynamo'].median:.2f}" if "dynamo" in applied else ""))
         print(f"  teardown (dropping a built index) per event, us: impl {fmt_us(teardown['impl'])}, "
               f"model {fmt_us(teardown['model'])}"
               + (f", Dynamo {fmt_us(teardown['dynamo'])}" if "dynamo" in teardown else ""))
