@@ -125,13 +125,15 @@ class VllmPrefixCacheMachine(DifferentialMachine):
         subject, rid = self._pick(pick)
         self.attempt(subject, "preempt", rid)
 
-    @rule(chunk=st.sampled_from([0, -1, 2]), token=st.sampled_from([-1, 2**32, 1]))
-    def misuse(self, chunk: int, token: int) -> None:
-        """Unknown requests, bad chunks and tokens: the same error class on both sides, no change."""
-        self.attempt("w1", "schedule", "nobody", None)
-        self.attempt("w1", "append_token", "nobody", 0)
-        self.attempt("w1", "add_request", "", [0], False)
-        self.attempt("w1", "add_request", "bad", [token], False)
+    @rule(where=st.integers(0, 3), chunk=st.sampled_from([0, -1, 2]), token=st.sampled_from([-1, 2**32, 1]))
+    def misuse(self, where: int, chunk: int, token: int) -> None:
+        """Unknown requests, bad chunks and tokens, at any worker: the same error class on both
+        sides, no change."""
+        subject = f"w{where % self.workers + 1}"
+        self.attempt(subject, "schedule", "nobody", None)
+        self.attempt(subject, "append_token", "nobody", 0)
+        self.attempt(subject, "add_request", "", [0], False)
+        self.attempt(subject, "add_request", "bad", [token], False)
         if self.live and chunk < 1:
             subject, rid = self.live[0]
             self.attempt(subject, "schedule", rid, chunk)
