@@ -78,6 +78,7 @@ __all__ = [
     "dp_rank",
     "enum_member",
     "exact",
+    "exact_ints",
     "flag",
     "frequency_spec",
     "index_event",
@@ -106,6 +107,7 @@ __all__ = [
     "u32",
     "u64",
     "u64_sequence",
+    "u64s_from",
     "use_lengths",
     "use_parent",
     "vllm_cache_options",
@@ -493,17 +495,29 @@ def exact_ints(value: Any) -> bool:
     return type(value) in _LIST_OR_TUPLE and countOf(map(type, value), int) == len(value)
 
 
+#: scratch for :func:`u64s_from`: filling one array with ``fromlist`` costs about half of building
+#: a new ``array('Q', values)`` (which fetches each item through the generic sequence protocol).
+#: Only the exception matters, never the content, so callers sharing it cannot disturb each other;
+#: with exact ints no Python code runs inside ``fromlist`` (the GIL is held throughout).
+_U64_SCRATCH = array("Q")
+
+
 def u64s_from(values: list[int] | tuple[int, ...], start: int = 0) -> bool:
-    """True when the exact ints ``values[start:]`` all lie in ``[0, 2**64)``: one ``array('Q')``
-    conversion in C, which overflows outside the range.  O(len - start).
+    """True when the exact ints ``values[start:]`` all lie in ``[0, 2**64)``: one conversion to
+    machine integers in C, which overflows outside the range.  O(len - start).
 
     >>> u64s_from([2**64, 5], 1), u64s_from([5, -1])
     (True, False)
     """
+    rest = values[start:] if start else values
+    if type(rest) is not list:  # ``fromlist`` takes a list
+        rest = list(rest)
     try:
-        array("Q", values if start == 0 else values[start:])
+        _U64_SCRATCH.fromlist(rest)
     except OverflowError:
         return False
+    finally:
+        del _U64_SCRATCH[:]
     return True
 
 
