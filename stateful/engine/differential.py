@@ -176,6 +176,14 @@ class LazyObservations(Mapping):
         value = self._values[name] = _read_observer(self._obj, name)
         return value
 
+    def get(self, name: str, default: Any = None) -> Any:
+        """``self[name]`` or ``default`` for a name that is not an observer (the drains are read
+        already: O(1) for them, without :class:`Mapping`'s ``get`` going through ``KeyError``)."""
+        try:
+            return self._values[name]
+        except KeyError:
+            return self[name] if name in self._names else default
+
     def __contains__(self, name: object) -> bool:
         return name in self._names
 
