@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections import Counter
 from functools import cache, lru_cache
 
-import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 
@@ -61,6 +60,10 @@ def _ceil_div(a: int, b: int) -> int:
 # handful of paths, so the same operations come up over and over (as the identities in
 # ``strategies``, they are built once: the fuzz mode spent a tenth of its time re-validating them).
 # Both sides still receive, validate and apply each one as a fresh call.
+
+
+#: ``FullBlock(h)``, one per hash (the raw rules hold hashes of the path tree)
+full_block = cache(FullBlock)
 
 
 @cache
@@ -284,10 +287,10 @@ class ManagerMachine(DifferentialMachine):
         if with_parent and start > 0:
             above = current_of(path[:start])
             if self.raw_full[above] > 0:
-                parent = FullBlock(above)
+                parent = full_block(above)
         op = chain_use(path, start, parent)
         if partial:
-            op = attrs.evolve(op, blocks=op.blocks + (PartialBlock(self.ids.uuid()),))
+            op = Use(op.blocks + (PartialBlock(self.ids.uuid()),), op.local_hashes, op.plhs, None, op.parent)
         n, error = self.process(op)
         if error is None:
             self._took(op.blocks, n)
@@ -304,7 +307,7 @@ class ManagerMachine(DifferentialMachine):
     @rule(data=st.data())
     def raw_deref(self, data):
         """Release some raw references in any order (roots before leaves included)."""
-        held = [FullBlock(h) for h, c in sorted(self.raw_full.items()) for _ in range(c)]
+        held = [full_block(h) for h, c in sorted(self.raw_full.items()) for _ in range(c)]
         held += [PartialBlock(u) for u in sorted(self.raw_partials)]
         chosen = shuffled(data, held)[: len(held) // 2 + 1]
         batched = data.draw(BOOLEANS)
