@@ -158,6 +158,7 @@ class ManagerMachine(DifferentialMachine):
         return expected.observed.get("drain_events") or []
 
     def _track_events(self) -> None:
+        router = self.router  # a Counter: .get, not [], so that a missing hash costs no __missing__ call
         for event in self._events_of_last_step():
             assert event.event_id == self.next_event_id, f"event id {event.event_id}, expected {self.next_event_id}"
             assert event.dp_rank == self.dp_rank
@@ -165,17 +166,20 @@ class ManagerMachine(DifferentialMachine):
             if isinstance(event.data, Stored):
                 parent = event.data.parent_hash
                 if self.consistent:
-                    assert parent is None or self.router[parent] > 0, f"Stored under {parent}, not held"
+                    assert parent is None or router.get(parent, 0) > 0, f"Stored under {parent}, not held"
                 for block in event.data.blocks:
+                    held = router.get(block.block_hash, 0)
                     if self.consistent:
-                        assert self.router[block.block_hash] == 0, f"{block.block_hash} stored twice"
-                    self.router[block.block_hash] += 1
+                        assert held == 0, f"{block.block_hash} stored twice"
+                    router[block.block_hash] = held + 1
             elif isinstance(event.data, Removed):
                 for h in event.data.block_hashes:
-                    assert self.router[h] > 0, f"Removed {h}, never stored or already removed"
-                    self.router[h] -= 1
-                    if self.router[h] == 0:
-                        del self.router[h]
+                    held = router.get(h, 0)
+                    assert held > 0, f"Removed {h}, never stored or already removed"
+                    if held == 1:
+                        del router[h]
+                    else:
+                        router[h] = held - 1
 
     def process(self, op):
         """One step; returns ``(value, error)``."""
