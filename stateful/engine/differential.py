@@ -24,11 +24,9 @@ mode's cheaper contract (:mod:`kvspec.stateful.fuzz`): after every step it compa
 value or error and the ``drain_*`` observers (they are per-step and destructive); the other
 observers — the subject's *state* — are read only when someone asks (a machine reading
 ``outcomes[-1]``) and compared at a :meth:`Differential.checkpoint`: every ``checkpoint_every``
-steps of a subject that may have changed it, and when the driver ends a run, for every subject
-stepped since its last checkpoint (a step that *is* the subject's only state observer, such as
-``idx.dump_events()``, compares it like a checkpoint; a step both sides refused with an error
-does not count, as the model keeps the rule that an error changes nothing, unless its error is
-one of the ``partial_errors``).  A state difference is therefore found a few steps late (a target that changes its state on an erroring step differs from the model, which
+steps of a subject, and when the driver ends a run (a step that *is* the subject's only state
+observer, such as ``idx.dump_events()``, compares it like a checkpoint).  A state difference is therefore found a few
+steps late (a target that changes its state on an erroring step differs from the model, which
 did not, at the next checkpoint), and the fuzz driver replays the steps with
 ``observe="every-step"`` to name the exact step, so traces read the same in both modes.  What this
 mode cannot see: a difference that a later step undoes before the checkpoint, and an erroring
@@ -345,8 +343,6 @@ class Differential:
         self._live: dict[str, tuple[LazyObservations, LazyObservations]] = {}
         self._drains: dict[str, tuple[str, ...]] = {}
         self._states: dict[str | None, tuple[str, ...]] = {}
-        #: checkpoint mode: subjects with a step both sides refused since their last checkpoint
-        self._refused: set[str] = set()
         #: checkpoint mode: subject -> its :class:`_Lane` (both objects and what is read per step)
         self._lanes: dict[str, _Lane] = {}
         self.checkpoints = 0
@@ -483,29 +479,15 @@ class Differential:
         if not (error_e == error_a and drains_e == drains_a and value_e == value_a
                 and type(value_e) is type(value_a)):
             self._compare_now(step, expected, actual, dict(drains_e), dict(drains_a))
-        if error_e is None:
-            if method == lane.only_state:
-                self._unchecked[subject] = 0  # the step read the only state observer: compared above
-            else:
-                unchecked = self._unchecked[subject] = self._unchecked.get(subject, 0) + 1
-                if unchecked >= self.checkpoint_every:
-                    self.checkpoint(subject)
+        if error_e is None and method == lane.only_state:
+            self._unchecked[subject] = 0  # the step read the only state observer: compared above
         else:
-            self._refused_since_checkpoint(subject, error_e)
-            _raise(exc_e)
-        return value_e
-
-    def _refused_since_checkpoint(self, subject: str, error: str) -> None:
-        """Count a step both sides refused with ``error``: toward the next checkpoint only if it
-        may leave an effect (``partial_errors``); otherwise it changed nothing (the rule every
-        model keeps), and a target it did change differs at the next checkpoint, which the
-        run's end always makes."""
-        if error in self.partial_errors:
             unchecked = self._unchecked[subject] = self._unchecked.get(subject, 0) + 1
             if unchecked >= self.checkpoint_every:
                 self.checkpoint(subject)
-        else:
-            self._refused.add(subject)
+        if exc_e is not None:
+            _raise(exc_e)
+        return value_e
 
     def _apply_first(self, step: Step) -> Any:
         """:meth:`_apply_at_checkpoints` for a construction step or a subject without a lane
@@ -534,10 +516,7 @@ class Differential:
             self._compare_now(step, expected, actual, dict(drains_e), dict(drains_a))
         if step.is_create:
             self._unchecked[subject] = 0
-            self._refused.discard(subject)
-        elif expected.error is not None:
-            self._refused_since_checkpoint(subject, expected.error)
-        elif self._states_of(subject) == (step.method,):
+        elif expected.error is None and self._states_of(subject) == (step.method,):
             self._unchecked[subject] = 0  # the step read the only state observer: compared above
         else:
             unchecked = self._unchecked[subject] = self._unchecked.get(subject, 0) + 1
@@ -611,11 +590,9 @@ class Differential:
         """
         if self._every_step:
             return
-        subjects = [subject] if subject is not None else [s for s, n in self._unchecked.items()
-                                                          if n or s in self._refused]
+        subjects = [subject] if subject is not None else [s for s, n in self._unchecked.items() if n]
         for name in subjects:
             self._unchecked[name] = 0
-            self._refused.discard(name)
             cls = self.classes.get(name)
             if cls is None or name not in self.model_objects or name not in self.target_objects:
                 continue
