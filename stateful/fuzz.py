@@ -21,8 +21,11 @@ What is cheaper than ``kvspec check`` besides the engine (each a measured cost, 
   events after every step, the state observers every ``checkpoint_every`` steps of a subject and at
   the end of every run; a machine that reads observations of earlier steps (the tracker machine's
   stream invariant) gets those observers read eagerly, learnt on its first such read
-  (:class:`~kvspec.stateful.engine.differential.StaleObservation`, the run is redone);
+  (:class:`~kvspec.stateful.engine.differential.StaleObservation`, the run is redone); a
+  subject's step is two calls on objects looked up once per subject, its drains read through
+  methods bound once (the differential's *lane*);
 * invariants run after every ``invariants_every``-th rule and at the end of every run;
+* a rule's arguments are drawn in a dict display, not a comprehension (:func:`_plain_caller`);
 * garbage is collected between runs, not in the middle of one (:class:`_RunScopedGC`).
 
 On a failure the run's steps are replayed with every observer compared after every step — the
