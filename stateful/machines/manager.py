@@ -277,9 +277,10 @@ class ManagerMachine(DifferentialMachine):
     # -- raw operations ---------------------------------------------------------------------------
 
     def _took(self, blocks, n):
+        raw_full = self.raw_full
         for block in blocks[:n]:
             if isinstance(block, FullBlock):
-                self.raw_full[block.hash] += 1
+                raw_full[block.hash] = raw_full.get(block.hash, 0) + 1
             else:
                 self.raw_partials.add(block.uuid)
 
@@ -323,9 +324,11 @@ class ManagerMachine(DifferentialMachine):
                 continue
             for block in op.blocks:
                 if isinstance(block, FullBlock):
-                    self.raw_full[block.hash] -= 1
-                    if self.raw_full[block.hash] == 0:
-                        del self.raw_full[block.hash]
+                    left = self.raw_full[block.hash] - 1
+                    if left:
+                        self.raw_full[block.hash] = left
+                    else:
+                        self.raw_full.pop(block.hash)
                 else:
                     self.raw_partials.discard(block.uuid)
 
