@@ -108,7 +108,7 @@ class DifferentialMachine(RuleBasedStateMachine):
     def attempt(self, subject: str, method: str, *args: Any, **kwargs: Any) -> tuple[Any, KvSpecError | None]:
         """Call on both sides; return ``(value, None)`` or ``(None, error)`` when both raised alike."""
         try:
-            return self.run.call(subject, method, *args, **kwargs), None
+            return self.run.call_step(subject, method, args, kwargs), None
         except KvSpecError as error:
             # the error is a value here; its traceback would tie the caller's frame (which keeps
             # the error) into a reference cycle only the garbage collector frees

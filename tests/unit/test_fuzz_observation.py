@@ -132,3 +132,16 @@ def test_eager_observers_are_read_after_every_step():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError):
         Differential(*sides(), observers=OBSERVERS, observe="sometimes")
+
+
+def test_the_hot_path_builds_the_same_steps_and_outcomes_as_their_constructors():
+    from kvspec.stateful.engine.differential import Outcome, Step, _outcome, _step
+
+    assert _step("c", "add", (1,), {"k": 2}) == Step("c", "add", (1,), {"k": 2})
+    assert _outcome(3, "InvalidArgument", "bad", {"value": 1}) == Outcome(3, "InvalidArgument", "bad", {"value": 1})
+    diff = run(observe="checkpoints", checkpoint_every=100)
+    diff.call("c", "add", 5)
+    step, (expected, actual) = diff.steps[-1], diff.outcomes[-1]
+    assert type(step) is Step and step == Step("c", "add", (5,), {}) and step.describe() == "c.add(5)"
+    assert type(expected) is Outcome and (expected.value, expected.error, expected.message) == (None, None, "")
+    assert expected.observed["value"] == actual.observed["value"] == 5
