@@ -216,7 +216,11 @@ class ApproxSideMachine(RoutingRules, TieredMachine):
         for faster in self.events._faster_or_equal(tier):
             known.update(self.events.blocks(faster, worker))
         full = list(self.events._path(pick(data, sorted(blocks)), known))
-        path = full[: len(full) - number(data, 0, len(full) - 1)]
+        # a routed prefix near either end: a short one leaves the prediction below the events'
+        # score (the maximum must keep the events'), a long one reaches the offloaded suffix
+        # (the prediction must not be counted twice); integer draws favour their low end
+        length = number(data, 1, len(full))
+        path = full[:length] if pick(data, [True, False]) else full[:len(full) + 1 - length]
         if pick(data, [False, False, True]):
             worker = pick(data, ROUTE_WORKERS)
         self.run.call(self.subject, "record_routing_decision", worker[0], worker[1], path)
