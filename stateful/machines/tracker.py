@@ -13,7 +13,7 @@ of three naming schemes, chosen per call:
 
 Rules store whole chains for one to three sources in a row (from any start position, so the
 first parent may be unknown), re-send the last store, store single blocks under any name and
-parent, remove chains leaf first (again for several sources), remove one name from one source or
+parent, move a name from one block to another and release the first, remove chains leaf first (again for several sources), remove one name from one source or
 from every source, clear rarely, query ``get_block_sources`` (dedup), and send bad input.  Every
 return value and every drained event must equal the model's; after every rule the dedup machine
 also reads ``get_block_sources`` for every name on both sides and records the query as a step
@@ -146,6 +146,18 @@ class TrackerMachine(DifferentialMachine):
     def store_one(self, source, ext, parent, block, tier, lora):
         """Any name, any parent (known, unknown, itself, none): remapped names, orphans, self parents."""
         self._store(ext, source, TOKEN_BLOCKS[block], parent, tier, lora, dp_rank=1 if lora else None)
+
+    @rule(source=sources, first=st.integers(0, len(TOKEN_BLOCKS) - 1), second=st.integers(0, len(TOKEN_BLOCKS) - 1),
+          alias=st.sampled_from(POOL), tier=tiers)
+    def rename_then_release(self, source, first, second, alias, tier):
+        """A name moves between blocks: ``alias`` names a root block beside its shared name, then
+        another root block; releasing the first block (by its shared name) must leave the name
+        that moved away alone.  The other rules reach this only through long chains of pool names."""
+        shared = name_of("shared", source, (first,))
+        self._store(shared, source, TOKEN_BLOCKS[first], None, tier)
+        self._store(alias, source, TOKEN_BLOCKS[first], None, tier)
+        self._store(alias, source, TOKEN_BLOCKS[second], None, tier)
+        self.run.call("tracker", "handle_remove", shared, source, tier)
 
     @rule(source=sources, ext=names, tier=tiers)
     def remove_one(self, source, ext, tier):
