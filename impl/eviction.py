@@ -141,10 +141,10 @@ _ID_BITS = 32  # a queue entry packs (tick, node id) into one int: tick << 32 | 
 _ID_MASK = (1 << _ID_BITS) - 1
 
 #: a node's record: ``_WIDTH`` machine ints at ``_rec[_WIDTH * node:]``, one per field below
-_BLOCK, _PARENT, _CHILDREN, _TICK = range(4)
-_WIDTH = 4
-#: the record of a node that is not in use, and of a fresh Ghost
-_BLANK = (_NONE, _NONE, 0, _NONE)
+_BLOCK, _PARENT, _CHILDREN, _TICK, _POS = range(5)
+_WIDTH = 5
+#: the record of a node id that is not in use
+_BLANK = (_NONE, _NONE, 0, _NONE, _NONE)
 
 
 class LineageIndex(_Built):
@@ -153,16 +153,22 @@ class LineageIndex(_Built):
     Layout: *one packed record per node id*, no object per node.  At a million blocks a node
     object with a set of children costs two cyclic-GC-tracked containers per block, scanned at
     every full collection, and pointer chasing through scattered memory; parallel arrays cost a
-    cache line per field; a record of four machine ints side by side costs one line (two when it
+    cache line per field; a record of five machine ints side by side costs one line (two when it
     straddles) for everything a rule reads about a node but its identity.
 
-    * ``_nodes: key -> node id`` for every node, Real or Ghost (``key = (position, current)``).
-    * per node id: ``_key`` (``None`` when the id is spare), ``_plh`` (``None`` <=> Ghost), and the
-      record ``_rec[4 * id : 4 * id + 4]`` (``array("q")``: the ints sit in the array, no int
-      object per field): ``_BLOCK`` (block id, ``_NONE`` unless Real), ``_PARENT`` (node id or
-      ``_NONE``), ``_CHILDREN`` (how many nodes name this one as parent: the only thing about the
-      children any rule reads), ``_TICK`` (Real only, else ``_NONE``: ``tick << 1 | queued``, where
-      ``queued`` is 1 when the queue holds an entry with the node's current tick).
+    * The key index, every node (Real or Ghost) once under its key ``(position, current)``:
+      ``_nodes: current -> node id``, the position being the node's ``_POS`` (read on the record's
+      line anyway), so a node costs no key object (a tuple per node is one more scattered object
+      to allocate, compare against and free); ``_clash: (position, current) -> node id`` holds
+      the rare key whose ``current`` ``_nodes`` already filed for another position.  A lookup
+      (:meth:`_node_at`) is one dict probe, two when ``_clash`` is not empty.
+    * per node id: ``_key`` (its ``current``, ``None`` when the id is spare), ``_plh`` (``None`` <=>
+      Ghost), and the record ``_rec[5 * id : 5 * id + 5]`` (``array("q")``: the ints sit in the
+      array, no int object per field): ``_BLOCK`` (block id, ``_NONE`` unless Real), ``_PARENT``
+      (node id or ``_NONE``), ``_CHILDREN`` (how many nodes name this one as parent: the only thing
+      about the children any rule reads), ``_TICK`` (Real only, else ``_NONE``: ``tick << 1 |
+      queued``, where ``queued`` is 1 when the queue holds an entry with the node's current tick),
+      ``_POS`` (its key's position).
     * ``_spare``: ids of deleted nodes, reused (last deleted first, while its record is likely
       still cached) before the record array grows.
     * ``_real``: number of Real nodes (= ``len``).
@@ -173,12 +179,12 @@ class LineageIndex(_Built):
       ``_heap``.  The victim is the smaller live head of the two.  A re-leafed node whose old
       entry is still queued is not queued twice (it simply becomes live again, at its original
       tick, which is the rule).  Both are rebuilt from the live entries when together they exceed
-      ``2 * len(_nodes) + 32`` entries, so they stay O(n) (amortised O(1) per operation).
+      ``2 * (nodes) + 32`` entries, so they stay O(n) (amortised O(1) per operation).
     * Fifo queue: ``_fifo`` is an OrderedDict of the leaf ids in the order they became leaves.
 
-    Invariants (``_check``, O(n + queued entries)): every Ghost has children; ``_children`` equals
-    the number of nodes naming the node as parent, and every parent is a node; every key maps to
-    an id that stores that key; a spare id has a blank record; ``_real`` counts the Real nodes;
+    Invariants (``_check``, O(n + queued entries)): every node is filed once, under its own key,
+    and no two share a key; every Ghost has children; ``_children`` equals
+    the number of nodes naming the node as parent, and every parent is a node; a spare id has a blank record; ``_real`` counts the Real nodes;
     Tick: ``_fresh`` is sorted, the heap is a heap, a node's queued bit says exactly whether an
     entry with its tick is queued (at most one), and every Real leaf is queued; Fifo: ``_fifo``
     holds exactly the Real leaves.
@@ -187,8 +193,9 @@ class LineageIndex(_Built):
     def __init__(self, policy: str = "tick") -> None:
         checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self._tick_policy = policy == "tick"
-        self._nodes: dict[tuple[int, int], int] = {}
-        self._key: list[tuple[int, int] | None] = []
+        self._nodes: dict[int, int] = {}
+        self._clash: dict[tuple[int, int], int] = {}
+        self._key: list[int | None] = []
         self._plh: list[Plh | None] = []
         self._rec = array("q")
         self._spare: list[int] = []
@@ -200,29 +207,48 @@ class LineageIndex(_Built):
 
     # -- node ids ---------------------------------------------------------------------------------
 
-    def _new_node(self, key: tuple[int, int]) -> int:
-        """A Ghost at ``key``, linked to nothing (rule 4 for an absent parent).  O(1) amortised."""
+    def _node_at(self, position: int, current: int) -> int | None:
+        """The node at key ``(position, current)``, or ``None``.  O(1)."""
+        node = self._nodes.get(current)
+        if node is not None and self._rec[_WIDTH * node + _POS] == position:
+            return node
+        return self._clash.get((position, current)) if self._clash else None
+
+    def _new_node(self, position: int, current: int) -> int:
+        """A Ghost at key ``(position, current)``, linked to nothing (rule 4 for an absent parent).  O(1) amortised."""
         if self._spare:
             node = self._spare.pop()  # its record is blank (see _delete_node)
-            self._key[node] = key
+            self._key[node] = current
         else:
             node = len(self._key)
-            self._key.append(key)
+            self._key.append(current)
             self._plh.append(None)
             self._rec.extend(_BLANK)
-        self._nodes[key] = node
+        self._rec[_WIDTH * node + _POS] = position
+        if current in self._nodes:
+            self._clash[position, current] = node
+        else:
+            self._nodes[current] = node
         return node
 
-    def _new_placeholder(self, key: tuple[int, int]) -> int:
-        """The Ghost standing in for an absent parent at ``key``: registered, linked to nothing (rule 4)."""
-        return self._new_node(key)
+    def _new_placeholder(self, position: int, current: int) -> int:
+        """The Ghost standing in for an absent parent at ``(position, current)``: registered, linked to nothing (rule 4)."""
+        return self._new_node(position, current)
 
     def _delete_node(self, node: int) -> None:
         """Forget a childless Ghost: its id becomes spare, its record blank.  O(1)."""
-        del self._nodes[self._key[node]]
+        current = self._key[node]
+        at = _WIDTH * node
+        if self._nodes.get(current) == node:
+            del self._nodes[current]
+        else:
+            del self._clash[self._rec[at + _POS], current]
         self._key[node] = None
-        self._rec[_WIDTH * node + _PARENT] = _NONE  # a Ghost's block and tick are _NONE already
+        self._rec[at + _PARENT] = self._rec[at + _POS] = _NONE  # a Ghost's block and tick are _NONE already
         self._spare.append(node)
+
+    def _node_count(self) -> int:
+        return len(self._nodes) + len(self._clash)
 
     # -- leaf policy hooks ------------------------------------------------------------------------
 
@@ -257,25 +283,27 @@ class LineageIndex(_Built):
 
     def insert(self, plh: Plh, block_id: int) -> None:
         """O(1) amortised (Tick, Fifo); the parent, a Ghost placeholder if absent, is linked."""
-        key = plh.key
-        nodes = self._nodes
-        node = nodes.get(key)
+        position, current, rec = plh.position, plh.current, self._rec
+        node = self._nodes.get(current)  # _node_at, inlined: the hot path
+        if node is None or rec[_WIDTH * node + _POS] != position:
+            node = self._clash.get((position, current)) if self._clash else None
         if node is None:
-            node = self._new_node(key)
+            node = self._new_node(position, current)
         elif self._plh[node] is not None:
-            raise DuplicateLineage(f"lineage key {key} already holds {self._plh[node]} (inserting {plh})")
-        rec = self._rec
+            raise DuplicateLineage(f"lineage key {plh.key} already holds {self._plh[node]} (inserting {plh})")
         at = _WIDTH * node
         self._plh[node] = plh
         rec[at + _BLOCK] = block_id
         rec[at + _TICK] = self._next_tick << 1  # a new tick: nothing queued under it yet
         self._next_tick += 1
         self._real += 1
-        parent_key = plh.parent_key
-        if parent_key is not None and rec[at + _PARENT] == _NONE:
-            parent = nodes.get(parent_key)
+        if position and rec[at + _PARENT] == _NONE:  # plh.parent_key, without a tuple
+            parent_current = plh.parent if plh.parent is not None else 0
+            parent = self._nodes.get(parent_current)
+            if parent is None or rec[_WIDTH * parent + _POS] != position - 1:
+                parent = self._clash.get((position - 1, parent_current)) if self._clash else None
             if parent is None:
-                parent = self._new_placeholder(parent_key)
+                parent = self._new_placeholder(position - 1, parent_current)
             children = _WIDTH * parent + _CHILDREN
             if not rec[children] and self._plh[parent] is not None:
                 self._leaf_gone(parent)  # demoted: no longer evictable
@@ -283,12 +311,12 @@ class LineageIndex(_Built):
             rec[at + _PARENT] = parent
         if not rec[at + _CHILDREN]:
             self._leaf_added(node, True)
-        if len(self._fresh) + len(self._heap) > 2 * len(nodes) + 32:
+        if len(self._fresh) + len(self._heap) > 2 * (len(self._nodes) + len(self._clash)) + 32:
             self._compact()
 
     def remove(self, plh: Plh) -> int:
         """O(depth pruned): the childless Ghosts above it go too (each made by one earlier insert)."""
-        node = self._nodes.get(plh.key)
+        node = self._node_at(plh.position, plh.current)
         if node is None or self._plh[node] != plh:
             raise KeyError(plh)
         return self._remove_node(node)
@@ -362,6 +390,7 @@ class LineageIndex(_Built):
         for name in ("_key", "_plh", "_rec", "_heap", "_spare"):
             setattr(clone, name, getattr(self, name)[:])
         clone._nodes = dict(self._nodes)
+        clone._clash = dict(self._clash)
         clone._fresh = deque(self._fresh)
         clone._fifo = OrderedDict(self._fifo)
         return clone
@@ -385,14 +414,17 @@ class LineageIndex(_Built):
         size = len(self._key)
         field = self._field
         assert len(self._plh) == size and len(self._rec) == _WIDTH * size, "node arrays differ in length"
-        assert len(set(self._spare)) == len(self._spare) == size - len(self._nodes), "spare ids"
+        assert len(set(self._spare)) == len(self._spare) == size - self._node_count(), "spare ids"
         for n in self._spare:
             assert self._key[n] is None and self._plh[n] is None, "a spare id still has a key"
             assert tuple(self._rec[_WIDTH * n:_WIDTH * n + _WIDTH]) == _BLANK, "a spare id's record is not blank"
         counts = [0] * size
         real = 0
-        for key, node in self._nodes.items():
-            assert self._key[node] == key, f"node {node} does not store its key {key}"
+        filed = [((field(node, _POS), current), node) for current, node in self._nodes.items()]
+        filed += self._clash.items()
+        assert len({node for _, node in filed}) == len({key for key, _ in filed}) == len(filed), "a node or key filed twice"
+        for key, node in filed:
+            assert (field(node, _POS), self._key[node]) == key, f"node {node} does not store its key {key}"
             plh = self._plh[node]
             if plh is None:
                 assert field(node, _CHILDREN), f"childless ghost at {key}"
@@ -404,10 +436,10 @@ class LineageIndex(_Built):
             if parent != _NONE:
                 assert self._key[parent] is not None, f"{key} names a deleted parent"
                 counts[parent] += 1
-        for node in self._nodes.values():
-            assert counts[node] == field(node, _CHILDREN), f"child count of {self._key[node]}"
+        for key, node in filed:
+            assert counts[node] == field(node, _CHILDREN), f"child count of {key}"
         assert real == self._real, f"real count {self._real} != {real}"
-        leaves = {n for n in self._nodes.values() if self._plh[n] is not None and not field(n, _CHILDREN)}
+        leaves = {n for _, n in filed if self._plh[n] is not None and not field(n, _CHILDREN)}
         if self._tick_policy:
             fresh = list(self._fresh)
             assert fresh == sorted(fresh), "fresh leaves out of tick order"

@@ -10,7 +10,7 @@ Structures (invariants checked by :meth:`KvManager._check`):
 * ``_slot_hash``: block id -> the sequence hash it was registered under, read only while that
   block is a live identity of the pool (registered, not evicted: what the router was told).  The
   pool's own key index answers "is this Plh registered" (:meth:`BlockPool._primary_of`) and "who
-  holds this lineage key" (:meth:`BlockPool._owner_of_key`), so the manager keeps no map per
+  holds this lineage key" (:meth:`BlockPool._owner_at`), so the manager keeps no map per
   registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
   whose ``_slot_hash`` is the victim's hash.
 
@@ -71,15 +71,15 @@ class KvManager:
     # -- validation ------------------------------------------------------------------------------
 
     def _check_lineage(self, plhs) -> None:
-        _owner_of_key = self._pool._owner_of_key
+        """No Plh of ``plhs`` shares its lineage key with a live identity or an earlier one of ``plhs``.  O(len)."""
+        _owner_at = self._pool._owner_at
         local: dict = {}
         for plh in plhs:
-            key = (plh.position, plh.current)
-            other = _owner_of_key(key)
+            other = _owner_at(plh.position, plh.current)
             if other is None:
-                other = local.setdefault(key, plh)
+                other = local.setdefault(plh.key, plh)
             if other != plh:
-                raise DuplicateLineage(f"{plh} shares lineage key {key} with {other}")
+                raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
 
     # -- slots -----------------------------------------------------------------------------------
 
