@@ -10,8 +10,9 @@ Structures (invariants checked by :meth:`KvManager._check`):
     pool primary that the pool's key index files under ``current == h`` (``BlockPool._live[h] ==
     slot``), i.e. the hash is its own block's lineage ``current``, as it is for every block of an
     :class:`~kvspec.sequence.ActiveSequence`.  Found through the pool's own index, so such a block
-    costs the manager no dict entry (a second hash table probed at random with the same keys was
-    the manager's largest cost per block at a million blocks).  At most one such hash per slot.
+    costs the manager no dict entry: a second table of a million entries, probed at random with
+    the same keys, costs a cache miss per probe (``kvspec bench lifecycle`` measures the per-block
+    time from 1k to 1M blocks).  At most one such hash per slot.
   - ``_fulls``: hash -> ``refs << 32 | block id`` for every other held hash (a hash that is not
     its block's ``current``, or whose key the pool files as a clash): usually empty.  One int,
     not a ``[block id, refs]`` list: a list per held block is a container the GC scans.
@@ -26,11 +27,12 @@ Structures (invariants checked by :meth:`KvManager._check`):
   registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
   whose ``_slot_hash`` is the victim's hash.
 
-Costs: a held-hash lookup is O(1) (:meth:`_held_at`); ``Use`` is O(len(blocks)) plus the pool's own costs (no scan of the manager's state: the
-"was this block registered before this Use" question is answered from the Use's own eviction
-log, because a block that is newly stored but was registered at the start must have been evicted
-by this very Use); ``Deref`` O(len(blocks)); ``Promote`` O(1) plus the pool.  Observers that list
-state (``active_refcounts``, ``eviction_order``) are O(n).
+Costs: a held-hash lookup is O(1) (:meth:`_held_at`); ``Use`` is O(len(blocks)) plus the pool's own
+costs (no scan of the manager's state: the "was this block registered before this Use" question
+is answered from the Use's own eviction log, because a block that is newly stored but was
+registered at the start must have been evicted by this very Use); ``Deref`` O(len(blocks)); ``Promote`` O(1) plus the pool.  Observers that list
+state are O(n): ``eviction_order`` in the inactive blocks, ``active_refcounts`` in the capacity (a
+scan of ``_held``, which spares the hot path a table of held hashes).
 
 Rules, events and errors: exactly the model's (``kvspec.model.manager``), including kvspec's
 parent anchoring (one Stored per run of new blocks, anchored to the block before the run) and the
