@@ -177,14 +177,18 @@ class KvManager:
                 else:
                     hit = pool.match_blocks([plh])
                     if hit:
-                        self._hold_new(h, hit[0])
+                        got = hit[0]
                     else:
                         slot = self._take_slot(evicted, evicted_hash)
                         if slot is None:
                             break
-                        self._hold_new(h, pool.register(slot, plh))
+                        got = pool.register(slot, plh)
                         slot_hash[slot] = h
                         new = evicted_hash.get(plh) != h
+                    if live.get(h) == got:  # _hold_new, inlined: the hot path
+                        held[got] = 1
+                    else:
+                        fulls[h] = _REF | got
                 self._refs += 1
                 if new:
                     if not run:
@@ -217,6 +221,15 @@ class KvManager:
         partials, held_at = self._partials, self._held_at
         if len(blocks) == 1:  # the sequence's only shape: O(1) validation
             (block,) = blocks
+            if type(block) is FullBlock and not self._fulls:  # _held_at inlined: the hot path
+                slot = self._pool._live.get(block.hash)
+                if slot is None or not self._held[slot]:
+                    raise BlockNotHeld(f"Deref: {block!r} is not held")
+                self._refs -= 1
+                self._held[slot] -= 1
+                if not self._held[slot]:
+                    self._pool.release(slot)
+                return 1
             if type(block) is PartialBlock:
                 if block.uuid not in partials:
                     raise BlockNotHeld(f"Deref: {block!r} is not held")
