@@ -13,7 +13,9 @@ Structures (N = total blocks):
   object to allocate, compare against on every hit and free); ``_clash`` holds, under the full
   tuple, the rare live key whose ``current`` is already filed for another position.  One index
   serves both questions — "which slot is this Plh's primary" (the key, then the full Plh
-  compared) and "does another identity hold this key" (the impostor check).
+  compared) and "does another identity hold this key" (the impostor check) — and a third for
+  :class:`kvspec.impl.manager.KvManager`, which finds a held block whose sequence hash is its own
+  ``current`` through ``_live`` instead of a table of its own.
 * ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
 
 Complexity: a key lookup (:meth:`_owner_at`) is one dict probe, two when ``_clash`` is not empty;
