@@ -136,28 +136,41 @@ class MultiLruIndex(_Built):
 
 # --- Lineage ---------------------------------------------------------------------------------
 
-_NONE = -1  # "no node" / "no tick" in the int arrays below
+_NONE = -1  # "no node" / "no block" / "not Real" in the node records below
 _ID_BITS = 32  # a queue entry packs (tick, node id) into one int: tick << 32 | node id
 _ID_MASK = (1 << _ID_BITS) - 1
+
+#: a node's record: ``_WIDTH`` machine ints at ``_rec[_WIDTH * node:]``, one per field below
+_BLOCK, _PARENT, _CHILDREN, _TICK, _POS = range(5)
+_WIDTH = 5
+#: the record of a node id that is not in use
+_BLANK = (_NONE, _NONE, 0, _NONE, _NONE)
 
 
 class LineageIndex(_Built):
     """Lineage graph with Tick (oldest-tick leaf first) or Fifo (oldest leaf first) leaf queue.
 
-    Layout: *parallel arrays indexed by a node id*, no object per node.  At a million blocks a
-    node object with a set of children costs two cyclic-GC-tracked containers per block, scanned
-    at every full collection, and pointer chasing through scattered memory; a slot of a few int
-    lists costs neither (ints are never GC-tracked, and one list is one GC object).
+    Layout: *one packed record per node id*, no object per node.  At a million blocks a node
+    object with a set of children costs two cyclic-GC-tracked containers per block, scanned at
+    every full collection, and pointer chasing through scattered memory; parallel arrays cost a
+    cache line per field; a record of five machine ints side by side costs one line (two when it
+    straddles) for everything a rule reads about a node but its identity.
 
-    * ``_nodes: key -> node id`` for every node, Real or Ghost (``key = (position, current)``).
-    * per node id: ``_key`` (``None`` when the id is spare), ``_plh`` (``None`` <=> Ghost),
-      ``_block``, ``_parent`` (node id or ``_NONE``), ``_children`` (how many nodes name this one
-      as parent: the only thing about the children any rule reads), ``_tick`` (Real only, else
-      ``_NONE``), ``_queued`` (1 when the queue holds an entry with the node's current tick).
-      The int fields are machine-int arrays (``array("q")``, ``bytearray``): the value sits in the
-      array itself, so reading a cold node costs one cache line per field, not a line for the
-      list slot plus one for the int object it points to.
-    * ``_spare``: ids of deleted nodes, reused before the arrays grow.
+    * The key index, every node (Real or Ghost) once under its key ``(position, current)``:
+      ``_nodes: current -> node id``, the position being the node's ``_POS`` (read on the record's
+      line anyway), so a node costs no key object (a tuple per node is one more scattered object
+      to allocate, compare against and free); ``_clash: (position, current) -> node id`` holds
+      the rare key whose ``current`` ``_nodes`` already filed for another position.  A lookup
+      (:meth:`_node_at`) is one dict probe, two when ``_clash`` is not empty.
+    * per node id: ``_key`` (its ``current``, ``None`` when the id is spare), ``_plh`` (``None`` <=>
+      Ghost), and the record ``_rec[5 * id : 5 * id + 5]`` (``array("q")``: the ints sit in the
+      array, no int object per field): ``_BLOCK`` (block id, ``_NONE`` unless Real), ``_PARENT``
+      (node id or ``_NONE``), ``_CHILDREN`` (how many nodes name this one as parent: the only thing
+      about the children any rule reads), ``_TICK`` (Real only, else ``_NONE``: ``tick << 1 |
+      queued``, where ``queued`` is 1 when the queue holds an entry with the node's current tick),
+      ``_POS`` (its key's position).
+    * ``_spare``: ids of deleted nodes, reused (last deleted first, while its record is likely
+      still cached) before the record array grows.
     * ``_real``: number of Real nodes (= ``len``).
     * Tick queue, *lazy deletion*: an entry ``tick << 32 | id`` is live iff node ``id`` still has
       that tick (so it is Real, the same incarnation) and no children.  A node becomes a leaf
@@ -166,28 +179,25 @@ class LineageIndex(_Built):
       ``_heap``.  The victim is the smaller live head of the two.  A re-leafed node whose old
       entry is still queued is not queued twice (it simply becomes live again, at its original
       tick, which is the rule).  Both are rebuilt from the live entries when together they exceed
-      ``2 * len(_nodes) + 32`` entries, so they stay O(n) (amortised O(1) per operation).
+      ``2 * (nodes) + 32`` entries, so they stay O(n) (amortised O(1) per operation).
     * Fifo queue: ``_fifo`` is an OrderedDict of the leaf ids in the order they became leaves.
 
-    Invariants (``_check``, O(n + queued entries)): every Ghost has children; ``_children`` equals
-    the number of nodes naming the node as parent, and every parent is a node; every key maps to
-    an id that stores that key; ``_real`` counts the Real nodes; Tick: ``_fresh`` is sorted, the
-    heap is a heap, a node's ``_queued`` flag says exactly whether an entry with its tick is
-    queued (at most one), and every Real leaf is queued; Fifo: ``_fifo`` holds exactly the Real
-    leaves.
+    Invariants (``_check``, O(n + queued entries)): every node is filed once, under its own key,
+    and no two share a key; every Ghost has children; ``_children`` equals
+    the number of nodes naming the node as parent, and every parent is a node; a spare id has a blank record; ``_real`` counts the Real nodes;
+    Tick: ``_fresh`` is sorted, the heap is a heap, a node's queued bit says exactly whether an
+    entry with its tick is queued (at most one), and every Real leaf is queued; Fifo: ``_fifo``
+    holds exactly the Real leaves.
     """
 
     def __init__(self, policy: str = "tick") -> None:
         checks.choice("lineage leaf policy", policy, checks.LEAF_POLICIES)
         self._tick_policy = policy == "tick"
-        self._nodes: dict[tuple[int, int], int] = {}
-        self._key: list[tuple[int, int] | None] = []
+        self._nodes: dict[int, int] = {}
+        self._clash: dict[tuple[int, int], int] = {}
+        self._key: list[int | None] = []
         self._plh: list[Plh | None] = []
-        self._block: list[int] = []
-        self._parent = array("q")
-        self._children = array("q")
-        self._tick = array("q")
-        self._queued = bytearray()
+        self._rec = array("q")
         self._spare: list[int] = []
         self._real = 0
         self._next_tick = 0
@@ -197,42 +207,59 @@ class LineageIndex(_Built):
 
     # -- node ids ---------------------------------------------------------------------------------
 
-    def _new_node(self, key: tuple[int, int]) -> int:
-        """A Ghost at ``key``, linked to nothing (rule 4 for an absent parent).  O(1) amortised."""
+    def _node_at(self, position: int, current: int) -> int | None:
+        """The node at key ``(position, current)``, or ``None``.  O(1)."""
+        node = self._nodes.get(current)
+        if node is not None and self._rec[_WIDTH * node + _POS] == position:
+            return node
+        return self._clash.get((position, current)) if self._clash else None
+
+    def _new_node(self, position: int, current: int) -> int:
+        """A Ghost at key ``(position, current)``, linked to nothing (rule 4 for an absent parent).  O(1) amortised."""
         if self._spare:
-            node = self._spare.pop()
-            self._key[node] = key
+            node = self._spare.pop()  # its record is blank (see _delete_node)
+            self._key[node] = current
         else:
             node = len(self._key)
-            self._key.append(key)
+            self._key.append(current)
             self._plh.append(None)
-            self._block.append(_NONE)
-            self._parent.append(_NONE)
-            self._children.append(0)
-            self._tick.append(_NONE)
-            self._queued.append(0)
-        self._nodes[key] = node
+            self._rec.extend(_BLANK)
+        self._rec[_WIDTH * node + _POS] = position
+        if current in self._nodes:
+            self._clash[position, current] = node
+        else:
+            self._nodes[current] = node
         return node
 
-    def _new_placeholder(self, key: tuple[int, int]) -> int:
-        """The Ghost standing in for an absent parent at ``key``: registered, linked to nothing (rule 4)."""
-        return self._new_node(key)
+    def _new_placeholder(self, position: int, current: int) -> int:
+        """The Ghost standing in for an absent parent at ``(position, current)``: registered, linked to nothing (rule 4)."""
+        return self._new_node(position, current)
 
     def _delete_node(self, node: int) -> None:
-        """Forget a childless Ghost: its id becomes spare.  O(1)."""
-        del self._nodes[self._key[node]]
+        """Forget a childless Ghost: its id becomes spare, its record blank.  O(1)."""
+        current = self._key[node]
+        at = _WIDTH * node
+        if self._nodes.get(current) == node:
+            del self._nodes[current]
+        else:
+            del self._clash[self._rec[at + _POS], current]
         self._key[node] = None
-        self._parent[node] = _NONE
+        self._rec[at + _PARENT] = self._rec[at + _POS] = _NONE  # a Ghost's block and tick are _NONE already
         self._spare.append(node)
+
+    def _node_count(self) -> int:
+        return len(self._nodes) + len(self._clash)
 
     # -- leaf policy hooks ------------------------------------------------------------------------
 
     def _leaf_added(self, node: int, newest: bool) -> None:
         """``node`` (Real) has no children now; ``newest``: it was inserted just now.  O(log n) at worst."""
         if self._tick_policy:
-            if not self._queued[node]:
-                self._queued[node] = 1
-                entry = self._tick[node] << _ID_BITS | node
+            at = _WIDTH * node + _TICK
+            tick = self._rec[at]
+            if not tick & 1:
+                self._rec[at] = tick | 1
+                entry = tick >> 1 << _ID_BITS | node
                 if newest:
                     self._fresh.append(entry)  # the largest tick so far: the deque stays sorted
                 else:
@@ -246,66 +273,72 @@ class LineageIndex(_Built):
             self._fifo.pop(node, None)
 
     def _unqueued(self, entry: int) -> None:
-        """``entry`` left the tick queue: clear its node's flag if it was the node's current entry."""
-        node = entry & _ID_MASK
-        if self._tick[node] == entry >> _ID_BITS:
-            self._queued[node] = 0
+        """``entry`` left the tick queue: clear its node's queued bit if it was the node's current entry."""
+        at = _WIDTH * (entry & _ID_MASK) + _TICK
+        tick = self._rec[at]
+        if tick >> 1 == entry >> _ID_BITS:  # never for _NONE (-1 >> 1 == -1)
+            self._rec[at] = tick & ~1
 
     # -- operations -------------------------------------------------------------------------------
 
     def insert(self, plh: Plh, block_id: int) -> None:
         """O(1) amortised (Tick, Fifo); the parent, a Ghost placeholder if absent, is linked."""
-        key = plh.key
-        nodes = self._nodes
-        node = nodes.get(key)
+        position, current, rec = plh.position, plh.current, self._rec
+        node = self._nodes.get(current)  # _node_at, inlined: the hot path
+        if node is None or rec[_WIDTH * node + _POS] != position:
+            node = self._clash.get((position, current)) if self._clash else None
         if node is None:
-            node = self._new_node(key)
+            node = self._new_node(position, current)
         elif self._plh[node] is not None:
-            raise DuplicateLineage(f"lineage key {key} already holds {self._plh[node]} (inserting {plh})")
+            raise DuplicateLineage(f"lineage key {plh.key} already holds {self._plh[node]} (inserting {plh})")
+        at = _WIDTH * node
         self._plh[node] = plh
-        self._block[node] = block_id
-        self._tick[node] = self._next_tick
-        self._queued[node] = 0  # a new tick: nothing queued under it yet
+        rec[at + _BLOCK] = block_id
+        rec[at + _TICK] = self._next_tick << 1  # a new tick: nothing queued under it yet
         self._next_tick += 1
         self._real += 1
-        parent_key = plh.parent_key
-        if parent_key is not None and self._parent[node] == _NONE:
-            parent = nodes.get(parent_key)
+        if position and rec[at + _PARENT] == _NONE:  # plh.parent_key, without a tuple
+            parent_current = plh.parent if plh.parent is not None else 0
+            parent = self._nodes.get(parent_current)
+            if parent is None or rec[_WIDTH * parent + _POS] != position - 1:
+                parent = self._clash.get((position - 1, parent_current)) if self._clash else None
             if parent is None:
-                parent = self._new_placeholder(parent_key)
-            children = self._children
-            if not children[parent] and self._plh[parent] is not None:
+                parent = self._new_placeholder(position - 1, parent_current)
+            children = _WIDTH * parent + _CHILDREN
+            if not rec[children] and self._plh[parent] is not None:
                 self._leaf_gone(parent)  # demoted: no longer evictable
-            children[parent] += 1
-            self._parent[node] = parent
-        if not self._children[node]:
+            rec[children] += 1
+            rec[at + _PARENT] = parent
+        if not rec[at + _CHILDREN]:
             self._leaf_added(node, True)
-        if len(self._fresh) + len(self._heap) > 2 * len(nodes) + 32:
+        if len(self._fresh) + len(self._heap) > 2 * (len(self._nodes) + len(self._clash)) + 32:
             self._compact()
 
     def remove(self, plh: Plh) -> int:
         """O(depth pruned): the childless Ghosts above it go too (each made by one earlier insert)."""
-        node = self._nodes.get(plh.key)
+        node = self._node_at(plh.position, plh.current)
         if node is None or self._plh[node] != plh:
             raise KeyError(plh)
         return self._remove_node(node)
 
     def _remove_node(self, node: int) -> int:
-        block_id = self._block[node]
-        children, parents = self._children, self._parent
-        if not children[node]:
+        rec = self._rec
+        at = _WIDTH * node
+        block_id = rec[at + _BLOCK]
+        if not rec[at + _CHILDREN]:
             self._leaf_gone(node)
         self._plh[node] = None
-        self._block[node] = self._tick[node] = _NONE
+        rec[at + _BLOCK] = rec[at + _TICK] = _NONE
         self._real -= 1
         cur = node
-        while not children[cur]:
-            parent = parents[cur]
+        while not rec[_WIDTH * cur + _CHILDREN]:
+            parent = rec[_WIDTH * cur + _PARENT]
             self._delete_node(cur)
             if parent == _NONE:
                 break
-            children[parent] -= 1
-            if children[parent]:
+            children = _WIDTH * parent + _CHILDREN
+            rec[children] -= 1
+            if rec[children]:
                 break
             if self._plh[parent] is not None:
                 self._leaf_added(parent, False)  # Tick: back at its original tick; Fifo: at the tail
@@ -314,8 +347,8 @@ class LineageIndex(_Built):
         return block_id
 
     def _live(self, entry: int) -> bool:
-        node = entry & _ID_MASK
-        return self._tick[node] == entry >> _ID_BITS and not self._children[node]
+        at = _WIDTH * (entry & _ID_MASK)
+        return self._rec[at + _TICK] >> 1 == entry >> _ID_BITS and not self._rec[at + _CHILDREN]
 
     def _victim(self) -> int:
         """The Real leaf with the smallest tick (Tick) or the oldest leaf (Fifo); dequeued.  O(log n) amortised."""
@@ -354,10 +387,10 @@ class LineageIndex(_Built):
         """An independent copy (O(n)), sharing only the immutable Plhs and keys."""
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        for name in ("_key", "_plh", "_block", "_parent", "_children", "_tick", "_heap", "_spare"):
+        for name in ("_key", "_plh", "_rec", "_heap", "_spare"):
             setattr(clone, name, getattr(self, name)[:])
         clone._nodes = dict(self._nodes)
-        clone._queued = bytearray(self._queued)
+        clone._clash = dict(self._clash)
         clone._fresh = deque(self._fresh)
         clone._fifo = OrderedDict(self._fifo)
         return clone
@@ -374,40 +407,48 @@ class LineageIndex(_Built):
     def __len__(self) -> int:
         return self._real
 
+    def _field(self, node: int, field: int) -> int:
+        return self._rec[_WIDTH * node + field]
+
     def _check(self) -> None:
         size = len(self._key)
-        assert all(len(a) == size for a in (self._plh, self._block, self._parent, self._children,
-                                             self._tick, self._queued)), "node arrays differ in length"
-        assert len(set(self._spare)) == len(self._spare) == size - len(self._nodes), "spare ids"
-        assert all(self._key[n] is None for n in self._spare), "a spare id still has a key"
+        field = self._field
+        assert len(self._plh) == size and len(self._rec) == _WIDTH * size, "node arrays differ in length"
+        assert len(set(self._spare)) == len(self._spare) == size - self._node_count(), "spare ids"
+        for n in self._spare:
+            assert self._key[n] is None and self._plh[n] is None, "a spare id still has a key"
+            assert tuple(self._rec[_WIDTH * n:_WIDTH * n + _WIDTH]) == _BLANK, "a spare id's record is not blank"
         counts = [0] * size
         real = 0
-        for key, node in self._nodes.items():
-            assert self._key[node] == key, f"node {node} does not store its key {key}"
+        filed = [((field(node, _POS), current), node) for current, node in self._nodes.items()]
+        filed += self._clash.items()
+        assert len({node for _, node in filed}) == len({key for key, _ in filed}) == len(filed), "a node or key filed twice"
+        for key, node in filed:
+            assert (field(node, _POS), self._key[node]) == key, f"node {node} does not store its key {key}"
             plh = self._plh[node]
             if plh is None:
-                assert self._children[node], f"childless ghost at {key}"
-                assert self._tick[node] == _NONE
+                assert field(node, _CHILDREN), f"childless ghost at {key}"
+                assert field(node, _TICK) == _NONE and field(node, _BLOCK) == _NONE
             else:
                 real += 1
-                assert plh.key == key and self._tick[node] >= 0
-            parent = self._parent[node]
+                assert plh.key == key and field(node, _TICK) >= 0 and field(node, _BLOCK) >= 0
+            parent = field(node, _PARENT)
             if parent != _NONE:
                 assert self._key[parent] is not None, f"{key} names a deleted parent"
                 counts[parent] += 1
-        for node in self._nodes.values():
-            assert counts[node] == self._children[node], f"child count of {self._key[node]}"
+        for key, node in filed:
+            assert counts[node] == field(node, _CHILDREN), f"child count of {key}"
         assert real == self._real, f"real count {self._real} != {real}"
-        leaves = {n for n in self._nodes.values() if self._plh[n] is not None and not self._children[n]}
+        leaves = {n for _, n in filed if self._plh[n] is not None and not field(n, _CHILDREN)}
         if self._tick_policy:
             fresh = list(self._fresh)
             assert fresh == sorted(fresh), "fresh leaves out of tick order"
             heap = self._heap
             assert all(heap[(i - 1) // 2] <= heap[i] for i in range(1, len(heap))), "heap property"
-            current = [e for e in fresh + heap if self._tick[e & _ID_MASK] == e >> _ID_BITS]
+            current = [e for e in fresh + heap if field(e & _ID_MASK, _TICK) >> 1 == e >> _ID_BITS]
             ids = [e & _ID_MASK for e in current]
             assert len(set(ids)) == len(ids), "a tick is queued twice"
-            assert set(ids) == {n for n in range(size) if self._queued[n] and self._tick[n] != _NONE}
+            assert set(ids) == {n for n in range(size) if field(n, _TICK) != _NONE and field(n, _TICK) & 1}
             assert leaves <= set(ids), "a leaf is not queued"
         else:
             assert set(self._fifo) == leaves, "fifo queue != leaves"

@@ -3,22 +3,36 @@
 Structures (invariants checked by :meth:`KvManager._check`):
 
 * ``_partials``: uuid -> slot (a mutable pool slot).  O(1).
-* ``_fulls``: sequence hash -> ``refs << 32 | block id`` with ``refs >= 1`` (one int, not a
-  ``[block id, refs]`` list: a list per held block is a container the cyclic GC scans at every full
-  collection); the manager holds exactly one pool reference per entry.  O(1).
+* Held full blocks, sequence hash -> (references >= 1, block id), the manager holding exactly one
+  pool reference per held hash, in one of two places (never both):
+
+  - ``_held[slot]`` (machine ints, one per slot), the common case: the hash ``h`` held on the
+    pool primary that the pool's key index files under ``current == h`` (``BlockPool._live[h] ==
+    slot``), i.e. the hash is its own block's lineage ``current``, as it is for every block of an
+    :class:`~kvspec.sequence.ActiveSequence`.  Found through the pool's own index, so such a block
+    costs the manager no dict entry: a second table of a million entries, probed at random with
+    the same keys, costs a cache miss per probe (``kvspec bench lifecycle`` measures the per-block
+    time from 1k to 1M blocks).  At most one such hash per slot.
+  - ``_fulls``: hash -> ``refs << 32 | block id`` for every other held hash (a hash that is not
+    its block's ``current``, or whose key the pool files as a clash): usually empty.  One int,
+    not a ``[block id, refs]`` list: a list per held block is a container the GC scans.
+
+  :meth:`_held_at` finds either in O(1): ``_fulls`` first (a dict that is usually empty is a probe
+  into one cached line), then ``_held[_live[h]]``.
 * ``_refs``: ``len(_partials) + sum(refs)``, kept incrementally (O(1) observer).
 * ``_slot_hash``: block id -> the sequence hash it was registered under, read only while that
   block is a live identity of the pool (registered, not evicted: what the router was told).  The
   pool's own key index answers "is this Plh registered" (:meth:`BlockPool._primary_of`) and "who
-  holds this lineage key" (:meth:`BlockPool._owner_of_key`), so the manager keeps no map per
+  holds this lineage key" (:meth:`BlockPool._owner_at`), so the manager keeps no map per
   registered block of its own: a one-slot allocation that evicts returns the victim's own slot,
   whose ``_slot_hash`` is the victim's hash.
 
-Costs: ``Use`` is O(len(blocks)) plus the pool's own costs (no scan of the manager's state: the
-"was this block registered before this Use" question is answered from the Use's own eviction
-log, because a block that is newly stored but was registered at the start must have been evicted
-by this very Use); ``Deref`` O(len(blocks)); ``Promote`` O(1) plus the pool.  Observers that list
-state (``active_refcounts``, ``eviction_order``) are O(n).
+Costs: a held-hash lookup is O(1) (:meth:`_held_at`); ``Use`` is O(len(blocks)) plus the pool's own
+costs (no scan of the manager's state: the "was this block registered before this Use" question
+is answered from the Use's own eviction log, because a block that is newly stored but was
+registered at the start must have been evicted by this very Use); ``Deref`` O(len(blocks)); ``Promote`` O(1) plus the pool.  Observers that list
+state are O(n): ``eviction_order`` in the inactive blocks, ``active_refcounts`` in the capacity (a
+scan of ``_held``, which spares the hot path a table of held hashes).
 
 Rules, events and errors: exactly the model's (``kvspec.model.manager``), including kvspec's
 parent anchoring (one Stored per run of new blocks, anchored to the block before the run) and the
@@ -59,6 +73,7 @@ class KvManager:
         self._pool = BlockPool(capacity, eviction=eviction, frequency=frequency)
         self._partials: dict[int, int] = {}
         self._fulls: dict[int, int] = {}
+        self._held = array("q", bytes(8 * capacity))  # machine ints: no int object per slot
         self._refs = 0
         self._slot_hash = array("Q", bytes(8 * capacity))  # u64 hashes stored inline, no int object per slot
         self._events: list[KvCacheEvent] = []
@@ -71,15 +86,15 @@ class KvManager:
     # -- validation ------------------------------------------------------------------------------
 
     def _check_lineage(self, plhs) -> None:
-        _owner_of_key = self._pool._owner_of_key
+        """No Plh of ``plhs`` shares its lineage key with a live identity or an earlier one of ``plhs``.  O(len)."""
+        _owner_at = self._pool._owner_at
         local: dict = {}
         for plh in plhs:
-            key = (plh.position, plh.current)
-            other = _owner_of_key(key)
+            other = _owner_at(plh.position, plh.current)
             if other is None:
-                other = local.setdefault(key, plh)
+                other = local.setdefault(plh.key, plh)
             if other != plh:
-                raise DuplicateLineage(f"{plh} shares lineage key {key} with {other}")
+                raise DuplicateLineage(f"{plh} shares lineage key {plh.key} with {other}")
 
     # -- slots -----------------------------------------------------------------------------------
 
@@ -94,6 +109,23 @@ class KvManager:
             evicted.append((victim, vh))
             evicted_hash[victim] = vh
         return slot
+
+    def _held_at(self, h: int) -> tuple[int, int] | None:
+        """``(references, block id)`` of held hash ``h``, or ``None``.  O(1)."""
+        entry = self._fulls.get(h)
+        if entry is not None:
+            return entry >> _SLOT_BITS, entry & _SLOT_MASK
+        slot = self._pool._live.get(h)
+        if slot is not None and self._held[slot]:
+            return self._held[slot], slot
+        return None
+
+    def _hold_new(self, h: int, slot: int) -> None:
+        """Record the first reference of hash ``h`` (not held) on ``slot``, where the rules of the module docstring say.  O(1)."""
+        if self._pool._live.get(h) == slot:
+            self._held[slot] = 1
+        else:
+            self._fulls[h] = _REF | slot
 
     def _registered_hash(self, plh) -> int | None:
         """The sequence hash ``plh`` is registered under, ``None`` if it is not live.  O(1)."""
@@ -119,7 +151,8 @@ class KvManager:
         parent = op.parent
         self._check_lineage(plhs)
 
-        pool, fulls, partials, slot_hash = self._pool, self._fulls, self._partials, self._slot_hash
+        pool, fulls, partials, slot_hash, held = self._pool, self._fulls, self._partials, self._slot_hash, self._held
+        live = pool._live
         evicted: list = []  # (plh, seq hash) in eviction order
         evicted_hash: dict = {}  # plh -> seq hash it had when this Use evicted it
         events: list = []
@@ -134,21 +167,28 @@ class KvManager:
                 plh = plhs[j]
                 lh = local_hashes[j] if local_hashes else 0
                 j += 1
-                entry = fulls.get(h)
                 new = False
+                entry = fulls.get(h) if fulls else None  # _held_at, inlined: the hot path
+                slot = live.get(h) if entry is None else None
                 if entry is not None:
                     fulls[h] = entry + _REF
+                elif slot is not None and held[slot]:
+                    held[slot] += 1
                 else:
                     hit = pool.match_blocks([plh])
                     if hit:
-                        fulls[h] = _REF | hit[0]
+                        got = hit[0]
                     else:
                         slot = self._take_slot(evicted, evicted_hash)
                         if slot is None:
                             break
-                        fulls[h] = _REF | pool.register(slot, plh)
+                        got = pool.register(slot, plh)
                         slot_hash[slot] = h
                         new = evicted_hash.get(plh) != h
+                    if live.get(h) == got:  # _hold_new, inlined: the hot path
+                        held[got] = 1
+                    else:
+                        fulls[h] = _REF | got
                 self._refs += 1
                 if new:
                     if not run:
@@ -178,13 +218,22 @@ class KvManager:
 
     def _deref(self, op: Deref) -> int:
         blocks = op.blocks
-        partials, fulls = self._partials, self._fulls
+        partials, held_at = self._partials, self._held_at
         if len(blocks) == 1:  # the sequence's only shape: O(1) validation
             (block,) = blocks
+            if type(block) is FullBlock and not self._fulls:  # _held_at inlined: the hot path
+                slot = self._pool._live.get(block.hash)
+                if slot is None or not self._held[slot]:
+                    raise BlockNotHeld(f"Deref: {block!r} is not held")
+                self._refs -= 1
+                self._held[slot] -= 1
+                if not self._held[slot]:
+                    self._pool.release(slot)
+                return 1
             if type(block) is PartialBlock:
                 if block.uuid not in partials:
                     raise BlockNotHeld(f"Deref: {block!r} is not held")
-            elif block.hash not in fulls:
+            elif held_at(block.hash) is None:
                 raise BlockNotHeld(f"Deref: {block!r} is not held")
         else:
             wanted: dict = {}
@@ -192,23 +241,31 @@ class KvManager:
                 wanted[block] = wanted.get(block, 0) + 1
             for block, count in wanted.items():
                 if type(block) is PartialBlock:
-                    held = 1 if block.uuid in partials else 0
+                    times = 1 if block.uuid in partials else 0
                 else:
-                    entry = fulls.get(block.hash)
-                    held = entry >> _SLOT_BITS if entry is not None else 0
-                if count > held:
-                    raise BlockNotHeld(f"Deref: {block!r} named {count} times, held {held} times")
-        pool = self._pool
+                    found = held_at(block.hash)
+                    times = found[0] if found is not None else 0
+                if count > times:
+                    raise BlockNotHeld(f"Deref: {block!r} named {count} times, held {times} times")
+        pool, fulls, held = self._pool, self._fulls, self._held
         for block in blocks:
             self._refs -= 1
             if type(block) is PartialBlock:
                 pool.release_mutable(partials.pop(block.uuid))
                 continue
-            entry = fulls[block.hash] - _REF
+            h = block.hash
+            entry = fulls.get(h) if fulls else None
+            if entry is None:  # held on its own slot
+                slot = pool._live[h]
+                held[slot] -= 1
+                if not held[slot]:
+                    pool.release(slot)
+                continue
+            entry -= _REF
             if entry >= _REF:
-                fulls[block.hash] = entry
+                fulls[h] = entry
             else:  # the last reference: entry is the block id
-                del fulls[block.hash]
+                del fulls[h]
                 pool.release(entry)
         return 1  # upstream's process() returns 1 for every Deref
 
@@ -220,17 +277,20 @@ class KvManager:
         self._check_lineage((plh,))
         del self._partials[op.uuid]
         h = op.seq_hash
-        entry = self._fulls.get(h)
-        if entry is not None:
+        found = self._held_at(h)
+        if found is not None:
             self._pool.release_mutable(slot)
-            self._fulls[h] = entry + _REF
+            if h in self._fulls:
+                self._fulls[h] += _REF
+            else:
+                self._held[found[1]] += 1
             return 1
         hit = self._pool.match_blocks([plh])
         if hit:
             self._pool.release_mutable(slot)
-            self._fulls[h] = _REF | hit[0]
+            self._hold_new(h, hit[0])
             return 1
-        self._fulls[h] = _REF | self._pool.register(slot, plh)
+        self._hold_new(h, self._pool.register(slot, plh))
         self._slot_hash[slot] = h
         local = op.local_hash if op.local_hash is not None else 0
         self._publish(Stored(op.parent_hash, (StoredBlock(h, local),)))
@@ -242,11 +302,11 @@ class KvManager:
         snap = as_snapshot(sequence)
         overlap = active = 0
         if snap.enable_prefix_caching:
-            fulls, _primary_of, plhs = self._fulls, self._pool._primary_of, snap.plhs
+            held_at, _primary_of, plhs = self._held_at, self._pool._primary_of, snap.plhs
             for index, block in enumerate(snap.unique_blocks):
                 if type(block) is PartialBlock:
                     break
-                if block.hash in fulls:
+                if held_at(block.hash) is not None:
                     overlap += 1
                     active += 1
                 elif index < len(plhs) and _primary_of(plhs[index]) is not None:
@@ -272,8 +332,20 @@ class KvManager:
     def num_inactive_blocks(self) -> int:
         return self._pool.inactive_len()
 
+    def _held_slots(self) -> list[int]:
+        """The slots holding their own ``current`` as a held hash (a scan of ``_held``: O(capacity))."""
+        held = self._held
+        return [slot for slot in range(self._capacity) if held[slot]]
+
     def active_refcounts(self) -> dict[int, int]:
-        return {h: entry >> _SLOT_BITS for h, entry in self._fulls.items()}
+        """O(capacity + held): both places of the module docstring."""
+        out = {self._pool._plh[slot].current: self._held[slot] for slot in self._held_slots()}
+        out.update((h, entry >> _SLOT_BITS) for h, entry in self._fulls.items())
+        return out
+
+    def _holds(self, h: int) -> bool:
+        """Whether sequence hash ``h`` is a held full block.  O(1)."""
+        return self._held_at(h) is not None
 
     def eviction_order(self) -> list[int]:
         registered = self._registered_hash
@@ -284,13 +356,22 @@ class KvManager:
         return 0
 
     def _held_full_slots(self) -> set[int]:
-        """The block ids the held full blocks pin (O(held))."""
-        return {entry & _SLOT_MASK for entry in self._fulls.values()}
+        """The block ids the held full blocks pin (O(capacity + held))."""
+        return {entry & _SLOT_MASK for entry in self._fulls.values()} | set(self._held_slots())
 
     def _check(self) -> None:
         """Every invariant of the module docstring, and the pool's: O(n) for n blocks."""
-        assert self._refs == len(self._partials) + sum(e >> _SLOT_BITS for e in self._fulls.values()), "ref counter"
+        live, plh_of = self._pool._live, self._pool._plh
+        own = self._held_slots()
+        assert self._refs == len(self._partials) + sum(e >> _SLOT_BITS for e in self._fulls.values()) + \
+            sum(self._held[slot] for slot in own), "ref counter"
         assert all(e >= _REF for e in self._fulls.values()), "a held full block has no reference"
+        assert all(n >= 0 for n in self._held), "a negative held count"
+        for slot in own:  # held on its own slot: filed under its own current, and not in _fulls too
+            assert live.get(plh_of[slot].current) == slot, f"slot {slot} held as its own current but not filed so"
+            assert plh_of[slot].current not in self._fulls, f"hash {plh_of[slot].current} held in both places"
+        for h, entry in self._fulls.items():  # a hash _held would find belongs there, not here
+            assert live.get(h) != entry & _SLOT_MASK, f"hash {h} in _fulls, but it is its slot's own current"
         slots = list(self._partials.values())
         assert len(set(slots)) == len(slots), "two partials share a slot"
         held_full_ids = self._held_full_slots()

@@ -217,7 +217,7 @@ class OffloadKvManager(KvManager):
             if type(block) is FullBlock:
                 plh = op.plhs[full_index]
                 full_index += 1
-                if block.hash not in self._fulls and self._pool._primary_of(plh) is None:
+                if not self._holds(block.hash) and self._pool._primary_of(plh) is None:
                     needed += 1
             elif block.uuid not in self._partials:
                 needed += 1
@@ -288,11 +288,11 @@ class OffloadKvManager(KvManager):
         return SwapInOutcome.BLOCKED_ON_G1_OFFLOAD
 
     def _register_swapped_in(self, batch: _Batch) -> None:
-        pool, slot_hash, fulls = self._pool, self._slot_hash, self._fulls
+        pool, slot_hash = self._pool, self._slot_hash
         parent, run = batch.parent, []
         for block, slot in zip(batch.blocks, batch.slots):
             plh = block.plh
-            if block.seq_hash in fulls or pool._owner_of_key(plh.key) is not None:
+            if self._holds(block.seq_hash) or pool._owner_of_key(plh.key) is not None:
                 pool.release_mutable(slot)
                 if run:
                     self._publish(Stored(parent, tuple(run)))

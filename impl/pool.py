@@ -6,20 +6,28 @@ Structures (N = total blocks):
 * ``_state``: bytearray, one state code per slot; ``_plh`` (list) / ``_refs`` / ``_pins`` (machine-int arrays): per slot
   (identity, caller references, number of duplicates pinning this primary).
 * ``_pinned``: duplicate id -> the primary it pins.
-* ``_live``: lineage key ``(position, current)`` -> id of the primary, active *or* inactive, of
-  the live identity holding that key; its Plh is ``_plh[id]``.  One map serves both questions —
-  "which slot is this Plh's primary" (the key, then the full Plh compared) and "does another
-  identity hold this key" (the impostor check) — so a block costs one dict entry, not two.
+* ``_live``: the live identity (primary, active *or* inactive) holding each lineage key
+  ``(position, current)``, filed under ``current`` alone: ``current -> id``, the position being
+  ``_plh[id].position`` (read anyway to compare the Plh).  Its key is the Plh's own ``current`` int,
+  so a block costs no key object (a ``(position, current)`` tuple per block is one more scattered
+  object to allocate, compare against on every hit and free); ``_clash`` holds, under the full
+  tuple, the rare live key whose ``current`` is already filed for another position.  One index
+  serves both questions — "which slot is this Plh's primary" (the key, then the full Plh
+  compared) and "does another identity hold this key" (the impostor check) — and a third for
+  :class:`kvspec.impl.manager.KvManager`, which finds a held block whose sequence hash is its own
+  ``current`` through ``_live`` instead of a table of its own.
 * ``_backend``: the inactive index (:mod:`kvspec.impl.eviction`).
 
-Complexity: ``allocate(n)`` O(n) plus the backend's evict cost; ``register`` O(1) + backend
+Complexity: a key lookup (:meth:`_owner_at`) is one dict probe, two when ``_clash`` is not empty;
+``allocate(n)`` O(n) plus the backend's evict cost; ``register`` O(1) + backend
 remove; ``match_blocks(k)`` O(k) + resurrections; ``release`` O(1) + backend insert.  Observers:
 ``refcounts`` O(N) (a scan of ``_state``: no per-block set of held ids to keep up on the hot path),
 ``eviction_order`` as the backend's ``order()``.
 
 Invariants (``_check``, O(N) plus the backend's check): every slot is in exactly one place — free deque (FREE), caller
-(MUTABLE), held by callers (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` indexes exactly
-the PRIMARY/INACTIVE slots, each under its own Plh's key; a primary's ``_pins`` equals the number of
+(MUTABLE), held by callers (PRIMARY/DUPLICATE) or the backend (INACTIVE); ``_live`` and ``_clash`` index exactly
+the PRIMARY/INACTIVE slots, each once, under its own Plh's ``current`` (``_live``) or key
+(``_clash``, when ``_live`` filed that ``current`` for another position first); a primary's ``_pins`` equals the number of
 duplicates naming it; an active primary has ``refs + pins > 0``; a duplicate has ``refs > 0``.
 """
 
@@ -61,25 +69,57 @@ class BlockPool:
         self._refs = array("q", bytes(8 * total_blocks))  # machine ints: no int object per slot
         self._pins = array("q", bytes(8 * total_blocks))
         self._pinned: dict[int, int] = {}
-        self._live: dict[tuple[int, int], int] = {}
+        self._live: dict[int, int] = {}
+        self._clash: dict[tuple[int, int], int] = {}
 
     def _make_backend(self, eviction: str) -> Any:
         return make_backend(eviction, self._frequency, self._thresholds)
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _file(self, plh: Plh, block_id: int) -> None:
+        """Index a new live identity under its key (free of any other identity).  O(1)."""
+        if plh.current in self._live:
+            self._clash[plh.key] = block_id
+        else:
+            self._live[plh.current] = block_id
+
+    def _unfile(self, plh: Plh, block_id: int) -> None:
+        """Drop a live identity from the key index.  O(1)."""
+        if self._live.get(plh.current) == block_id:
+            del self._live[plh.current]
+        else:
+            del self._clash[plh.key]
+
+    def _owner_at(self, position: int, current: int) -> Plh | None:
+        """The live identity (active or inactive primary) holding key ``(position, current)``, or ``None``.
+
+        O(1): ``_live`` under ``current``, its owner's position compared; ``_clash`` only if not empty.
+        """
+        block_id = self._live.get(current)
+        if block_id is not None:
+            owner = self._plh[block_id]
+            if owner.position == position:
+                return owner
+        if self._clash:
+            block_id = self._clash.get((position, current))
+            if block_id is not None:
+                return self._plh[block_id]
+        return None
+
     def _primary_of(self, plh: Plh) -> int | None:
-        """The id of ``plh``'s primary (active or inactive), or ``None``: O(1)."""
-        block_id = self._live.get(plh.key)
-        if block_id is None:
-            return None
+        """The id of ``plh``'s primary (active or inactive), or ``None``: O(1), the lookup of :meth:`_owner_at`."""
+        block_id = self._live.get(plh.current)
+        if block_id is None or self._plh[block_id].position != plh.position:
+            block_id = self._clash.get(plh.key) if self._clash else None
+            if block_id is None:
+                return None
         live = self._plh[block_id]
         return block_id if live is plh or live == plh else None  # an impostor shares only the key
 
     def _owner_of_key(self, key: tuple[int, int]) -> Plh | None:
-        """The live identity (active or inactive primary) holding lineage ``key``, or ``None``: O(1)."""
-        block_id = self._live.get(key)
-        return None if block_id is None else self._plh[block_id]
+        """:meth:`_owner_at` for a ``(position, current)`` key."""
+        return self._owner_at(*key)
 
     def _acquire(self, plh: Plh) -> int | None:
         block_id = self._primary_of(plh)
@@ -115,7 +155,7 @@ class BlockPool:
         evicted: list[Plh] = []
         for _ in range(n - take):
             plh, block_id = backend.evict()
-            del self._live[plh.key]
+            self._unfile(plh, block_id)
             state[block_id] = MUTABLE
             self._plh[block_id] = None
             ids.append(block_id)
@@ -135,7 +175,7 @@ class BlockPool:
         _plh("plh", plh)
         if not valid or self._state[block_id] != MUTABLE:
             raise BlockStateError(f"block {block_id} is not an allocated mutable block")
-        owner = self._owner_of_key(plh.key)
+        owner = self._owner_at(plh.position, plh.current)
         if owner is not None and owner != plh:
             raise DuplicateLineage(f"{plh} has the lineage key of live identity {owner}")
         if owner is None:
@@ -144,7 +184,7 @@ class BlockPool:
             self._state[block_id] = PRIMARY
             self._plh[block_id] = plh
             self._refs[block_id] = 1
-            self._live[plh.key] = block_id
+            self._file(plh, block_id)
             return block_id
         existing = self._acquire(plh)
         if not self._reject:
@@ -238,8 +278,13 @@ class BlockPool:
         assert counts[FREE] == len(self._free) == len(set(self._free))
         assert all(self._state[i] == FREE for i in self._free)
         assert counts[INACTIVE] == len(self._backend)
-        assert counts[PRIMARY] + counts[INACTIVE] == len(self._live)
-        for key, block_id in self._live.items():
+        assert counts[PRIMARY] + counts[INACTIVE] == len(self._live) + len(self._clash)
+        filed = [*self._live.values(), *self._clash.values()]
+        assert len(set(filed)) == len(filed), "a slot filed twice"
+        assert len({self._plh[block_id].key for block_id in filed}) == len(filed), "two live identities share a key"
+        for current, block_id in self._live.items():
+            assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id].current == current
+        for key, block_id in self._clash.items():
             assert self._state[block_id] in (PRIMARY, INACTIVE) and self._plh[block_id].key == key
         pins = [0] * self._total
         for dup, primary in self._pinned.items():

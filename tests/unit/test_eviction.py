@@ -264,7 +264,7 @@ def test_impl_tick_heap_stays_bounded_under_resurrection_churn():
         backend.insert(churn, 1)
         backend.remove(churn)
         backend._check()
-    assert backend._queue_len() <= 2 * len(backend._nodes) + 33
+    assert backend._queue_len() <= 2 * backend._node_count() + 33
     backend.insert(churn, 1)
     assert backend.order() == [keep, churn]
 

@@ -313,3 +313,52 @@ def test_multi_lru_custom_thresholds(ns):
     pool.release(ib)
     pool.release(ia)
     assert pool.eviction_order() == [a, b]
+
+
+
+def _use_one(pool, plh):
+    """Match ``plh``, else allocate and register it; a refused registration gives its slot back."""
+    hit = pool.match_blocks([plh])
+    if hit:
+        return "hit", hit[0]
+    got = pool.allocate(1)
+    if got is None:
+        return "full", None
+    try:
+        return "new", pool.register(got[0], plh)
+    except DuplicateLineage:
+        pool.release_mutable(got[0])
+        return "refused", None
+
+
+@pytest.mark.parametrize("duplication", ["allow", "reject"])
+@pytest.mark.parametrize("eviction", EVICTIONS)
+def test_keys_sharing_current_across_positions(eviction, duplication):
+    """Live keys ``(position, current)`` that share ``current``, and impostors of them: the impl files
+    such keys apart from the common case; every answer, error and observer must still be the model's."""
+    import random
+
+    rng = random.Random(11)
+    plhs = [Plh(pos, cur, None if pos == 0 else parent)
+            for pos in range(4) for cur in (1, 2, 3) for parent in (1, 2)]
+    model, impl = (ns.BlockPool(6, eviction=eviction, duplication=duplication, frequency="exact")
+                   for ns in (kvspec.model, kvspec.impl))
+    held: list[int] = []
+    clashed = refused = 0
+    for _ in range(1500):
+        if held and rng.random() < 0.4:
+            block = held.pop(rng.randrange(len(held)))
+            model.release(block)
+            impl.release(block)
+        else:
+            plh = rng.choice(plhs)
+            outcome = _use_one(model, plh)
+            assert _use_one(impl, plh) == outcome, plh
+            refused += outcome[0] == "refused"
+            if outcome[1] is not None:
+                held.append(outcome[1])
+        assert snapshot(impl) == snapshot(model)
+        assert impl.check_presence(plhs) == model.check_presence(plhs)
+        impl._check()
+        clashed += bool(impl._clash)
+    assert clashed and refused, "the workload never filed a shared current or met an impostor"
