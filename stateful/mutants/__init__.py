@@ -20,7 +20,7 @@ import attrs
 from kvspec.errors import TargetError
 from kvspec.targets import Target
 
-__all__ = ["FAMILY", "MODULES", "MUTANTS", "Mutant", "mutant_target"]
+__all__ = ["FAMILY", "MODULES", "MUTANTS", "Mutant", "drifted", "mutant_target"]
 
 
 @attrs.frozen
@@ -74,6 +74,21 @@ class _Registry(Mapping):
 
 
 MUTANTS: Mapping[str, Mutant] = _Registry()
+
+
+def drifted(reason: str) -> bool:
+    """True when a mutant's failure is its own code breaking — an attribute, a name or a
+    signature of impl's internals it relies on changed — rather than the planted bug: such a
+    mutant is "caught" by any machine that calls it, whatever the machine checks, so the quality
+    tests refuse it.
+
+    >>> drifted("pool.release(1): eviction_order(): target <AttributeError: 'X' object has no attribute '_tick'>")
+    True
+    >>> drifted("error: model none (), target crash:TypeError (f() takes 2 positional arguments but 3 were given)")
+    True
+    """
+    kinds = ("AttributeError", "NameError", "TypeError")  # an observer's "<Kind: ...>", a call's "crash:Kind"
+    return any(f"<{kind}:" in reason or f"crash:{kind} " in reason for kind in kinds)
 
 
 def mutant_target(name: str) -> Target:

@@ -17,13 +17,12 @@ def _pool():
 
 def lineage_fifo_releaf():
     """Tick policy, but a parent that becomes a leaf again gets a fresh tick (goes to the tail)."""
-    from kvspec.impl.eviction import LineageIndex
+    from kvspec.impl.eviction import _TICK, _WIDTH, LineageIndex
 
     class TailReleaf(LineageIndex):
         def _leaf_added(self, node, newest):
             if self._tick_policy and not newest:
-                self._tick[node] = self._next_tick
-                self._queued[node] = 0
+                self._rec[_WIDTH * node + _TICK] = self._next_tick << 1  # a fresh tick, not queued
                 self._next_tick += 1
             super()._leaf_added(node, True)
 
@@ -37,22 +36,23 @@ def lineage_fifo_releaf():
 def ghost_linked_upward():
     """A placeholder ghost for an *active* parent is linked to that parent's own parent, so an
     active block in the middle of a chain protects its inactive ancestors (upstream does not)."""
-    from kvspec.impl.eviction import LineageIndex
+    from kvspec.impl.eviction import _CHILDREN, _PARENT, _WIDTH, LineageIndex
 
     class LinkedGhosts(LineageIndex):
         owner_of = staticmethod(lambda key: None)
 
-        def _new_placeholder(self, key):
-            ghost = self._new_node(key)
-            plh = self.owner_of(key)
+        def _new_placeholder(self, position, current):
+            ghost = self._new_node(position, current)
+            plh = self.owner_of((position, current))
             if plh is not None and plh.parent_key is not None:
-                parent = self._nodes.get(plh.parent_key)
+                parent = self._node_at(*plh.parent_key)
                 if parent is None:
-                    parent = self._new_placeholder(plh.parent_key)
-                if not self._children[parent] and self._plh[parent] is not None:
+                    parent = self._new_placeholder(*plh.parent_key)
+                children = _WIDTH * parent + _CHILDREN
+                if not self._rec[children] and self._plh[parent] is not None:
                     self._leaf_gone(parent)
-                self._children[parent] += 1
-                self._parent[ghost] = parent
+                self._rec[children] += 1
+                self._rec[_WIDTH * ghost + _PARENT] = parent
             return ghost
 
     class Pool(_pool()):
@@ -161,7 +161,8 @@ def touch_live_register():
 
     class Pool(_pool()):
         def register(self, block_id, plh):
-            live = self._owner_of_key(getattr(plh, "key", None)) == plh
+            key = getattr(plh, "key", None)  # bad input: left to register() to refuse
+            live = key is not None and self._owner_of_key(key) == plh
             result = super().register(block_id, plh)
             if live and self._frequency is not None:
                 self._frequency.touch(plh)

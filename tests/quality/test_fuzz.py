@@ -11,7 +11,7 @@ import pytest
 
 from kvspec.stateful.engine.registry import find_machines
 from kvspec.stateful.fuzz import fuzz_machine
-from kvspec.stateful.mutants import MUTANTS, mutant_target
+from kvspec.stateful.mutants import MUTANTS, drifted, mutant_target
 
 pytestmark = pytest.mark.quality
 
@@ -43,6 +43,7 @@ def test_fuzz_catches_every_mutant(name):
     result, tried = _first_catch(name)
     assert result is not None, f"mutant {name} ({MUTANTS[name].description}) survived the fuzz mode: {tried}"
     assert result.status == "failed", f"{name}: {result.status}: {result.reason}"
+    assert not drifted(result.reason), f"{name} was caught only because its code no longer fits impl: {result.reason}"
     assert result.first_failure_steps <= BUDGET + 200  # a run may overshoot the budget by its length
     trace = result.trace
     assert trace["kind"] == "divergence"

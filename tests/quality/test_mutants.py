@@ -13,7 +13,7 @@ import pytest
 
 from kvspec.stateful.engine.registry import find_machines
 from kvspec.stateful.runner import check_machine
-from kvspec.stateful.mutants import MUTANTS, mutant_target
+from kvspec.stateful.mutants import MUTANTS, drifted, mutant_target
 
 pytestmark = pytest.mark.quality
 
@@ -32,3 +32,5 @@ def test_mutant_is_caught(name):
     errors = [r for r in ran if r.status == "error"]
     assert not errors, f"machine crashed on mutant {name}: {[e.reason for e in errors]}"
     assert caught, f"mutant {name} ({mutant.description}) survived {[(r.machine, r.examples) for r in ran]}"
+    broken = [r.reason for r in caught if drifted(r.reason)]
+    assert not broken, f"mutant {name} was caught only because its code no longer fits impl: {broken}"
