@@ -91,29 +91,25 @@ class BlockPool:
         else:
             del self._clash[plh.key]
 
-    def _owner_at(self, position: int, current: int) -> Plh | None:
-        """The live identity (active or inactive primary) holding key ``(position, current)``, or ``None``.
-
-        O(1): ``_live`` under ``current``, its owner's position compared; ``_clash`` only if not empty.
-        """
+    def _slot_at(self, position: int, current: int) -> int | None:
+        """The slot of the live identity (active or inactive primary) holding key ``(position,
+        current)``, or ``None``.  O(1): ``_live`` under ``current``, its owner's position compared;
+        ``_clash`` only if not empty.  The one lookup of the key index."""
         block_id = self._live.get(current)
-        if block_id is not None:
-            owner = self._plh[block_id]
-            if owner.position == position:
-                return owner
-        if self._clash:
-            block_id = self._clash.get((position, current))
-            if block_id is not None:
-                return self._plh[block_id]
-        return None
+        if block_id is not None and self._plh[block_id].position == position:
+            return block_id
+        return self._clash.get((position, current)) if self._clash else None
+
+    def _owner_at(self, position: int, current: int) -> Plh | None:
+        """The live identity holding key ``(position, current)``, or ``None``.  O(1) (:meth:`_slot_at`)."""
+        block_id = self._slot_at(position, current)
+        return None if block_id is None else self._plh[block_id]
 
     def _primary_of(self, plh: Plh) -> int | None:
-        """The id of ``plh``'s primary (active or inactive), or ``None``: O(1), the lookup of :meth:`_owner_at`."""
-        block_id = self._live.get(plh.current)
-        if block_id is None or self._plh[block_id].position != plh.position:
-            block_id = self._clash.get(plh.key) if self._clash else None
-            if block_id is None:
-                return None
+        """The id of ``plh``'s primary (active or inactive), or ``None``.  O(1) (:meth:`_slot_at`)."""
+        block_id = self._slot_at(plh.position, plh.current)
+        if block_id is None:
+            return None
         live = self._plh[block_id]
         return block_id if live is plh or live == plh else None  # an impostor shares only the key
 

@@ -128,7 +128,12 @@ def _read_observer(obj: Any, name: str) -> Any:
     try:
         return getattr(obj, name)()
     except Exception as e:  # noqa: BLE001 - an observer may fail in any way; the failure is the value
-        return f"<{type(e).__name__}: {e}>"
+        return _failure(e)
+
+
+def _failure(exc: BaseException) -> str:
+    """An observer's value when reading it raised: ``<Type: message>``, compared like any value."""
+    return f"<{type(exc).__name__}: {exc}>"
 
 
 def _raise(exc: BaseException) -> None:
@@ -263,7 +268,7 @@ def _drain_reader(obj: Any, names: Sequence[str]) -> Callable[[], dict[str, Any]
             try:
                 return {only: method()}
             except Exception as e:  # noqa: BLE001 - an observer may fail in any way; the failure is the value
-                return {only: f"<{type(e).__name__}: {e}>"}
+                return {only: _failure(e)}
         return read_one
 
     def read() -> dict[str, Any]:
@@ -272,7 +277,7 @@ def _drain_reader(obj: Any, names: Sequence[str]) -> Callable[[], dict[str, Any]
             try:
                 out[name] = method()
             except Exception as e:  # noqa: BLE001
-                out[name] = f"<{type(e).__name__}: {e}>"
+                out[name] = _failure(e)
         return out
     return read
 
@@ -444,11 +449,7 @@ class Differential:
         value, exc = self._call(namespace, objects, step)
         if exc is not None and side == "target":
             exc.__traceback__ = None  # only its class and message are reported; frees its frames
-        error, message = None, ""
-        if isinstance(exc, KvSpecError):
-            error, message = type(exc).__name__, str(exc)
-        elif exc is not None:  # a target may fail in any way; report it
-            error, message = f"crash:{type(exc).__name__}", str(exc)
+        error, message = _classify(exc) if exc is not None else (None, "")
         observed = self._observe(objects, step.subject, step.cls or self.classes.get(step.subject))
         return Outcome(value, error, message, observed), exc
 
@@ -470,13 +471,7 @@ class Differential:
         obj = objects.get(subject)
         if obj is None or cls is None:
             return {}
-        out = {}
-        for name in self.observers.get(cls, ()):
-            try:
-                out[name] = getattr(obj, name)()
-            except Exception as e:  # noqa: BLE001
-                out[name] = f"<{type(e).__name__}: {e}>"
-        return out
+        return {name: _read_observer(obj, name) for name in self.observers.get(cls, ())}
 
     # -- observe="checkpoints" -----------------------------------------------------------------
 
@@ -590,8 +585,7 @@ class Differential:
         if exc is not None:
             if side == "target":
                 exc.__traceback__ = None
-            error = type(exc).__name__ if isinstance(exc, KvSpecError) else f"crash:{type(exc).__name__}"
-            message = str(exc)
+            error, message = _classify(exc)
         obj = objects.get(step.subject)
         cls = step.cls or self.classes.get(step.subject)
         if obj is None or cls is None:
