@@ -31,6 +31,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
 from kvspec import checks
+from kvspec.checks import U64
 from kvspec.errors import BlockNotFound, ParentBlockNotFound
 from kvspec.events import Cleared, KvCacheEvent, Removed, RouterEvent, StorageTier, Stored, StoredBlock
 from kvspec.impl.trie import Blocks, Irregular, LaneTrie, block_hash_of, tokens_hash_of
@@ -329,19 +330,24 @@ class DeviceTable:
     # -- mutation ----------------------------------------------------------------------------
 
     def store_event(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
-                    names: list[int]) -> None:
-        """A Stored event's chain (``names`` its block hashes): :class:`ParentBlockNotFound` unless
-        ``worker`` holds ``parent``, else :meth:`store_chain`.  The hot path: the chain continues
-        the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container created)."""
+                    names: list[int], leaf_tried: bool = False) -> None:
+        """A Stored event's chain (``names`` its block hashes, already checked):
+        :class:`ParentBlockNotFound` unless ``worker`` holds ``parent``, else :meth:`store_chain`'s
+        work.  The hot path, unless the caller already tried it (``leaf_tried``): the chain
+        continues the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container
+        created)."""
         where = self.trie.where.get(worker)
         if where is not None:
             if parent is not None:
-                node = where.get(parent)
-                if node is None:
+                if parent not in where:
                     raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-                if self.trie.extend_leaf(worker, where, node, parent, names, blocks):
+                if not leaf_tried and self.trie.extend_leaf(worker, parent, names, blocks):
                     return
-        elif parent is not None and parent not in self.irregular.held.get(worker, ()):
+            if blocks:
+                self._store_in_trie(worker, parent, blocks, names)
+            return
+        held = self.irregular.held.get(worker)
+        if parent is not None and (held is None or parent not in held):
             raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
         self.store_chain(worker, parent, blocks, names)
 
@@ -360,14 +366,21 @@ class DeviceTable:
             if parent is None or (where is not None and parent in where):
                 if where is None:
                     self.ranks.setdefault(worker[0], set()).add(worker[1])
-                try:
-                    self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))
-                    return
-                except Irregular:
-                    pass
+                self._store_in_trie(worker, parent, blocks, es)
+                return
             self._to_irregular(worker)
         self.ranks.setdefault(worker[0], set()).add(worker[1])
         self.irregular.store_chain(worker, parent, blocks)
+
+    def _store_in_trie(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
+                       es: list[int]) -> None:
+        """:meth:`LaneTrie.store` for a trie worker (``parent`` None or held there): a chain that
+        does not fit moves the worker to the edge table first (O(its blocks), once)."""
+        try:
+            self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))
+        except Irregular:
+            self._to_irregular(worker)
+            self.irregular.store_chain(worker, parent, blocks)
 
     def _to_irregular(self, worker: Worker) -> None:
         """Move ``worker`` from the trie to the edge table: O(its blocks + its nodes).
@@ -472,7 +485,26 @@ class RadixIndex:
         self._table = DeviceTable()
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
-        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`)."""
+        """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`).
+
+        The hot path, a Stored chain continuing the worker's own leaf run, is tried first, with
+        the checks of :func:`kvspec.checks.device_event` decided with less work: the publisher and
+        event types inline, and the acyclic-batch rule by :meth:`LaneTrie.extend_leaf` itself
+        (which changes nothing unless the chain passes it).  Any other event, valid or not, takes
+        the checks in full, so bad input gets the rule's own error and changes nothing.
+        """
+        if type(event) is KvCacheEvent and type(worker_id) is int and 0 <= worker_id < U64:
+            data = event.data
+            if type(data) is Stored:
+                parent = data.parent_hash
+                blocks = data.blocks
+                names = list(map(block_hash_of, blocks))
+                worker = (worker_id, event.dp_rank)
+                if parent is not None and self._table.trie.extend_leaf(worker, parent, names, blocks):
+                    return
+                checks.acyclic_names(parent, names)
+                self._table.store_event(worker, parent, blocks, names, parent is not None)
+                return
         self._apply(worker_id, event, checks.device_event(worker_id, event, KvCacheEvent))
 
     def _apply(self, worker_id: int, event: KvCacheEvent, names: list[int] | None) -> None:

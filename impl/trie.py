@@ -59,14 +59,20 @@ class Node:
 
     __slots__ = ("labels", "depth", "kids", "below", "lanes", "ends", "gaps", "first")
 
-    def __init__(self, labels: list[int], depth: int) -> None:
+    def __init__(self, labels: list[int], depth: int, worker: Worker | None = None,
+                 lane: list[int | None] | None = None) -> None:
+        """A node of ``labels`` at ``depth``: without lanes, or with ``worker``'s ``lane`` alone."""
         self.labels = labels
         self.depth = depth
         self.kids: dict[int, Node] | None = None
         #: worker -> number of children where it has a lane (so "a lane below?" is O(1))
         self.below: dict[Worker, int] | None = None
-        self.lanes: dict[Worker, list[int | None]] = {}
-        self.ends: dict[Worker, int] = {}
+        if worker is None:
+            self.lanes: dict[Worker, list[int | None]] = {}
+            self.ends: dict[Worker, int] = {}
+        else:
+            self.lanes = {worker: lane}
+            self.ends = {worker: depth + len(labels)}
         self.gaps: dict[Worker, dict[int, int]] | None = None
         #: depth of each worker's first hole here; None when stale (rebuilt by the next query)
         self.first: dict[Worker, int] | None = None
@@ -146,15 +152,24 @@ class LaneTrie:
 
     # -- storing -----------------------------------------------------------------------------
 
-    def extend_leaf(self, worker: Worker, blocks_of: dict[int, Node], node: Node, parent: int,
-                    es: list[int], blocks) -> bool:
-        """The common case of :meth:`store`, O(k) in C: ``parent`` ends ``worker``'s lane in
-        ``node``, a leaf nobody else holds, so the chain ``es`` (of ``blocks``) continues that run in
-        place — two list extends and one dict update, no container created.  Returns False
-        (changing nothing) when that is not the case or when a block of ``es`` is already held or
-        a hole of the worker (then :meth:`store` decides).  ``blocks_of`` is ``where[worker]``,
-        ``node`` is ``blocks_of[parent]`` (the caller looked both up)."""
-        if node.kids is not None or len(node.lanes) != 1:
+    def extend_leaf(self, worker: Worker, parent: int, es: list[int], blocks) -> bool:
+        """The common case of :meth:`store`, O(k) in C plus one dict store per block: ``parent``
+        ends ``worker``'s lane in a leaf nobody else holds, so the chain ``es`` (of ``blocks``)
+        continues that run in place — two list extends and the stores, no container created.
+
+        Returns False, changing nothing, when that is not the case, when a block of ``es`` is
+        already held or a hole of the worker, or when ``es`` names a block twice (then the caller
+        decides: :meth:`store`, or the event's error).  So a caller may skip the acyclic-batch rule
+        (:func:`kvspec.checks.stored_acyclic`) when this returns True: ``parent`` is held and no
+        block of ``es`` is, so ``parent`` is not among them, and the stores added ``len(es)``
+        blocks, so no name repeats.  A repeat is found after its stores, which are then undone
+        (all of ``es`` were new): the rare invalid event pays, not the valid one.
+        """
+        blocks_of = self.where.get(worker)
+        if blocks_of is None:
+            return False
+        node = blocks_of.get(parent)
+        if node is None or node.kids is not None or len(node.lanes) != 1:
             return False
         lane = node.lanes[worker]
         if lane[-1] != parent or not blocks_of.keys().isdisjoint(es):
@@ -162,11 +177,16 @@ class LaneTrie:
         holes = self.holes.get(worker)
         if holes and not holes.keys().isdisjoint(es):
             return False
+        size = len(blocks_of)
+        for e in es:  # a loop of stores beats building a dict to merge (no temporary)
+            blocks_of[e] = node
+        if len(blocks_of) - size != len(es):  # a name repeats: undo
+            for e in es:
+                blocks_of.pop(e, None)
+            return False
         node.labels += map(tokens_hash_of, blocks)
         lane += es
         node.ends[worker] = node.depth + len(lane)
-        for e in es:  # a loop of stores beats building a dict to merge (no temporary)
-            blocks_of[e] = node
         return True
 
     def store(self, worker: Worker, parent: int | None, es: list[int], ls: list[int]) -> None:
@@ -194,7 +214,10 @@ class LaneTrie:
             size = len(node.labels)
             if offset + 1 < size:  # inside ``node``, where the worker has a lane
                 span = min(size - offset - 1, k - i)
-                j = common_prefix(node.labels, offset + 1, ls, i, span)
+                if offset == -1 and span == size and ls[i:i + size] == node.labels:
+                    j = size  # the usual repeat: the whole node, one comparison
+                else:
+                    j = common_prefix(node.labels, offset + 1, ls, i, span)
                 if j:
                     lane = node.lanes[worker]
                     if lane[offset + 1:offset + 1 + j] != es[i:i + j]:
@@ -215,10 +238,8 @@ class LaneTrie:
                     node.lanes[worker] += rest
                     node.ends[worker] = node.depth + len(node.labels)
                 else:
-                    child = Node(locals_, node.depth + len(node.labels))
+                    child = Node(locals_, node.depth + len(node.labels), worker, rest)
                     self.parent[child] = node
-                    child.lanes[worker] = rest
-                    child.ends[worker] = child.depth + len(locals_)
                     if node.kids is None:
                         node.kids, node.below = {}, {}
                     node.kids[ls[i]] = child
@@ -230,8 +251,12 @@ class LaneTrie:
             if worker in child.lanes:
                 node, offset = child, -1
                 continue
-            j = common_prefix(child.labels, 0, ls, i, min(len(child.labels), k - i))
-            run = es[i:i + j]
+            size = len(child.labels)
+            if k - i >= size and ls[i:i + size] == child.labels:
+                j = size  # the usual join: the whole node, one comparison
+            else:
+                j = common_prefix(child.labels, 0, ls, i, min(size, k - i))
+            run = es if j == k else es[i:i + j]
             if not blocks.keys().isdisjoint(run) or (holes and not holes.keys().isdisjoint(run)):
                 raise Irregular
             if j < len(child.labels):

@@ -67,6 +67,7 @@ __all__ = [
     "U32",
     "U64",
     "VLLM_EVENT_MODES",
+    "acyclic_names",
     "attrs_rule",
     "block_id",
     "block_size",
@@ -425,10 +426,19 @@ def stored_acyclic(stored: Any) -> list[int]:
     """A Stored event may not name its parent among its blocks, nor one block twice: either would
     make a cycle in a worker's chain (:class:`~kvspec.errors.InvalidBlockSequence`).  Returns the
     block hashes, in order (callers reuse them).  O(k)."""
-    names = list(map(_block_hash_of, stored.blocks))
+    return acyclic_names(stored.parent_hash, list(map(_block_hash_of, stored.blocks)))
+
+
+def acyclic_names(parent: int | None, names: list[int]) -> list[int]:
+    """:func:`stored_acyclic` for a payload whose block hashes the caller already read (the one
+    place the rule is written): returns ``names``.  O(k).
+
+    >>> acyclic_names(None, [1, 2])
+    [1, 2]
+    """
     distinct = set(names)
-    if stored.parent_hash is not None and stored.parent_hash in distinct:
-        raise InvalidBlockSequence(f"parent {stored.parent_hash} is one of the stored blocks")
+    if parent is not None and parent in distinct:
+        raise InvalidBlockSequence(f"parent {parent} is one of the stored blocks")
     if len(distinct) != len(names):
         raise InvalidBlockSequence("a stored block list names the same block hash twice")
     return names
