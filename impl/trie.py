@@ -374,28 +374,39 @@ class LaneTrie:
         O(1) per name plus, per lane touched, O(lane) in C to find offsets and :meth:`_trim`.
         A name repeated within one event is not an error (an event names a set).
         """
-        blocks = self.where.get(worker, {})
-        worker = self.workers.get(worker, worker)
-        names = list(dict.fromkeys(hashes))  # each name once, in order
+        blocks = self.where.get(worker)
+        if blocks is None:
+            return list(dict.fromkeys(hashes))
+        worker = self.workers[worker]
+        names = hashes if type(hashes) is list else list(hashes)
+        if not names:
+            return []
+        size = len(blocks)
         found = list(map(blocks.pop, names, repeat(None)))  # O(k) in C
-        missing = [e for e, node in zip(names, found) if node is None] if None in found else []
-        if len(missing) == len(names):
-            return missing
         touched: dict[Node, list[int]]
-        if found.count(found[0]) == len(found):  # the common case: one lane
-            touched = {found[0]: names}
-        else:
-            touched = {}
-            for e, node in zip(names, found):
-                if node is not None:
+        if size - len(blocks) == len(names):  # each name held, none repeated: nothing missing
+            missing = []
+            if found.count(found[0]) == len(found):  # the common case: one lane
+                touched = {found[0]: names}
+            else:
+                touched = {}
+                for e, node in zip(names, found):
                     touched.setdefault(node, []).append(e)
+        else:  # a repeat pops None the second time: the names that no pop found are missing
+            got = {e: node for e, node in zip(names, found) if node is not None}
+            missing = [e for e in dict.fromkeys(names) if e not in got]
+            if not got:
+                return missing
+            touched = {}
+            for e, node in got.items():
+                touched.setdefault(node, []).append(e)
         holes = self.holes.setdefault(worker, {})
         above: list[Node] = []
         for node, names in touched.items():
             lane = node.lanes[worker]
             cut = len(lane) - len(names)
             if cut >= 0 and node.kids is None and node.gaps is None and len(node.lanes) == 1 \
-                    and set(lane[cut:]) == set(names):
+                    and _is_tail(lane, cut, names, blocks):
                 # the common case, O(k) in C: the tail of the worker's own leaf run goes
                 if cut:
                     del lane[cut:]
@@ -669,6 +680,14 @@ class LaneTrie:
         assert all(self.workers[w] is w for w in keys), "a worker named by a second tuple"
         assert all(self.where.values()), "an empty block map is kept"
         assert {w: h for w, h in self.holes.items() if h} == seen_holes, "holes disagree with the gaps"
+
+
+def _is_tail(lane: list[int | None], cut: int, names: list[int], held: dict[int, Node]) -> bool:
+    """Are ``names`` — distinct blocks of ``lane``, no longer in ``held`` — exactly ``lane[cut:]``?
+    O(len(names)) in C: the usual orders (leaf first, or root first) in one comparison, else no
+    block of the tail still held."""
+    tail = lane[cut:]
+    return tail == names[::-1] or tail == names or held.keys().isdisjoint(tail)
 
 
 block_hash_of = attrgetter("block_hash")
