@@ -310,15 +310,14 @@ class DeviceTable:
     @property
     def held(self) -> dict[Worker, Blocks]:
         """``worker -> {E: (parent E, L)}``, built on demand: O(pairs held) (for tests and mutants)."""
-        out = {worker: self.trie.blocks_of(worker) for worker in self.trie.where}
+        out = {worker: self.trie.blocks_of(worker) for worker in self.trie.nodes}
         out.update(self.irregular.held)
         return out
 
     def holds(self, worker: Worker, e: int) -> bool:
         """O(1)."""
-        blocks = self.trie.where.get(worker)
-        if blocks is not None:
-            return e in blocks
+        if worker in self.trie.nodes:
+            return self.trie.holds(worker, e)
         return e in self.irregular.held.get(worker, ())
 
     def blocks_of(self, worker: Worker) -> Blocks:
@@ -336,12 +335,12 @@ class DeviceTable:
         work.  The hot path, unless the caller already tried it (``leaf_tried``): the chain
         continues the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container
         created)."""
-        where = self.trie.where.get(worker)
-        if where is not None:
+        trie = self.trie
+        if worker in trie.nodes:
             if parent is not None:
-                if parent not in where:
+                if not trie.holds(worker, parent):
                     raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
-                if not leaf_tried and self.trie.extend_leaf(worker, parent, names, blocks):
+                if not leaf_tried and trie.extend_leaf(worker, parent, names, blocks):
                     return
             if blocks:
                 self._store_in_trie(worker, parent, blocks, names)
@@ -362,9 +361,9 @@ class DeviceTable:
             return
         if worker not in self.irregular.held:
             es = names if names is not None else list(map(block_hash_of, blocks))
-            where = self.trie.where.get(worker)
-            if parent is None or (where is not None and parent in where):
-                if where is None:
+            known = worker in self.trie.nodes
+            if parent is None or (known and self.trie.holds(worker, parent)):
+                if not known:
                     self.ranks.setdefault(worker[0], set()).add(worker[1])
                 self._store_in_trie(worker, parent, blocks, es)
                 return
@@ -417,7 +416,7 @@ class DeviceTable:
             self.drop_worker((worker_id, rank))
 
     def _sync_ranks(self, worker: Worker) -> None:
-        if worker not in self.trie.where and worker not in self.irregular.held:
+        if worker not in self.trie.nodes and worker not in self.irregular.held:
             ranks = self.ranks.get(worker[0])
             if ranks is not None:
                 ranks.discard(worker[1])
@@ -446,8 +445,8 @@ class DeviceTable:
     def _check(self) -> None:
         self.trie._check()
         self.irregular._check()
-        assert not set(self.trie.where) & set(self.irregular.held), "a worker in both structures"
-        holding = set(self.trie.where) | set(self.irregular.held)
+        assert not set(self.trie.nodes) & set(self.irregular.held), "a worker in both structures"
+        holding = set(self.trie.nodes) | set(self.irregular.held)
         assert {(w, r) for w, ranks in self.ranks.items() for r in ranks} == holding, "ranks are stale"
         assert all(self.ranks.values())
 

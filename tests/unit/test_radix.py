@@ -310,7 +310,7 @@ def test_trie_names_each_worker_by_one_tuple():
     model, impl = sides
     trie = impl._table.trie
     (worker,) = trie.workers
-    assert all(w is worker for node in trie.root.kids.values() for w in node.lanes)
+    assert all(w is worker for node in trie.root.kids.values() for w in node.ends)
     for q in ([1, 2, 5], [3, 4], [1, 2]):
         assert fm(impl, q) == fm(model, q)
     assert fm(impl, [1, 2, 5]) == {(1, 0): 3} and fm(impl, [3, 4]) == {}  # 3 is a hole
