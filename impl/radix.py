@@ -330,15 +330,19 @@ class DeviceTable:
 
     def store_event(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
                     names: list[int], leaf_tried: bool = False) -> None:
-        """A Stored event's chain (``names`` its block hashes, already checked):
+        """A Stored event's chain (``names`` its block hashes, whose acyclic-batch rule the caller
+        may have left unchecked): :class:`InvalidBlockSequence` when the rule fails, else
         :class:`ParentBlockNotFound` unless ``worker`` holds ``parent``, else :meth:`store_chain`'s
-        work.  The hot path, unless the caller already tried it (``leaf_tried``): the chain
-        continues the worker's own leaf run (:meth:`LaneTrie.extend_leaf`, O(k) in C, no container
-        created)."""
+        work.  The rule costs a set of the names; a trie worker's chain is checked by the trie
+        instead (:meth:`LaneTrie.store`, :meth:`LaneTrie.extend_leaf`: a chain that passes obeys
+        the rule, one that fails changed nothing), so the set is built only on the way to an
+        error or to the edge table.  The hot path, unless the caller already tried it
+        (``leaf_tried``): the chain continues the worker's own leaf run (O(k) in C)."""
         trie = self.trie
         if worker in trie.nodes:
             if parent is not None:
                 if not trie.holds(worker, parent):
+                    checks.acyclic_names(parent, names)
                     raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
                 if not leaf_tried and trie.extend_leaf(worker, parent, names, blocks):
                     return
@@ -346,8 +350,10 @@ class DeviceTable:
                 self._store_in_trie(worker, parent, blocks, names)
             return
         held = self.irregular.held.get(worker)
-        if parent is not None and (held is None or parent not in held):
-            raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
+        if held is not None or parent is not None:
+            checks.acyclic_names(parent, names)
+            if parent is not None and (held is None or parent not in held):
+                raise ParentBlockNotFound(f"worker {worker} does not hold parent block {parent}")
         self.store_chain(worker, parent, blocks, names)
 
     def store_chain(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
@@ -363,8 +369,6 @@ class DeviceTable:
             es = names if names is not None else list(map(block_hash_of, blocks))
             known = worker in self.trie.nodes
             if parent is None or (known and self.trie.holds(worker, parent)):
-                if not known:
-                    self.ranks.setdefault(worker[0], set()).add(worker[1])
                 self._store_in_trie(worker, parent, blocks, es)
                 return
             self._to_irregular(worker)
@@ -373,13 +377,21 @@ class DeviceTable:
 
     def _store_in_trie(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
                        es: list[int]) -> None:
-        """:meth:`LaneTrie.store` for a trie worker (``parent`` None or held there): a chain that
-        does not fit moves the worker to the edge table first (O(its blocks), once)."""
+        """:meth:`LaneTrie.store` for a trie worker or a new one (``parent`` None or held in the
+        trie).  A chain the trie refuses changed nothing: if it breaks the acyclic-batch rule that
+        is the error; else the worker moves to the edge table (O(its blocks), once) and the chain
+        is filed there."""
         try:
             self.trie.store(worker, parent, es, list(map(tokens_hash_of, blocks)))
         except Irregular:
+            checks.acyclic_names(parent, es)
             self._to_irregular(worker)
             self.irregular.store_chain(worker, parent, blocks)
+        ranks = self.ranks.get(worker[0])
+        if ranks is None:
+            self.ranks[worker[0]] = {worker[1]}
+        elif worker[1] not in ranks:
+            ranks.add(worker[1])
 
     def _to_irregular(self, worker: Worker) -> None:
         """Move ``worker`` from the trie to the edge table: O(its blocks + its nodes).
@@ -486,11 +498,13 @@ class RadixIndex:
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
         """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`).
 
-        The hot path, a Stored chain continuing the worker's own leaf run, is tried first, with
-        the checks of :func:`kvspec.checks.device_event` decided with less work: the publisher and
-        event types inline, and the acyclic-batch rule by :meth:`LaneTrie.extend_leaf` itself
-        (which changes nothing unless the chain passes it).  Any other event, valid or not, takes
-        the checks in full, so bad input gets the rule's own error and changes nothing.
+        The checks of :func:`kvspec.checks.device_event` are decided with less work for a Stored
+        event of the usual types: the publisher and event types inline, and the acyclic-batch
+        rule by the trie itself when the worker's chain goes there (see
+        :meth:`DeviceTable.store_event`; a chain the trie refuses changed nothing, and then the
+        rule is checked in full).  Any other event takes the checks in full.  So bad input gets
+        the rule's own error and changes nothing.  The hot path, a Stored chain continuing the
+        worker's own leaf run, is tried first.
         """
         if type(event) is KvCacheEvent and type(worker_id) is int and 0 <= worker_id < U64:
             data = event.data
@@ -501,7 +515,6 @@ class RadixIndex:
                 worker = (worker_id, event.dp_rank)
                 if parent is not None and self._table.trie.extend_leaf(worker, parent, names, blocks):
                     return
-                checks.acyclic_names(parent, names)
                 self._table.store_event(worker, parent, blocks, names, parent is not None)
                 return
         self._apply(worker_id, event, checks.device_event(worker_id, event, KvCacheEvent))

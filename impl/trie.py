@@ -244,17 +244,21 @@ class LaneTrie:
     def store(self, worker: Worker, parent: int | None, es: list[int], ls: list[int]) -> None:
         """File the chain ``es`` (local hashes ``ls``) under ``parent`` (held, or None for the root).
 
-        O(len(es)) in C plus O(nodes walked) in Python, plus one ``owner`` store per block new to
-        the trie; a split costs O(the smaller side + holders).  Raises :class:`Irregular` (with
-        the trie possibly holding a prefix of the chain) when the chain does not fit.
+        Two phases, so that a chain that does not fit changes nothing: the walk checks every
+        block and plans the changes (slots re-stored, runs joined, where to cut, the new run),
+        then they are made.  The walk descends the runs the chain repeats or joins — each checked
+        by one comparison of the chain with ``Node.blocks`` (a run's blocks are distinct and on no
+        other path) — and the blocks left over must be new to the trie (``owner``): they are
+        entered first, and if they grew ``owner`` by fewer than their number, a name repeats.
+        So a chain that passes names no block twice and not its parent (the acyclic-batch rule,
+        :func:`kvspec.checks.stored_acyclic`, holds without its set).  Raises :class:`Irregular`,
+        having changed nothing, when the chain does not fit or names a block twice (the caller
+        tells which).
+
+        O(len(es)) in C plus O(nodes walked) in Python, plus one ``owner`` store per new block; a
+        cut costs O(the smaller side + holders + holes).
         """
-        nodes = self.nodes.get(worker)
-        if nodes is None:
-            nodes = self.nodes[worker] = {}
-            self.held[worker] = 0
-            self.workers[worker] = worker
-        else:
-            worker = self.workers[worker]
+        canonical = self.workers.get(worker, worker)
         owner = self.owner
         if parent is None:
             node, offset = self.root, -1
@@ -262,74 +266,102 @@ class LaneTrie:
             node = owner[parent]
             offset = node.offset(parent)
         i, k = 0, len(es)
-        added = 0
-        try:
-            while i < k:
-                size = len(node.labels)
-                if offset + 1 < size:  # inside ``node``, where the worker has a lane
-                    span = min(size - offset - 1, k - i)
-                    if offset == -1 and span == size and ls[i:i + size] == node.labels:
-                        j = size  # the usual repeat: the whole node, one comparison
-                    else:
-                        j = common_prefix(node.labels, offset + 1, ls, i, span)
-                    if j:
-                        if node.blocks[offset + 1:offset + 1 + j] != es[i:i + j]:
-                            raise Irregular  # this path's blocks are named otherwise
-                        gaps = node.holes(worker)
-                        if gaps:
-                            added += self._refill(worker, node, gaps, offset + 1, offset + 1 + j)
-                        i += j
-                        offset += j
-                        continue
-                    node = self._split(node, offset + 1)[0]
-                    continue
-                child = node.kids.get(ls[i]) if node.kids else None
-                if child is None:
-                    rest, locals_ = (es, ls) if i == 0 else (es[i:], ls[i:])
-                    if not owner.keys().isdisjoint(rest):
-                        raise Irregular  # a block another path already names
-                    if node.kids is None and len(node.ends) == 1 and node is not self.root:
-                        node.labels += locals_  # the worker's own leaf run: extend it in place
-                        node.blocks += rest
-                        node.ends[worker] = node.depth + len(node.labels)
-                    else:
-                        labels, path = _aged(), _aged()  # old lists: no GC walk (AgedLists)
-                        labels += locals_
-                        path += rest
-                        child = Node(labels, path, node.depth + len(node.labels), worker)
-                        self.parent[child] = node
-                        if node.kids is None:
-                            node.kids, node.below = {}, {}
-                        node.kids[ls[i]] = child
-                        node.below[worker] = node.below.get(worker, 0) + 1
-                        nodes[child] = None
-                        node = child
-                    for e in rest:
-                        owner[e] = node
-                    added += len(rest)
-                    return
-                if worker in child.ends:
-                    node, offset = child, -1
-                    continue
-                size = len(child.labels)
-                if k - i >= size and ls[i:i + size] == child.labels:
-                    j = size  # the usual join: the whole node, one comparison
-                    if child.blocks != es[i:i + size]:
-                        raise Irregular
+        refills: list | None = None  # (node, gaps, start, stop): holes the chain fills again
+        joins: list | None = None  # (node, child, j): runs the worker starts holding
+        cut: tuple[Node, int] | None = None  # leave ``node`` mid-run: cut it there first
+        while i < k:
+            size = len(node.labels)
+            if offset + 1 < size:  # inside ``node``, where the worker has a lane
+                span = min(size - offset - 1, k - i)
+                if offset == -1 and span == size and ls[i:i + size] == node.labels:
+                    j = size  # the usual repeat: the whole node, one comparison
                 else:
-                    j = common_prefix(child.labels, 0, ls, i, min(size, k - i))
-                    if child.blocks[:j] != es[i:i + j]:
-                        raise Irregular
-                    if j < size:
-                        child = self._split(child, j)[0]
-                child.ends[worker] = child.depth + j
-                node.below[worker] = node.below.get(worker, 0) + 1
-                nodes[child] = None
-                added += j
+                    j = common_prefix(node.labels, offset + 1, ls, i, span)
+                if not j:
+                    cut = (node, offset + 1)
+                    break
+                if node.blocks[offset + 1:offset + 1 + j] != es[i:i + j]:
+                    raise Irregular  # this path's blocks are named otherwise
+                gaps = node.holes(canonical)
+                if gaps:
+                    refills = refills or []
+                    refills.append((node, gaps, offset + 1, offset + 1 + j))
                 i += j
-                node, offset = child, j - 1
-        finally:
-            self.held[worker] += added
+                offset += j
+                continue
+            child = node.kids.get(ls[i]) if node.kids else None
+            if child is None:
+                break
+            if canonical in child.ends:
+                node, offset = child, -1
+                continue
+            size = len(child.labels)
+            if k - i >= size and ls[i:i + size] == child.labels:
+                j = size  # the usual join: the whole node, one comparison
+                if child.blocks != es[i:i + size]:
+                    raise Irregular
+            else:
+                j = common_prefix(child.labels, 0, ls, i, min(size, k - i))
+                if child.blocks[:j] != es[i:i + j]:
+                    raise Irregular
+            joins = joins or []
+            joins.append((node, child, j))
+            i += j
+            if j < size:  # the chain ends inside ``child``, or leaves it there
+                break
+            node, offset = child, j - 1
+        rest = None
+        if i < k:  # new blocks: under the end of ``node``, of the joined run's top part, or of a cut
+            rest, locals_ = (es, ls) if i == 0 else (es[i:], ls[i:])
+            if not owner.keys().isdisjoint(rest):
+                raise Irregular  # a block another path already names
+            in_place = cut is None and joins is None and node.kids is None and len(node.ends) == 1 \
+                and node is not self.root
+            target = node if in_place else Node(_aged(), _aged(), 0, canonical)
+            size = len(owner)
+            for e in rest:
+                owner[e] = target
+            if len(owner) - size != len(rest):  # a name repeats: undo
+                for e in rest:
+                    owner.pop(e, None)
+                raise Irregular
+        # -- the plan holds: make it ------------------------------------------------------------
+        nodes = self.nodes.get(canonical)
+        if nodes is None:
+            nodes = self.nodes[canonical] = {}
+            self.held[canonical] = 0
+            self.workers[canonical] = canonical
+        added = 0
+        for node_, gaps, start, stop in refills or ():
+            added += self._refill(canonical, node_, gaps, start, stop)
+        for up, child, j in joins or ():
+            if j < len(child.labels):
+                child = self._split(child, j)[0]
+            child.ends[canonical] = child.depth + j
+            up.below[canonical] = up.below.get(canonical, 0) + 1
+            nodes[child] = None
+            added += j
+            node = child
+        if cut is not None:
+            node = self._split(*cut)[0]
+        if rest is not None:
+            if target is node:  # the worker's own leaf run: extend it in place
+                node.labels += locals_
+                node.blocks += rest
+                node.ends[canonical] = node.depth + len(node.labels)
+            else:
+                target.labels += locals_  # old lists: no GC walk (AgedLists)
+                target.blocks += rest
+                target.depth = node.depth + len(node.labels)
+                target.ends[canonical] = target.depth + len(locals_)
+                self.parent[target] = node
+                if node.kids is None:
+                    node.kids, node.below = {}, {}
+                node.kids[locals_[0]] = target
+                node.below[canonical] = node.below.get(canonical, 0) + 1
+                nodes[target] = None
+            added += len(rest)
+        self.held[canonical] += added
 
     def _refill(self, worker: Worker, node: Node, gaps: set[int], start: int, stop: int) -> int:
         """The worker re-stores slots ``start..stop-1`` of its lane with their own blocks: its holes

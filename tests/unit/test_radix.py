@@ -415,3 +415,32 @@ def test_a_dropped_trie_is_freed_without_the_cyclic_gc():
         assert live_nodes() == before
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("worker, parent, blocks", [
+    (1, None, [(100, 11), (101, 12), (900, 50), (100, 51)]),  # a refill, then a new block naming the first
+    (1, 100, [(101, 12), (900, 50), (901, 51), (900, 52)]),  # a refill, then new blocks naming one twice
+    (3, None, [(200, 11), (201, 12), (200, 13)]),  # a new worker's first chain names a block twice
+    (1, 101, [(102, 13), (103, 14), (102, 15)]),  # joining a run worker 2 holds, then naming its first again
+    (1, 100, [(101, 12), (102, 13), (100, 60)]),  # a repeat and a join, then the parent itself
+], ids=["refill-then-new", "new-twice", "new-worker", "join-then-repeat", "join-then-parent"])
+def test_a_cyclic_chain_the_trie_refuses_changes_nothing(worker, parent, blocks):
+    """The trie decides the acyclic-batch rule by filing the chain (``LaneTrie.store`` checks and
+    plans before it changes anything): a chain naming a block twice, or its parent, raises the
+    model's error on every path through the trie — a refill, a join, new blocks — and leaves the
+    index as it was, the worker still in the trie (not moved to the edge table)."""
+    sides = [kvspec.model.RadixIndex(), kvspec.impl.RadixIndex()]
+    for t in sides:
+        t.apply_event(1, st_([(100, 11), (101, 12)]))
+        t.apply_event(2, st_([(100, 11), (101, 12), (102, 13), (103, 14)]))
+        if parent != 101:
+            t.apply_event(1, rm([101]))  # a hole the chain would fill
+        before = state(t)
+        with pytest.raises(InvalidBlockSequence):
+            t.apply_event(worker, st_(blocks, parent))
+        assert state(t) == before
+        check(t)
+    model, impl = sides
+    assert not impl._table.irregular.held
+    for q in ([11, 12, 13, 14], [11, 12, 50], [11]):
+        assert fm(impl, q) == fm(model, q)
