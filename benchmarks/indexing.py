@@ -34,10 +34,12 @@ included.  Dynamo's tree lives in Rust: its figure is the process's RSS growth w
 the pre-serialised events (approximate).  Figures are per (worker, block) pair held.
 
 Floor: a fourth apply side that is not an index (:class:`FloorIndex`): the argument checks every
-index runs, then one dict store per stored block (its local hash as the value) and one pop per
-removed block, in a map per worker.  An index that finds blocks by hash — removal names them by
-hash — can do no less in Python; where the floor itself is near Dynamo's time, no Python index
-structure can be faster than Dynamo at applying events.
+index runs as written (the acyclic-batch rule's set of names included), then one dict store per
+stored block (its local hash as the value) and one pop per removed block, in a map per worker.
+An index that finds blocks by hash — removal names them by hash — does about that much in
+Python; it can get under the floor only by deciding a check with less work (the implementation's
+trie decides the acyclic-batch rule by filing the chain, without the set), so where the floor
+is near Dynamo's time, little is left for any index structure.
 
 GC share: one more impl build from the same events, with the time the cyclic garbage collector
 spends in its collections (``gc.callbacks``, CPU time) summed and divided by the build's time —

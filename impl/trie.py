@@ -49,15 +49,17 @@ workers that do not match; a miss is one dict lookup.
 
 GC: per-block state lives in lists of ints and one ``E -> node`` dict; no tuple, set or dict is
 created per block, so storing a chain allocates O(1) container objects, not O(blocks); joining a
-run or continuing a leaf run allocates none.  A list the young-generation collector must walk
-costs it about one cache miss per int, so lists are grown or cut in place (splits included)
-rather than rebuilt.  The trie has no reference cycle (parents are kept in ``LaneTrie.parent``,
+run or continuing a leaf run allocates none.  The young-generation collector walks every young
+list item by item, about one cache miss per int, so a new node's lists come from
+:class:`AgedLists` (made a batch earlier: usually old already), and a cut keeps the larger side's
+lists, cut in place.  The trie has no reference cycle (parents are kept in ``LaneTrie.parent``,
 not on the nodes), so a dropped index or node is freed by reference counting at once, never left
 for a full collection.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from operator import attrgetter
 
@@ -155,6 +157,10 @@ class AgedLists:
 
 #: the process's pool (the lists are interchangeable, so every trie shares it)
 _aged = AgedLists().take
+
+
+#: run an iterator to its end in C, keeping nothing
+_consume = deque(maxlen=0).extend
 
 
 def _deepest_first(node: Node) -> int:
@@ -481,9 +487,7 @@ class LaneTrie:
                 # blocks are distinct, so the group is too)
                 removed += len(group)
                 if cut:
-                    owner = self.owner
-                    for e in group:
-                        del owner[e]
+                    _consume(map(self.owner.__delitem__, group))  # O(k) in C
                     del path[cut:]
                     del node.labels[cut:]
                     node.ends[worker] = node.depth + cut
