@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvspec.cli import main
-from kvspec.stateful.traces.schema import MAX_CONSTRUCTOR_SIZE, MAX_TRACE_BYTES
+from kvspec.stateful.traces.schema import MAX_CONSTRUCTOR_SIZE, MAX_TRACE_BYTES, SIZE_PARAMETERS
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "regressions").glob("*.json"))
 PROBE = "kvspec_fuzz_probe_module"
@@ -54,6 +54,19 @@ METHODS = ["__class__", "__reduce__", "__init_subclass__", "__del__", "_check", 
            "", "process\n", "x" * 300]
 
 
+def _size_positions(cls_name):
+    """Positions of the size parameters (``SIZE_PARAMETERS``) of the model's class ``cls_name``."""
+    import inspect
+
+    import kvspec.model
+
+    cls = getattr(kvspec.model, cls_name, None)
+    if cls is None:
+        return []
+    names = list(inspect.signature(cls).parameters)
+    return [at for at, name in enumerate(names) if name in SIZE_PARAMETERS]
+
+
 @st.composite
 def corrupted(draw):
     """(text of a corrupted trace, what was done)."""
@@ -85,9 +98,14 @@ def corrupted(draw):
         steps = [s for s in data["steps"] if (s["method"] == "__init__") == (kind == "cls")] or data["steps"]
         step = draw(st.sampled_from(steps))
         step["cls" if kind == "cls" else "method"] = draw(st.sampled_from(METHODS + ["os", "Differential"]))
-    elif kind == "size":
-        create = next(s for s in data["steps"] if s["method"] == "__init__")
-        create["args"] = [draw(st.sampled_from([10**9, MAX_CONSTRUCTOR_SIZE + 1, 2**63]))] + create["args"][1:]
+    elif kind == "size":  # a size parameter of a constructor (by position), beyond the limit
+        sized = [(step, at) for step in data["steps"] if step["method"] == "__init__"
+                 for at in _size_positions(step["cls"]) if at < len(step["args"])]
+        if not sized:  # this machine's constructors take no size: ask for a bad schema instead
+            data["schema_version"] = 2
+            return json.dumps(data), "version"
+        step, at = draw(st.sampled_from(sized))
+        step["args"][at] = draw(st.sampled_from([10**9, MAX_CONSTRUCTOR_SIZE + 1, 2**63]))
     elif kind == "steps":
         data["steps"] = data["steps"] * draw(st.sampled_from([2, 5_000]))
     return json.dumps(data), kind
