@@ -147,12 +147,14 @@ class AgedLists:
         self.aging: list[list] = [[] for _ in range(batch)]
 
     def take(self) -> list:
-        """An empty list, made at least one batch of takes ago (O(1) amortized)."""
-        ready = self.ready
-        if not ready:
-            ready = self.ready = self.aging
-            self.aging = [[] for _ in range(self.batch)]
-        return ready.pop()
+        """An empty list, made at least one batch of takes ago (O(1) amortized).  Safe to share
+        between threads: ``pop`` is atomic, and two threads refilling at once lose nothing but the
+        ageing of one batch."""
+        try:
+            return self.ready.pop()
+        except IndexError:
+            self.ready, self.aging = self.aging, [[] for _ in range(self.batch)]
+            return self.take()
 
 
 #: the process's pool (the lists are interchangeable, so every trie shares it)

@@ -444,3 +444,18 @@ def test_a_cyclic_chain_the_trie_refuses_changes_nothing(worker, parent, blocks)
     assert not impl._table.irregular.held
     for q in ([11, 12, 13, 14], [11, 12, 50], [11]):
         assert fm(impl, q) == fm(model, q)
+
+
+def test_aged_lists_hand_out_empty_lists_a_batch_old():
+    """``AgedLists`` hands out empty lists, each made one batch of takes before it is handed out
+    (so that the young-generation collector has usually promoted it by then)."""
+    from kvspec.impl.trie import AgedLists
+
+    lists = AgedLists(batch=3)
+    made_first = {id(x) for x in lists.aging}
+    taken = [lists.take() for _ in range(3)]
+    assert taken == [[], [], []] and {id(x) for x in taken} == made_first
+    made_second = {id(x) for x in lists.aging}  # made at the first take, handed out only now
+    assert not made_second & made_first
+    later = [lists.take() for _ in range(3)]
+    assert later == [[], [], []] and {id(x) for x in later} == made_second
