@@ -15,7 +15,9 @@ ten then loses a suffix (``Removed``, leaf first).  Three query sets of 64-block
 Method: every side gets the same pre-built events and queries (Dynamo gets the JSON bytes its
 binding parses, pre-serialised, so encoding is not charged to it; its queries read ``.scores``).
 Apply: each round builds a fresh index per side from all events, sides interleaved, rounds
-repeated; reported per event.  Dropping the previous build of a side is timed apart and printed
+repeated — at least ``--apply-rounds`` (5) and at least ``--apply-events`` (50,000) events per side,
+so a small workload is built more often (123 builds of 409 events at 10^4 blocks); reported per
+event, median [min-max] over the builds.  Dropping the previous build of a side is timed apart and printed
 as *teardown* (per event of the build dropped): an index whose nodes form reference cycles is
 not freed when dropped but left to a later full collection, which no timed build would pay for,
 so teardown is kept out of apply on every side and shown on its own.  Queries: one untimed warm-up pass per side, then rounds in which
@@ -425,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--queries", type=int, default=500, help="queries per set")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per query set")
-    parser.add_argument("--apply-rounds", type=int, default=3, help="fresh builds per side for the apply figure")
+    parser.add_argument("--apply-rounds", type=int, default=5, help="fewest fresh builds per side for the apply figure")
+    parser.add_argument("--apply-events", type=int, default=50_000,
+                        help="fewest events per side for the apply figure: small sizes get more builds")
     parser.add_argument("--model-budget", type=float, default=3.0, help="seconds the model may spend per query set")
     parser.add_argument("--model-max", type=int, default=100_000,
                         help="largest size at which the model answers queries (its query is O(pairs held))")
@@ -442,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     impl_cls = _impl_class(args.impl_file)
     if args.quick:
-        args.blocks, args.queries, args.rounds, args.apply_rounds = "10000,100000", 200, 5, 2
+        args.blocks, args.queries, args.rounds, args.apply_rounds, args.apply_events = "10000,100000", 200, 5, 2, 10_000
     import kvspec.impl
     import kvspec.model
 
@@ -469,13 +473,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if dynamo_cls is not None:
             sides["dynamo"] = (_apply_batch(dynamo_cls, payloads, kept["dynamo"]), len(events))
-        applied, teardown = timed_builds(sides, kept, args.apply_rounds)
+        builds = max(args.apply_rounds, -(-args.apply_events // len(events)))
+        applied, teardown = timed_builds(sides, kept, builds)
         impl, model = kept["impl"][0], kept["model"][0]
         pairs = _pairs(model)
         print(f"\n{total:,} blocks: {len(events):,} events, {pairs:,} (worker, block) pairs held")
         print(f"  apply per event, us: impl {fmt_us(applied['impl'])}, model {fmt_us(applied['model'])}"
               + (f", Dynamo {fmt_us(applied['dynamo'])}" if "dynamo" in applied else "")
-              + f"  ({args.apply_rounds} builds x {len(events):,} events per side)")
+              + f"  ({builds} builds x {len(events):,} events per side)")
         print(f"  apply floor (checks + one dict store per block, module docs), us: {fmt_us(applied['floor'])}"
               + (f"; floor/Dynamo {applied['floor'].median / applied['dynamo'].median:.2f}" if "dynamo" in applied else ""))
         print(f"  teardown (dropping a built index) per event, us: impl {fmt_us(teardown['impl'])}, "

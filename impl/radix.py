@@ -494,6 +494,7 @@ class RadixIndex:
 
     def __init__(self) -> None:
         self._table = DeviceTable()
+        self._extend_leaf = self._table.trie.extend_leaf  # the hot path, bound once
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
         """O(k) for an event naming k blocks (see :meth:`DeviceTable.store_event`).
@@ -513,7 +514,7 @@ class RadixIndex:
                 blocks = data.blocks
                 names = list(map(block_hash_of, blocks))
                 worker = (worker_id, event.dp_rank)
-                if parent is not None and self._table.trie.extend_leaf(worker, parent, names, blocks):
+                if parent is not None and self._extend_leaf(worker, parent, names, blocks):
                     return
                 self._table.store_event(worker, parent, blocks, names, parent is not None)
                 return
