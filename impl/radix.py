@@ -315,7 +315,7 @@ class DeviceTable:
         return out
 
     def holds(self, worker: Worker, e: int) -> bool:
-        """O(1)."""
+        """O(1), or O(its node) in C when the worker has holes there (:meth:`LaneTrie.holds`)."""
         if worker in self.trie.nodes:
             return self.trie.holds(worker, e)
         return e in self.irregular.held.get(worker, ())
