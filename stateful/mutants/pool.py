@@ -80,7 +80,7 @@ def evict_before_free():
             ids, evicted = [], []
             while len(ids) < n and len(self._backend):
                 plh, block_id = self._backend.evict()
-                del self._live[plh.key]
+                self._unfile(plh, block_id)
                 self._state[block_id] = MUTABLE
                 self._plh[block_id] = None
                 ids.append(block_id)
@@ -181,11 +181,12 @@ def impostor_accepted():
             owner = self._owner_of_key(key) if key is not None else None
             if owner is None or owner == plh:
                 return super().register(block_id, plh)
-            owner_id = self._live.pop(key)  # hide the live owner from the check
+            owner_id = self._slot_at(*key)
+            self._unfile(owner, owner_id)  # hide the live owner from the check (and from the index)
             try:
                 return super().register(block_id, plh)
             except Exception:
-                self._live[key] = owner_id
+                self._file(owner, owner_id)
                 raise
 
     return Pool
