@@ -63,6 +63,7 @@ import sys
 import tracemalloc
 from collections.abc import Sequence
 
+from kvspec import checks
 from kvspec.bench.measure import Spread, fmt_ratio, fmt_us, interleaved, pin_to_one_core, ratio
 from kvspec.events import KvCacheEvent, Removed, Stored, StoredBlock
 from kvspec.hashing import sequence_hashes
@@ -138,8 +139,6 @@ class FloorIndex:
         self.held: dict[tuple[int, int], dict[int, int]] = {}
 
     def apply_event(self, worker_id: int, event: KvCacheEvent) -> None:
-        from kvspec import checks
-
         names = checks.device_event(worker_id, event, KvCacheEvent)
         worker = (worker_id, event.dp_rank)
         blocks = self.held.get(worker)

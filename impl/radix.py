@@ -372,7 +372,7 @@ class DeviceTable:
                 self._store_in_trie(worker, parent, blocks, es)
                 return
             self._to_irregular(worker)
-        self.ranks.setdefault(worker[0], set()).add(worker[1])
+        self._add_rank(worker)
         self.irregular.store_chain(worker, parent, blocks)
 
     def _store_in_trie(self, worker: Worker, parent: int | None, blocks: Sequence[StoredBlock],
@@ -387,10 +387,14 @@ class DeviceTable:
             checks.acyclic_names(parent, es)
             self._to_irregular(worker)
             self.irregular.store_chain(worker, parent, blocks)
+        self._add_rank(worker)
+
+    def _add_rank(self, worker: Worker) -> None:
+        """Record that ``worker``'s id has its rank (O(1); no set built when it is known)."""
         ranks = self.ranks.get(worker[0])
         if ranks is None:
             self.ranks[worker[0]] = {worker[1]}
-        elif worker[1] not in ranks:
+        else:
             ranks.add(worker[1])
 
     def _to_irregular(self, worker: Worker) -> None:

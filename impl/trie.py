@@ -226,7 +226,8 @@ class LaneTrie:
         if node is None or node.kids is not None or len(node.ends) != 1 or worker not in node.ends:
             return False
         path = node.blocks
-        if path[-1] != parent or (node.gaps is not None and len(path) - 1 in node.gaps[worker]):
+        gaps = node.holes(worker)
+        if path[-1] != parent or (gaps and len(path) - 1 in gaps):
             return False
         owner = self.owner
         if not owner.keys().isdisjoint(es):
@@ -484,12 +485,7 @@ class LaneTrie:
                 # blocks are distinct, so the group is too)
                 removed += len(group)
                 if cut:
-                    owner = self.owner
-                    for e in group:  # a loop of deletes beats mapping a bound method
-                        del owner[e]
-                    del path[cut:]
-                    del node.labels[cut:]
-                    node.ends[worker] = node.depth + cut
+                    self._cut_leaf(worker, node, cut)
                 else:  # the whole run: the node goes, the lane above may now end in holes
                     above.append(self.parent[node])
                     self._drop_lane(worker, node)
@@ -554,18 +550,23 @@ class LaneTrie:
                 cut = last
                 while cut - 1 in gaps:
                     cut -= 1
-                owner, path = self.owner, node.blocks
-                for offset in range(cut, last + 1):
-                    gaps.discard(offset)
-                    del owner[path[offset]]
-                del path[cut:]
-                del node.labels[cut:]
-                node.ends[worker] = node.depth + cut
+                gaps.difference_update(range(cut, last + 1))
+                self._cut_leaf(worker, node, cut)
                 if not gaps:
                     del node.gaps[worker]
                     if not node.gaps:
                         node.gaps = None
             return
+
+    def _cut_leaf(self, worker: Worker, node: Node, cut: int) -> None:
+        """Shorten ``worker``'s lone leaf run to its first ``cut`` slots (0 < cut): the blocks cut
+        leave ``owner``.  O(len - cut), the lists cut in place."""
+        owner, path = self.owner, node.blocks
+        for e in path[cut:]:  # a loop of deletes beats mapping a bound method
+            del owner[e]
+        del path[cut:]
+        del node.labels[cut:]
+        node.ends[worker] = node.depth + cut
 
     def _drop_lane(self, worker: Worker, node: Node) -> None:
         """Remove ``worker``'s lane (and its holes) from ``node``; unlink the node once empty (its

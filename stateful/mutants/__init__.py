@@ -77,17 +77,20 @@ MUTANTS: Mapping[str, Mutant] = _Registry()
 
 
 def drifted(reason: str) -> bool:
-    """True when a mutant's failure is its own code breaking — an attribute, a name or a
-    signature of impl's internals it relies on changed — rather than the planted bug: such a
+    """True when a mutant's failure is its own code breaking — an attribute, a name, a signature
+    or the keys of impl's internals it relies on changed — rather than the planted bug: such a
     mutant is "caught" by any machine that calls it, whatever the machine checks, so the quality
-    tests refuse it.
+    tests refuse it.  A typed error (``BlockNotHeld`` is also a ``KeyError``) is reported under its
+    own name, never as ``crash:KeyError``, so it still counts as a catch.
 
     >>> drifted("pool.release(1): eviction_order(): target <AttributeError: 'X' object has no attribute '_tick'>")
     True
     >>> drifted("error: model none (), target crash:TypeError (f() takes 2 positional arguments but 3 were given)")
     True
+    >>> drifted("error: model none (), target crash:KeyError ((3, 7))"), drifted("error: model BlockNotHeld (7), target none ()")
+    (True, False)
     """
-    kinds = ("AttributeError", "NameError", "TypeError")  # an observer's "<Kind: ...>", a call's "crash:Kind"
+    kinds = ("AttributeError", "NameError", "TypeError", "KeyError")  # an observer's "<Kind: ...>", a call's "crash:Kind"
     return any(f"<{kind}:" in reason or f"crash:{kind} " in reason for kind in kinds)
 
 
